@@ -1,0 +1,16 @@
+//
+// peergraph.hpp
+// ~~~~~~~~~~~~~
+// Umbrella header: every public header of peergraph.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/event.hpp>
+#include <peergraph/expected.hpp>
+#include <peergraph/graph.hpp>
+#include <peergraph/ids.hpp>
+#include <peergraph/send.hpp>
+#include <peergraph/use_expected.hpp>
+#include <peergraph/wire.hpp>

@@ -1,0 +1,138 @@
+//
+// peergraph/detail/send_order.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Keeps sends on one socket in the order they were started ("posted buffers are sent in the order supplied"), even
+// when several coroutines send at once and some of them have to wait for the socket to become writable.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+namespace peergraph::detail {
+
+/// A send that waits its turn on a socket. The queue is intrusive, so waiting allocates nothing.
+class send_waiter
+{
+public:
+  /// Called, on the socket's executor, when every earlier send on the socket has finished.
+  virtual void start_as_head() noexcept = 0;
+
+  /// Called instead of start_as_head when the socket's pending operations were cancelled or it was closed.
+  virtual void abort_waiting() noexcept = 0;
+
+  send_waiter* next_in_queue = nullptr;
+
+protected:
+  send_waiter() noexcept = default;
+  send_waiter(const send_waiter&) = delete;
+  send_waiter& operator=(const send_waiter&) = delete;
+  ~send_waiter() = default;
+};
+
+/// Per-socket FIFO queues of sends that have not finished, indexed by native handle.
+///
+/// The common case (no send waiting anywhere in the process) costs one relaxed atomic load; the lock is taken only
+/// while some socket has a send waiting for writability.
+class send_order
+{
+public:
+  static send_order& instance() noexcept
+  {
+    static send_order registry;
+    return registry;
+  }
+
+  /// True when no send is pending on `fd`, so a new one may write at once.
+  [[nodiscard]] bool idle(int fd) noexcept
+  {
+    if (queued_sockets_.load(std::memory_order_acquire) == 0)
+      return true;
+    const std::lock_guard lock(mutex_);
+    const auto index = static_cast<std::size_t>(fd);
+    return index >= queues_.size() || queues_[index].head == nullptr;
+  }
+
+  /// Appends `waiter`; returns true when it is at the head (nothing earlier is pending).
+  bool enqueue(int fd, send_waiter* waiter)
+  {
+    const std::lock_guard lock(mutex_);
+    const auto index = static_cast<std::size_t>(fd);
+    if (index >= queues_.size())
+      queues_.resize(index + 1);
+    queue& q = queues_[index];
+    waiter->next_in_queue = nullptr;
+    if (q.head == nullptr) {
+      q.head = q.tail = waiter;
+      queued_sockets_.fetch_add(1, std::memory_order_release);
+      return true;
+    }
+    q.tail->next_in_queue = waiter;
+    q.tail = waiter;
+    return false;
+  }
+
+  /// Removes the finished head `waiter`; returns the send that is now at the head, if any.
+  send_waiter* pop_head(int fd, send_waiter* waiter) noexcept
+  {
+    const std::lock_guard lock(mutex_);
+    queue& q = queues_[static_cast<std::size_t>(fd)];
+    PEERGRAPH_ASSERT(q.head == waiter);
+    q.head = waiter->next_in_queue;
+    if (q.head == nullptr) {
+      q.tail = nullptr;
+      queued_sockets_.fetch_sub(1, std::memory_order_release);
+    }
+    return q.head;
+  }
+
+  /// Removes a waiter that is not at the head (it was cancelled before its turn). False if it is not queued there.
+  bool remove_waiting(int fd, send_waiter* waiter) noexcept
+  {
+    const std::lock_guard lock(mutex_);
+    const auto index = static_cast<std::size_t>(fd);
+    if (index >= queues_.size() || queues_[index].head == waiter)
+      return false;
+    queue& q = queues_[index];
+    for (send_waiter* prev = q.head; prev != nullptr; prev = prev->next_in_queue) {
+      if (prev->next_in_queue == waiter) {
+        prev->next_in_queue = waiter->next_in_queue;
+        if (q.tail == waiter)
+          q.tail = prev;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Unlinks every send queued behind the head `waiter` and returns the first of them (linked by next_in_queue).
+  send_waiter* detach_followers(int fd, send_waiter* waiter) noexcept
+  {
+    const std::lock_guard lock(mutex_);
+    queue& q = queues_[static_cast<std::size_t>(fd)];
+    PEERGRAPH_ASSERT(q.head == waiter);
+    send_waiter* followers = waiter->next_in_queue;
+    waiter->next_in_queue = nullptr;
+    q.tail = waiter;
+    return followers;
+  }
+
+private:
+  struct queue
+  {
+    send_waiter* head = nullptr;
+    send_waiter* tail = nullptr;
+  };
+
+  send_order() = default;
+
+  std::mutex mutex_;
+  std::vector<queue> queues_;
+  std::atomic<std::size_t> queued_sockets_{0};
+};
+
+} // namespace peergraph::detail

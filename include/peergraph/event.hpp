@@ -1,0 +1,187 @@
+//
+// peergraph/event.hpp
+// ~~~~~~~~~~~~~~~~~~~
+// What a graph reports through next_event(): connection changes, incoming data and status changes, the counterparts
+// of PEER_GRAPH_EVENT_NEIGHBOR_CONNECTION / DIRECT_CONNECTION, INCOMING_DATA and STATUS_CHANGED.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/ids.hpp>
+
+#include <asio/ip/tcp.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <variant>
+#include <vector>
+
+namespace peergraph {
+
+/// The state a connection_changed event reports (PEER_CONNECTION_STATUS).
+enum class connection_status : std::uint8_t
+{
+  connected = 1,    ///< the handshake completed; the connection carries data
+  disconnected = 2, ///< an established connection ended; the event's reason says why
+  failed = 3,       ///< a connection attempt failed before it was established; the reason says why
+};
+
+/// Graph status flags (PEER_GRAPH_STATUS_FLAGS). Combine with `|`.
+enum class graph_status : unsigned
+{
+  none = 0,
+  listening = 1U << 0,       ///< the graph accepts connections
+  has_connections = 1U << 1, ///< at least one neighbor or direct connection is established
+};
+
+constexpr graph_status operator|(graph_status a, graph_status b) noexcept
+{
+  return static_cast<graph_status>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+constexpr graph_status operator&(graph_status a, graph_status b) noexcept
+{
+  return static_cast<graph_status>(static_cast<unsigned>(a) & static_cast<unsigned>(b));
+}
+/// True when `status` has every flag of `flag` set.
+constexpr bool has_status(graph_status status, graph_status flag) noexcept
+{
+  return flag != graph_status::none && (status & flag) == flag;
+}
+
+/// One connection of a graph, as connections() lists it (PEER_CONNECTION_INFO).
+struct connection_info
+{
+  connection_id id;                       ///< the 64-bit id, unique within this graph
+  connection_kind kind;                   ///< neighbor or direct
+  peer_id remote_peer;                    ///< the other node's peer id
+  node_id remote_node;                    ///< the other node's node id
+  asio::ip::tcp::endpoint remote_address; ///< the other node's address
+};
+
+/// Bytes owned by an event: the payload of an incoming_data event. Move-only, so handing it on never copies.
+class payload
+{
+public:
+  payload() noexcept = default;
+
+  /// An uninitialised buffer of `size` bytes, to be filled by the reader.
+  explicit payload(std::size_t size) : bytes_(size == 0 ? nullptr : new std::byte[size]), size_(size) {}
+
+  /// A copy of `bytes`; for tests and for applications that build events themselves.
+  static payload copy_of(std::span<const std::byte> bytes)
+  {
+    payload p(bytes.size());
+    if (!bytes.empty())
+      std::memcpy(p.data(), bytes.data(), bytes.size());
+    return p;
+  }
+
+  payload(payload&&) noexcept = default;
+  payload& operator=(payload&&) noexcept = default;
+
+  [[nodiscard]] std::byte* data() noexcept { return bytes_.get(); }
+  [[nodiscard]] const std::byte* data() const noexcept { return bytes_.get(); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return {bytes_.get(), size_}; }
+  [[nodiscard]] std::span<std::byte> bytes() noexcept { return {bytes_.get(), size_}; }
+  [[nodiscard]] const std::byte* begin() const noexcept { return bytes_.get(); }
+  [[nodiscard]] const std::byte* end() const noexcept { return bytes_.get() + size_; }
+
+  friend bool operator==(const payload& a, const payload& b) noexcept
+  {
+    return a.size_ == b.size_ && std::equal(a.begin(), a.end(), b.begin());
+  }
+
+private:
+  std::unique_ptr<std::byte[]> bytes_;
+  std::size_t size_ = 0;
+};
+
+/// A neighbor or direct connection was established, ended or failed (NEIGHBOR_CONNECTION / DIRECT_CONNECTION).
+struct connection_changed
+{
+  connection_id id;                ///< the connection (for failed: the id connect() returned, if any)
+  connection_kind kind;            ///< neighbor or direct
+  connection_status status;        ///< connected, disconnected or failed
+  peer_id remote_peer;             ///< the other node's peer id; empty when it never told it
+  node_id remote_node;             ///< the other node's node id; 0 when unknown
+  std::optional<peer_error> reason; ///< why it disconnected or failed; empty for connected
+};
+
+/// Data arrived on a connection (INCOMING_DATA): one whole send_data call of the remote node.
+struct incoming_data
+{
+  connection_id connection; ///< the connection it arrived on
+  data_type type;           ///< the application-defined type the sender gave
+  peergraph::payload payload; ///< the bytes, owned by the event
+};
+
+/// The graph's status flags changed (STATUS_CHANGED).
+struct status_changed
+{
+  graph_status status; ///< the new flags
+};
+
+/// One event of a graph.
+using graph_event = std::variant<connection_changed, incoming_data, status_changed>;
+
+/// Kinds of events, for event_filter. Combine with `|`.
+enum class event_kind : unsigned
+{
+  none = 0,
+  connection_changed = 1U << 0,
+  incoming_data = 1U << 1,
+  status_changed = 1U << 2,
+  all = connection_changed | incoming_data | status_changed,
+};
+
+constexpr event_kind operator|(event_kind a, event_kind b) noexcept
+{
+  return static_cast<event_kind>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+constexpr event_kind operator&(event_kind a, event_kind b) noexcept
+{
+  return static_cast<event_kind>(static_cast<unsigned>(a) & static_cast<unsigned>(b));
+}
+
+/// The kind of `event`.
+inline event_kind kind_of(const graph_event& event) noexcept
+{
+  constexpr event_kind kinds[] = {event_kind::connection_changed, event_kind::incoming_data,
+                                  event_kind::status_changed};
+  return kinds[event.index()];
+}
+
+/// Which events a graph queues for next_event(), like the registrations of PeerGraphRegisterEvent: events outside
+/// the filter are not queued at all, so a consumer pays nothing for what it did not ask for.
+struct event_filter
+{
+  /// The kinds to deliver.
+  event_kind kinds = event_kind::all;
+  /// For incoming data: the data types to deliver; empty means every type (a NULL pType).
+  std::vector<data_type> data_types;
+
+  /// True when `event` passes the filter.
+  [[nodiscard]] bool matches(const graph_event& event) const noexcept
+  {
+    if (const auto* data = std::get_if<incoming_data>(&event))
+      return accepts_data(data->type);
+    return (kinds & kind_of(event)) != event_kind::none;
+  }
+
+  /// True when incoming data of `type` passes the filter.
+  [[nodiscard]] bool accepts_data(const data_type& type) const noexcept
+  {
+    if ((kinds & event_kind::incoming_data) == event_kind::none)
+      return false;
+    return data_types.empty() || std::find(data_types.begin(), data_types.end(), type) != data_types.end();
+  }
+};
+
+} // namespace peergraph

@@ -1,0 +1,256 @@
+//
+// peergraph/graph.hpp
+// ~~~~~~~~~~~~~~~~~~~
+// basic_graph: a node of a peer graph. It listens, connects to neighbor nodes, opens direct connections, sends data
+// typed by a GUID over 64-bit connection ids, and reports connection and incoming-data events: the connection and data
+// functions of the Windows Peer Graphing API (PeerGraphListen, PeerGraphConnect, PeerGraphOpenDirectConnection,
+// PeerGraphSendData, PeerGraphCloseDirectConnection, PeerGraphEnumConnections, events, PeerGraphClose).
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/event.hpp>
+#include <peergraph/expected.hpp>
+#include <peergraph/ids.hpp>
+#include <peergraph/send.hpp>
+#include <peergraph/use_expected.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace peergraph {
+
+/// The default maximum frame size: 60 MB, the Peer Graphing default maximum record size.
+inline constexpr std::uint64_t default_max_frame_size = 60ULL * 1024 * 1024;
+/// The smallest maximum frame size a graph accepts (the Peer Graphing minimum record size).
+inline constexpr std::uint64_t min_max_frame_size = 1024;
+
+/// How a graph is set up: who this node is, and the limits that keep it bounded.
+struct graph_properties
+{
+  /// The graph this node belongs to; nodes of other graphs are refused.
+  graph_id graph;
+  /// This node's peer id (at most 256 characters).
+  peer_id peer;
+  /// A name for people; at most 256 bytes, not sent on the wire.
+  std::string friendly_name;
+  /// Largest send_data payload, in both directions: from min_max_frame_size (1 KiB) up; default 60 MB.
+  std::uint64_t max_frame_size = default_max_frame_size;
+  /// Time allowed for a TCP connection to be established.
+  std::chrono::milliseconds connect_timeout{10'000};
+  /// Time allowed for a handshake to complete, in either direction; a peer that is slower is disconnected.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// Most established connections (neighbor and direct together); more are refused with limit_exceeded.
+  std::size_t max_connections = 1024;
+  /// Most incoming connections in their handshake at once; more are closed at once.
+  std::size_t max_pending_handshakes = 64;
+  /// Events queued for next_event() before readers stop reading (TCP backpressure slows the senders).
+  std::size_t event_queue_depth = 1024;
+  /// Which events are queued at all (PeerGraphRegisterEvent); the others are not delivered.
+  event_filter events;
+
+  /// Checks every field: invalid_argument with nothing changed when one is out of range.
+  [[nodiscard]] expected<void, peer_error> validate() const
+  {
+    if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
+        connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || max_connections == 0 ||
+        max_pending_handshakes == 0 || event_queue_depth == 0)
+      return unexpected(peer_error(peer_errc::invalid_argument));
+    return {};
+  }
+};
+
+/// Which connections connections() lists (PEER_CONNECTION_FLAGS). Combine with `|`.
+enum class connection_kinds : unsigned
+{
+  neighbor = 1U << 0,
+  direct = 1U << 1,
+  all = neighbor | direct,
+};
+
+constexpr connection_kinds operator|(connection_kinds a, connection_kinds b) noexcept
+{
+  return static_cast<connection_kinds>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+
+namespace detail {
+template <class Executor>
+class graph_state;
+template <class Executor, class Operation>
+class initiate_graph_op;
+template <class Executor>
+class initiate_send_data;
+} // namespace detail
+
+/// A node of a peer graph, on any Asio executor.
+///
+/// Every operation returns an awaitable of `expected<T, peer_error>` by default and accepts any Asio completion
+/// token. All state of a graph lives on one strand of its executor, so a multi-threaded executor is safe and
+/// operations may be started from any thread. A graph that was closed yields invalid_graph from every operation; a
+/// default-constructed or moved-from graph yields not_initialized.
+///
+/// @code
+/// peergraph::graph node(ctx.get_executor(), properties);
+/// auto endpoint = co_await node.listen({asio::ip::address_v4::loopback(), 0});
+/// auto id = co_await node.connect(other_endpoint);
+/// co_await node.send_data(*id, chat_type, asio::buffer(line));
+/// auto event = co_await node.next_event();
+/// @endcode
+template <class Executor = asio::any_io_executor>
+class basic_graph
+{
+public:
+  using executor_type = Executor;
+
+  /// The graph type rebound to another executor.
+  template <class Executor1>
+  struct rebind_executor
+  {
+    using other = basic_graph<Executor1>;
+  };
+
+  /// A graph that is not initialized: every operation yields not_initialized.
+  basic_graph() noexcept = default;
+
+  /// Creates a graph node on `executor`.
+  /// @throws std::system_error with peer_errc::invalid_argument when `properties.validate()` fails; use create()
+  /// to get the error as a value.
+  basic_graph(const executor_type& executor, graph_properties properties);
+
+  /// Creates a graph node, or says which property is invalid (invalid_argument).
+  [[nodiscard]] static expected<basic_graph, peer_error> create(const executor_type& executor,
+                                                                graph_properties properties);
+
+  basic_graph(basic_graph&& other) noexcept = default;
+  /// Closes this graph (as close() does) and takes over `other`'s.
+  basic_graph& operator=(basic_graph&& other) noexcept;
+  basic_graph(const basic_graph&) = delete;
+  basic_graph& operator=(const basic_graph&) = delete;
+
+  /// Closes the graph: every connection is closed (the remotes see it disconnect) and pending operations complete
+  /// with operation_aborted.
+  ~basic_graph();
+
+  /// The executor the graph was created with. Requires an initialized graph.
+  [[nodiscard]] executor_type get_executor() const noexcept;
+
+  /// True unless default-constructed or moved from.
+  [[nodiscard]] bool initialized() const noexcept { return state_ != nullptr; }
+
+  /// This node's node id: random, unique per graph object, told to every remote in the handshake. 0 when not
+  /// initialized.
+  [[nodiscard]] node_id local_node() const noexcept;
+
+  /// Accepts connections from other nodes (PeerGraphListen).
+  /// @param endpoint Address and port to listen on; port 0 picks a free port. IPv4 or IPv6.
+  /// @par Completion Signature
+  /// `void(std::error_code, asio::ip::tcp::endpoint bound)`: the endpoint actually bound.
+  /// Errors: already_listening for a second listen, address_in_use, access_denied, invalid_graph after close().
+  template <class CompletionToken = use_expected_t>
+  auto listen(const asio::ip::tcp::endpoint& endpoint, CompletionToken&& token = {});
+
+  /// Opens a neighbor connection to the node listening at `address` (PeerGraphConnect).
+  ///
+  /// Completes when the connection is established (both handshakes done) or has failed; a connection_changed event
+  /// reports the same on both sides.
+  /// @param address Where the other node listens.
+  /// @param expected_peer When given, the remote must present this peer id, else node_not_found. Without it, any
+  /// node of the same graph listening there is accepted.
+  /// @par Completion Signature
+  /// `void(std::error_code, connection_id)`.
+  /// Errors: already_exists (a neighbor connection to that peer exists), connect_self, connection_refused (another
+  /// graph, or the remote refused), node_not_found, limit_exceeded, timed_out (connect or handshake timeout),
+  /// connection_refused / host_unreachable / network_unreachable from the network, protocol_error.
+  template <class CompletionToken = use_expected_t>
+  auto connect(const asio::ip::tcp::endpoint& address, std::optional<peer_id> expected_peer = std::nullopt,
+               CompletionToken&& token = {});
+
+  /// Opens a direct (private, point-to-point) connection to `peer` at `address` (PeerGraphOpenDirectConnection).
+  /// A direct connection is not a neighbor: it does not count against the one-neighbor-per-peer rule.
+  /// @par Completion Signature
+  /// `void(std::error_code, connection_id)`; errors as for connect().
+  template <class CompletionToken = use_expected_t>
+  auto open_direct_connection(const peer_id& peer, const asio::ip::tcp::endpoint& address,
+                              CompletionToken&& token = {});
+
+  /// Sends `buffers` as one message of `type` on a neighbor or direct connection (PeerGraphSendData).
+  ///
+  /// Zero-copy: the frame header and the caller's buffer descriptors go to the kernel in one gather write; the
+  /// descriptors are captured at the call (a temporary array is fine) and the bytes must stay valid until
+  /// completion. Completes when the transport has every byte, without waiting for the remote, and without
+  /// suspending when the kernel takes everything at once. Messages of concurrent send_data calls on one connection
+  /// never interleave and keep the order in which the calls were made.
+  /// @param id The connection.
+  /// @param type The application-defined type of the data; the nil GUID is invalid_argument.
+  /// @param buffers Any Asio ConstBufferSequence or `std::span<const wsabuf>`.
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: connection_not_found for an unknown or closed id, frame_too_large (nothing
+  /// sent) for more than max_frame_size bytes, invalid_argument for a nil type, and send errors (connection_reset,
+  /// shut_down, operation_aborted when the connection closes meanwhile).
+  template <class ConstBufferSequence, class CompletionToken = use_expected_t>
+    requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+  auto send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers,
+                 CompletionToken&& token = {});
+
+  /// Closes a direct connection (PeerGraphCloseDirectConnection); the remote sees it disconnect.
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: connection_not_found for an unknown id, not_direct_connection for a neighbor
+  /// connection (neighbors stay until the graph closes or the remote leaves).
+  template <class CompletionToken = use_expected_t>
+  auto close_direct_connection(connection_id id, CompletionToken&& token = {});
+
+  /// Lists the established connections of the given kinds (PeerGraphEnumConnections).
+  /// @par Completion Signature
+  /// `void(std::error_code, std::vector<connection_info>)`, ordered by connection id.
+  template <class CompletionToken = use_expected_t>
+  auto connections(connection_kinds kinds = connection_kinds::all, CompletionToken&& token = {});
+
+  /// The current status flags (PeerGraphGetStatus).
+  /// @par Completion Signature
+  /// `void(std::error_code, graph_status)`.
+  template <class CompletionToken = use_expected_t>
+  auto status(CompletionToken&& token = {});
+
+  /// Waits for the next event (PeerGraphGetEventData).
+  ///
+  /// Events are queued in the order they happen, up to the event queue depth; while the queue is full, connections
+  /// stop reading, so the remote senders slow down through TCP backpressure and nothing is dropped.
+  /// @par Completion Signature
+  /// `void(std::error_code, graph_event)`. operation_aborted when the graph closes while waiting.
+  template <class CompletionToken = use_expected_t>
+  auto next_event(CompletionToken&& token = {});
+
+  /// Replaces the event filter: from now on only matching events are queued (PeerGraphRegisterEvent).
+  /// @par Completion Signature
+  /// `void(std::error_code)`.
+  template <class CompletionToken = use_expected_t>
+  auto set_event_filter(event_filter filter, CompletionToken&& token = {});
+
+  /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
+  /// completes pending operations with operation_aborted. Afterwards every operation yields invalid_graph.
+  /// @par Completion Signature
+  /// `void(std::error_code)`.
+  template <class CompletionToken = use_expected_t>
+  auto close(CompletionToken&& token = {});
+
+private:
+  void close_on_strand() noexcept;
+
+  std::shared_ptr<detail::graph_state<Executor>> state_;
+};
+
+/// A graph on `asio::any_io_executor`.
+using graph = basic_graph<>;
+
+} // namespace peergraph
+
+#include <peergraph/impl/graph.hpp>

@@ -1,0 +1,1067 @@
+//
+// peergraph/impl/graph.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// Template bodies of graph.hpp: the graph's shared state on its strand, the handshake, the per-connection reader and
+// the initiation objects of the graph operations.
+//
+#pragma once
+
+#include <peergraph/detail/asio_compat.hpp>
+#include <peergraph/detail/bound_completion.hpp>
+#include <peergraph/wire.hpp>
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/basic_stream_socket.hpp>
+#include <asio/basic_waitable_timer.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/experimental/basic_channel.hpp>
+#include <asio/experimental/channel_error.hpp>
+#include <asio/experimental/channel_traits.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/strand.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+namespace peergraph::detail {
+
+/// The strand a graph serialises its state on: the executor itself when it already is a strand.
+template <class Executor>
+struct graph_strand
+{
+  using type = asio::strand<Executor>;
+  static type make(const Executor& ex) { return asio::make_strand(ex); }
+};
+template <class InnerExecutor>
+struct graph_strand<asio::strand<InnerExecutor>>
+{
+  using type = asio::strand<InnerExecutor>;
+  static type make(const type& ex) { return ex; }
+};
+
+/// Payloads at least this large are read from the socket straight into the event's buffer, past the read buffer.
+inline constexpr std::size_t direct_read_threshold = 16 * 1024;
+/// The read buffer of one connection.
+inline constexpr std::size_t read_buffer_size = 64 * 1024;
+
+template <class Executor>
+class graph_state : public std::enable_shared_from_this<graph_state<Executor>>
+{
+public:
+  using strand_type = typename graph_strand<Executor>::type;
+  using socket_type = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
+  using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, strand_type>;
+  using timer_type =
+      asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, strand_type>;
+  using channel_type = asio::experimental::basic_channel<strand_type, asio::experimental::channel_traits<>,
+                                                         void(std::error_code, graph_event)>;
+
+  /// An established connection.
+  struct connection
+  {
+    connection(connection_id id_, connection_kind kind_, peer_id peer, node_id node, asio::ip::tcp::endpoint address,
+               socket_type&& socket_)
+        : id(id_), kind(kind_), remote_peer(std::move(peer)), remote_node(node), remote_address(address),
+          socket(std::move(socket_)), linger(socket.get_executor())
+    {
+    }
+
+    connection_id id;
+    connection_kind kind;
+    peer_id remote_peer;
+    node_id remote_node;
+    asio::ip::tcp::endpoint remote_address;
+    socket_type socket;
+    timer_type linger;     // bounds how long a closing connection waits for the remote to close its side
+    bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
+  };
+
+  graph_state(const Executor& executor, graph_properties properties)
+      : executor_(executor), strand_(graph_strand<Executor>::make(executor)), properties_(std::move(properties)),
+        node_(node_id::generate()), filter_(properties_.events), events_(strand_, properties_.event_queue_depth)
+  {
+  }
+
+  [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
+  [[nodiscard]] const strand_type& strand() const noexcept { return strand_; }
+  [[nodiscard]] node_id local_node() const noexcept { return node_; }
+  [[nodiscard]] bool on_strand() const noexcept { return strand_.running_in_this_thread(); }
+  [[nodiscard]] bool closed() const noexcept { return closed_; }
+
+  // ---- operations, each run on the strand -------------------------------------------------------------------
+
+  asio::awaitable<expected<asio::ip::tcp::endpoint, peer_error>> listen(asio::ip::tcp::endpoint endpoint)
+  {
+    if (closed_)
+      co_return unexpected(peer_error(peer_errc::invalid_graph));
+    if (acceptor_)
+      co_return unexpected(peer_error(peer_errc::already_listening));
+    acceptor_type acceptor(strand_);
+    std::error_code ec;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec)
+      acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && endpoint.protocol() == asio::ip::tcp::v6())
+      acceptor.set_option(asio::ip::v6_only(true), ec);
+    if (!ec)
+      acceptor.bind(endpoint, ec);
+    if (!ec)
+      acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    auto bound = acceptor.local_endpoint(ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    acceptor_.emplace(std::move(acceptor));
+    asio::co_spawn(strand_, accept_loop(), asio::detached);
+    update_status();
+    co_return bound;
+  }
+
+  asio::awaitable<expected<connection_id, peer_error>> connect(asio::ip::tcp::endpoint address, connection_kind kind,
+                                                               std::optional<peer_id> expected_peer)
+  {
+    if (closed_)
+      co_return unexpected(peer_error(peer_errc::invalid_graph));
+    if (kind == connection_kind::direct && (!expected_peer || expected_peer->empty()))
+      co_return unexpected(peer_error(peer_errc::invalid_argument));
+    const connection_id id = next_id();
+    auto attempt = std::make_shared<pending>(strand_, kind);
+    pending_.emplace(id.value(), attempt);
+    auto result = co_await connect_and_handshake(attempt, id, address, std::move(expected_peer));
+    pending_.erase(id.value());
+    if (!result) {
+      const peer_error error = closed_ ? peer_error(peer_errc::operation_aborted) : result.error();
+      emit(connection_changed{id, kind, connection_status::failed, attempt->remote_peer, attempt->remote_node, error});
+      co_return unexpected(error);
+    }
+    co_return id;
+  }
+
+  expected<void, peer_error> close_direct_connection(connection_id id)
+  {
+    if (closed_)
+      return unexpected(peer_error(peer_errc::invalid_graph));
+    auto it = connections_.find(id.value());
+    if (it == connections_.end())
+      return unexpected(peer_error(peer_errc::connection_not_found));
+    if (it->second->kind != connection_kind::direct)
+      return unexpected(peer_error(peer_errc::not_direct_connection));
+    close_connection(it->second, peer_errc::connection_closed, peer_error(peer_errc::connection_closed));
+    return {};
+  }
+
+  std::vector<connection_info> connections(connection_kinds kinds) const
+  {
+    std::vector<connection_info> list;
+    for (const auto& [key, c] : connections_) {
+      const auto bit = c->kind == connection_kind::neighbor ? connection_kinds::neighbor : connection_kinds::direct;
+      if ((static_cast<unsigned>(kinds) & static_cast<unsigned>(bit)) != 0)
+        list.push_back(connection_info{c->id, c->kind, c->remote_peer, c->remote_node, c->remote_address});
+    }
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return list;
+  }
+
+  [[nodiscard]] graph_status status() const noexcept { return status_; }
+
+  void set_filter(event_filter filter) { filter_ = std::move(filter); }
+
+  /// Starts an event receive on the strand; the handler gets operation_aborted when the graph closes meanwhile.
+  template <class Handler>
+  void receive_event(Handler&& handler)
+  {
+    events_.async_receive(bound_completion(
+        std::forward<Handler>(handler), [](auto&& h, std::error_code ec, graph_event event) {
+          if (ec == asio::experimental::error::channel_closed || ec == asio::experimental::error::channel_cancelled)
+            ec = asio::error::operation_aborted;
+          std::move(h)(ec, std::move(event));
+        }));
+  }
+
+  /// Takes a queued event without waiting; false when none is queued.
+  bool try_receive_event(std::error_code& ec, graph_event& event)
+  {
+    return events_.try_receive([&](std::error_code e, graph_event v) {
+      ec = e;
+      event = std::move(v);
+    });
+  }
+
+  /// The connection's socket, for send_data; nullptr with the reason when there is none.
+  socket_type* socket_for(connection_id id, peer_error& error) noexcept
+  {
+    if (closed_) {
+      error = peer_errc::invalid_graph;
+      return nullptr;
+    }
+    auto it = connections_.find(id.value());
+    if (it == connections_.end()) {
+      error = peer_errc::connection_not_found;
+      return nullptr;
+    }
+    return &it->second->socket;
+  }
+
+  [[nodiscard]] std::uint64_t max_frame_size() const noexcept { return properties_.max_frame_size; }
+
+  void close()
+  {
+    if (closed_)
+      return;
+    closed_ = true;
+    if (acceptor_) {
+      std::error_code ignored;
+      acceptor_->close(ignored);
+      acceptor_.reset();
+    }
+    for (auto& [key, attempt] : pending_) {
+      std::error_code ignored;
+      attempt->socket.close(ignored);
+    }
+    auto open = std::move(connections_);
+    connections_.clear();
+    for (auto& [key, c] : open)
+      close_connection(c, peer_errc::graph_shutting_down, std::nullopt);
+    neighbors_.clear();
+    status_ = graph_status::none;
+    events_.close();
+  }
+
+private:
+  /// A connection in its handshake: the socket and what the handshake learned, shared with its deadline.
+  struct pending
+  {
+    pending(const strand_type& strand, connection_kind kind_) : socket(strand), deadline(strand), kind(kind_) {}
+    socket_type socket;
+    timer_type deadline;
+    connection_kind kind; // for an incoming connection: what the remote's hello asked for
+    bool timed_out = false;
+    peer_id remote_peer;
+    node_id remote_node;
+  };
+
+  /// What a handshake leaves for the reader: the decoder (now past the handshake) and the bytes read beyond it.
+  struct handshake_result
+  {
+    wire::frame_decoder decoder;
+    std::vector<std::byte> buffer;
+    std::size_t begin = 0;
+    std::size_t end = 0;
+  };
+
+  /// Who holds the one neighbor connection a peer may have: a handshake in progress or an established connection.
+  struct neighbor_claim
+  {
+    connection_id holder;
+    std::string initiator; // the peer id of the node that opened the connection (the tie-breaker)
+    bool established = false;
+  };
+
+  connection_id next_id() noexcept { return connection_id(++last_id_); }
+
+  /// Closes the socket of `attempt` when the deadline passes first; `attempt` may be gone by then.
+  void arm_deadline(const std::shared_ptr<pending>& attempt, std::chrono::milliseconds after)
+  {
+    attempt->deadline.expires_after(after);
+    attempt->deadline.async_wait([weak = std::weak_ptr<pending>(attempt)](const std::error_code& ec) {
+      if (ec)
+        return;
+      if (auto p = weak.lock()) {
+        p->timed_out = true;
+        std::error_code ignored;
+        p->socket.close(ignored);
+      }
+    });
+  }
+
+  asio::awaitable<expected<void, peer_error>> connect_and_handshake(std::shared_ptr<pending> attempt, connection_id id,
+                                                                    asio::ip::tcp::endpoint address,
+                                                                    std::optional<peer_id> expected_peer)
+  {
+    auto self = this->shared_from_this();
+    std::error_code ec;
+    attempt->socket.open(address.protocol(), ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    arm_deadline(attempt, properties_.connect_timeout);
+    std::tie(ec) = co_await attempt->socket.async_connect(address, asio_compat::use_awaitable_tuple);
+    attempt->deadline.cancel();
+    if (ec)
+      co_return unexpected(attempt->timed_out ? peer_error(peer_errc::timed_out) : peer_error(ec));
+    attempt->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    auto result = co_await handshake(attempt, id, /*initiator=*/true, std::move(expected_peer));
+    if (!result)
+      co_return unexpected(result.error());
+    register_connection(*attempt, id, std::move(*result));
+    co_return expected<void, peer_error>{};
+  }
+
+  asio::awaitable<void> accept_loop()
+  {
+    auto self = this->shared_from_this();
+    while (!closed_ && acceptor_) {
+      auto attempt = std::make_shared<pending>(strand_, connection_kind::neighbor);
+      auto [ec] = co_await acceptor_->async_accept(attempt->socket, asio_compat::use_awaitable_tuple);
+      if (closed_ || !acceptor_)
+        co_return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted)
+          co_return;
+        // Out of descriptors or a connection reset before accept: keep listening.
+        continue;
+      }
+      if (pending_incoming_ >= properties_.max_pending_handshakes) {
+        std::error_code ignored;
+        attempt->socket.close(ignored); // too many handshakes at once: refuse without reading anything
+        continue;
+      }
+      asio::co_spawn(strand_, serve_incoming(std::move(attempt)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> serve_incoming(std::shared_ptr<pending> attempt)
+  {
+    auto self = this->shared_from_this();
+    ++pending_incoming_;
+    const connection_id id = next_id();
+    pending_.emplace(id.value(), attempt);
+    std::error_code ignored;
+    attempt->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto result = co_await handshake(attempt, id, /*initiator=*/false, std::nullopt);
+    pending_.erase(id.value());
+    --pending_incoming_;
+    if (!result) {
+      // A node that never said who it is gets no event: there is nothing to report about it.
+      if (attempt->remote_node)
+        emit(connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
+                                attempt->remote_node, result.error()});
+      co_return;
+    }
+    register_connection(*attempt, id, std::move(*result));
+  }
+
+  /// The handshake of docs/wire.md, from either side. The connecting side sends its hello first; the accepting side
+  /// answers with its own hello only after a valid hello arrived, so it reveals nothing to a node that says nothing.
+  asio::awaitable<expected<handshake_result, peer_error>> handshake(std::shared_ptr<pending> attempt_ptr,
+                                                                     connection_id id, bool initiator,
+                                                                     std::optional<peer_id> expected_peer)
+  {
+    auto self = this->shared_from_this();
+    pending& attempt = *attempt_ptr;
+    arm_deadline(attempt_ptr, properties_.handshake_timeout);
+    handshake_result state{wire::frame_decoder(properties_.max_frame_size), std::vector<std::byte>(4096)};
+    auto fail = [&](peer_error error) -> expected<handshake_result, peer_error> {
+      attempt.deadline.cancel();
+      std::error_code ignored;
+      attempt.socket.close(ignored);
+      release_claim(attempt.remote_peer, id);
+      if (attempt.timed_out)
+        return unexpected(peer_error(peer_errc::timed_out));
+      return unexpected(error);
+    };
+
+    if (initiator) {
+      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, expected_peer); !sent)
+        co_return fail(sent.error());
+    }
+    auto hello = co_await read_until(attempt.socket, state, wire::decode_event::hello);
+    if (!hello)
+      co_return fail(hello.error());
+    wire::hello_message remote = std::move(state.decoder.hello());
+    attempt.remote_peer = remote.peer;
+    attempt.remote_node = remote.node;
+    if (!initiator) {
+      attempt.kind = remote.kind;
+      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, std::nullopt); !sent)
+        co_return fail(sent.error());
+    }
+
+    const peer_errc verdict = check_hello(remote, id, initiator, attempt.kind, expected_peer);
+    if (verdict != peer_errc{}) {
+      if (auto refuse = wire::encode_refuse(verdict))
+        co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none, asio_compat::use_awaitable_tuple);
+      co_return fail(peer_error(verdict));
+    }
+    {
+      const auto accept = wire::encode_accept();
+      if (auto sent = co_await async_send(attempt.socket, asio::buffer(accept)); !sent)
+        co_return fail(sent.error());
+    }
+    auto reply = co_await read_until(attempt.socket, state, wire::decode_event::accept);
+    if (!reply)
+      co_return fail(reply.error());
+    attempt.deadline.cancel();
+    if (closed_)
+      co_return fail(peer_error(peer_errc::operation_aborted));
+    // A neighbor claim may have passed to a connection that wins the tie-break meanwhile.
+    if (attempt.kind == connection_kind::neighbor) {
+      auto claim = neighbors_.find(remote.peer.str());
+      if (claim == neighbors_.end() || claim->second.holder != id)
+        co_return fail(peer_error(peer_errc::already_exists));
+    }
+    if (connections_.size() >= properties_.max_connections)
+      co_return fail(peer_error(peer_errc::limit_exceeded));
+    co_return std::move(state);
+  }
+
+  asio::awaitable<expected<void, peer_error>> send_hello(socket_type& socket, connection_kind kind,
+                                                          const std::optional<peer_id>& expected_peer)
+  {
+    auto hello =
+        wire::encode_hello(wire::hello_message{kind, properties_.graph, properties_.peer, node_, expected_peer});
+    if (!hello)
+      co_return unexpected(hello.error());
+    auto sent = co_await async_send(socket, asio::buffer(*hello));
+    if (!sent)
+      co_return unexpected(sent.error());
+    co_return expected<void, peer_error>{};
+  }
+
+  /// Reads until the decoder reports `wanted` (hello or accept). A refuse yields its reason; the end of the stream
+  /// during a handshake is connection_failed.
+  asio::awaitable<expected<void, peer_error>> read_until(socket_type& socket, handshake_result& state,
+                                                          wire::decode_event wanted)
+  {
+    for (int reads = 0;; ++reads) {
+      while (state.begin < state.end) {
+        auto r = state.decoder.decode(std::span<const std::byte>(state.buffer).subspan(state.begin, state.end - state.begin));
+        if (!r)
+          co_return unexpected(r.error());
+        state.begin += r->consumed;
+        if (r->event == wanted)
+          co_return expected<void, peer_error>{};
+        if (r->event == wire::decode_event::refuse)
+          co_return unexpected(peer_error(state.decoder.reason().code));
+        if (r->event != wire::decode_event::need_more)
+          co_return unexpected(peer_error(peer_errc::protocol_error));
+      }
+      state.begin = state.end = 0;
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(state.buffer), asio_compat::use_awaitable_tuple);
+      if (ec) {
+        if (ec == asio::error::eof || ec == asio::error::connection_reset)
+          co_return unexpected(peer_error(peer_errc::connection_failed, ec));
+        co_return unexpected(peer_error(ec));
+      }
+      state.end = n;
+    }
+  }
+
+  /// The graph's checks on a received hello (docs/wire.md); returns the refuse reason, or 0 to accept.
+  peer_errc check_hello(const wire::hello_message& remote, connection_id id, bool initiator, connection_kind kind,
+                        const std::optional<peer_id>& expected_peer)
+  {
+    if (closed_)
+      return peer_errc::graph_shutting_down;
+    if (remote.graph != properties_.graph)
+      return peer_errc::connection_refused;
+    if (remote.node == node_)
+      return peer_errc::connect_self;
+    if (initiator && remote.kind != kind)
+      return peer_errc::protocol_error;
+    if (expected_peer && remote.peer != *expected_peer)
+      return peer_errc::node_not_found;
+    if (!initiator && remote.expected_peer && *remote.expected_peer != properties_.peer)
+      return peer_errc::node_not_found;
+    if (connections_.size() >= properties_.max_connections)
+      return peer_errc::limit_exceeded;
+    if (kind == connection_kind::neighbor) {
+      const std::string& initiator_peer = initiator ? properties_.peer.str() : remote.peer.str();
+      auto [it, inserted] = neighbors_.try_emplace(remote.peer.str(), neighbor_claim{id, initiator_peer, false});
+      if (!inserted) {
+        // Two nodes connecting to each other at once: both keep the connection opened by the smaller peer id, so
+        // both sides decide alike and exactly one neighbor connection survives.
+        if (it->second.established || !(initiator_peer < it->second.initiator))
+          return peer_errc::already_exists;
+        it->second = neighbor_claim{id, initiator_peer, false};
+      }
+    }
+    return peer_errc{};
+  }
+
+  void release_claim(const peer_id& peer, connection_id id)
+  {
+    if (peer.empty())
+      return;
+    auto it = neighbors_.find(peer.str());
+    if (it != neighbors_.end() && it->second.holder == id)
+      neighbors_.erase(it);
+  }
+
+  void register_connection(pending& attempt, connection_id id, handshake_result&& state)
+  {
+    const connection_kind kind = attempt.kind;
+    std::error_code ec;
+    auto address = attempt.socket.remote_endpoint(ec);
+    auto c = std::make_shared<connection>(id, kind, attempt.remote_peer, attempt.remote_node, address,
+                                          std::move(attempt.socket));
+    if (kind == connection_kind::neighbor)
+      neighbors_.at(c->remote_peer.str()).established = true;
+    connections_.emplace(id.value(), c);
+    emit(connection_changed{id, kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
+    update_status();
+    asio::co_spawn(strand_, read_loop(c, std::move(state)), asio::detached);
+  }
+
+  /// Reads frames until the connection ends, delivering incoming data as events. Waiting for room in the event queue
+  /// stops the reading, which is how a slow consumer slows the remote senders down.
+  asio::awaitable<void> read_loop(std::shared_ptr<connection> c, handshake_result state)
+  {
+    auto self = this->shared_from_this();
+    if (state.buffer.size() < read_buffer_size)
+      state.buffer.resize(read_buffer_size);
+    std::optional<peer_error> reason;
+    std::optional<incoming_data> current; // the data frame being received
+    std::size_t filled = 0;
+    bool deliver_current = false;
+
+    while (!reason) {
+      if (state.begin == state.end) {
+        auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(state.buffer), asio_compat::use_awaitable_tuple);
+        if (ec) {
+          reason = end_of_stream_reason(ec, state.decoder);
+          break;
+        }
+        state.begin = 0;
+        state.end = n;
+      }
+      auto r = state.decoder.decode(std::span<const std::byte>(state.buffer).subspan(state.begin, state.end - state.begin));
+      if (!r) {
+        reason = r.error();
+        send_close_frame(*c, r.error().code());
+        break;
+      }
+      state.begin += r->consumed;
+      bool frame_done = false;
+      switch (r->event) {
+      case wire::decode_event::need_more:
+        break;
+      case wire::decode_event::data_header:
+        deliver_current = c->registered && filter_.accepts_data(r->type);
+        current.emplace(incoming_data{c->id, r->type, deliver_current ? payload(static_cast<std::size_t>(r->length))
+                                                                       : payload()});
+        filled = 0;
+        frame_done = r->frame_complete;
+        if (!frame_done && deliver_current && state.begin == state.end && r->length >= direct_read_threshold) {
+          // A large payload: read it straight into the event's buffer.
+          const std::size_t size = static_cast<std::size_t>(r->length);
+          auto [ec, n] = co_await asio::async_read(c->socket, asio::buffer(current->payload.data(), size),
+                                                   asio_compat::use_awaitable_tuple);
+          if (ec) {
+            reason = end_of_stream_reason(ec, state.decoder);
+            break;
+          }
+          frame_done = state.decoder.advance_payload(n).value_or(false);
+        }
+        break;
+      case wire::decode_event::data_payload:
+        if (deliver_current && current) {
+          std::memcpy(current->payload.data() + filled, r->payload.data(), r->payload.size());
+          filled += r->payload.size();
+        }
+        frame_done = r->frame_complete;
+        break;
+      case wire::decode_event::ping: {
+        auto pong = std::make_shared<std::array<std::byte, wire::ping_frame_size>>(wire::encode_pong(r->token));
+        async_send(c->socket, asio::buffer(*pong), [pong](std::error_code, std::size_t) {});
+        break;
+      }
+      case wire::decode_event::pong:
+        break;
+      case wire::decode_event::close:
+        reason = peer_error(state.decoder.reason().code);
+        break;
+      default:
+        reason = peer_error(peer_errc::protocol_error);
+        break;
+      }
+      if (frame_done && current) {
+        if (deliver_current && c->registered) {
+          auto [ec] = co_await events_.async_send(std::error_code{}, graph_event(std::move(*current)),
+                                                  asio_compat::use_awaitable_tuple);
+          if (ec)
+            break; // the graph closed
+        }
+        current.reset();
+      }
+    }
+
+    c->linger.cancel();
+    std::error_code ignored;
+    c->socket.close(ignored);
+    if (c->registered && !closed_)
+      remove_connection(c, reason.value_or(peer_error(peer_errc::connection_closed)));
+  }
+
+  /// Why a connection ended, from the read error: a clean end between frames is connection_closed, an end in the
+  /// middle of a frame is protocol_error (the peer vanished mid-frame).
+  static peer_error end_of_stream_reason(const std::error_code& ec, const wire::frame_decoder& decoder)
+  {
+    if (ec == asio::error::eof)
+      return peer_error(decoder.at_frame_boundary() ? peer_errc::connection_closed : peer_errc::protocol_error);
+    return peer_error(ec);
+  }
+
+  /// Sends a close frame now if the socket has no send in progress; false when it could not be sent whole.
+  bool send_close_frame(connection& c, peer_errc reason)
+  {
+    const int fd = static_cast<int>(c.socket.native_handle());
+    if (!c.socket.is_open() || !send_order::instance().idle(fd))
+      return false;
+    auto frame = wire::encode_close(reason);
+    if (!frame)
+      return false;
+    ::iovec iov{frame->data(), frame->size()};
+    const send_some_result result = send_some(fd, &iov, 1, 0);
+    return result.error == 0 && result.bytes == frame->size();
+  }
+
+  /// Takes `c` out of the graph and tells the remote why: a close frame and an orderly shutdown when no send is in
+  /// progress, otherwise an immediate close (the remote sees the connection end either way). The reader drains
+  /// what the remote still sends until it closes its side, for at most the handshake timeout.
+  void close_connection(const std::shared_ptr<connection>& c, peer_errc wire_reason,
+                        std::optional<peer_error> local_reason)
+  {
+    if (local_reason)
+      remove_connection(c, *local_reason);
+    c->registered = false;
+    std::error_code ignored;
+    if (send_close_frame(*c, wire_reason)) {
+      c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
+      c->linger.expires_after(properties_.handshake_timeout);
+      c->linger.async_wait([weak = std::weak_ptr<connection>(c)](const std::error_code& ec) {
+        if (auto p = weak.lock(); p && !ec) {
+          std::error_code e;
+          p->socket.close(e);
+        }
+      });
+    } else {
+      c->socket.close(ignored);
+    }
+  }
+
+  void remove_connection(const std::shared_ptr<connection>& c, const peer_error& reason)
+  {
+    c->registered = false;
+    connections_.erase(c->id.value());
+    if (c->kind == connection_kind::neighbor)
+      release_claim(c->remote_peer, c->id);
+    emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason});
+    update_status();
+  }
+
+  /// Queues an event of the graph itself. These are bounded by the number of connections, so they wait in the
+  /// channel's queue rather than stop anything when the consumer is slow.
+  void emit(graph_event event)
+  {
+    if (closed_ || !filter_.matches(event))
+      return;
+    events_.async_send(std::error_code{}, std::move(event), [](std::error_code) {});
+  }
+
+  void update_status()
+  {
+    graph_status next = graph_status::none;
+    if (acceptor_)
+      next = next | graph_status::listening;
+    if (!connections_.empty())
+      next = next | graph_status::has_connections;
+    if (next != status_) {
+      status_ = next;
+      emit(status_changed{next});
+    }
+  }
+
+  Executor executor_;
+  strand_type strand_;
+  graph_properties properties_;
+  node_id node_;
+  event_filter filter_;
+  channel_type events_;
+  std::optional<acceptor_type> acceptor_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<connection>> connections_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<pending>> pending_;
+  std::unordered_map<std::string, neighbor_claim> neighbors_;
+  std::uint64_t last_id_ = 0;
+  std::size_t pending_incoming_ = 0;
+  graph_status status_ = graph_status::none;
+  bool closed_ = false;
+};
+
+/// Runs `operation(state)` (a coroutine yielding expected<T>) on the graph's strand and completes `handler` with
+/// `void(std::error_code, T)` (or `void(std::error_code)` for T = void).
+template <class T, class State, class Handler, class Operation>
+void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Operation operation)
+{
+  auto completion = bound_completion(std::forward<Handler>(handler),
+                                     [](auto&& h, std::exception_ptr e, expected<T, peer_error> result) {
+                                       if (e)
+                                         result = unexpected(peer_error(peer_errc::unknown_error));
+                                       if constexpr (std::is_void_v<T>)
+                                         std::move(h)(result ? std::error_code{} : to_error_code(result.error()));
+                                       else if (result)
+                                         std::move(h)(std::error_code{}, std::move(*result));
+                                       else
+                                         std::move(h)(to_error_code(result.error()), T{});
+                                     });
+  asio::co_spawn(state->strand(), operation(state), std::move(completion));
+}
+
+/// Completes `handler` with not_initialized, through its executor (never inline).
+template <class T, class Executor, class Handler>
+void complete_not_initialized(const Executor& fallback, Handler&& handler)
+{
+  auto ex = asio::get_associated_executor(handler, fallback);
+  asio::post(ex, [h = std::decay_t<Handler>(std::forward<Handler>(handler))]() mutable {
+    const std::error_code ec = make_error_code(peer_errc::not_initialized);
+    if constexpr (std::is_void_v<T>)
+      std::move(h)(ec);
+    else
+      std::move(h)(ec, T{});
+  });
+}
+
+/// The initiation object of send_data: a synchronous first attempt for use_expected, the send path otherwise.
+template <class Executor>
+class initiate_send_data
+{
+public:
+  using state_type = graph_state<Executor>;
+  using executor_type = typename state_type::strand_type;
+
+  initiate_send_data(std::shared_ptr<state_type> state, connection_id id) : state_(std::move(state)), id_(id) {}
+
+  [[nodiscard]] executor_type get_executor() const noexcept { return state_->strand(); }
+
+  bool try_immediate(std::error_code& ec, send_request& request) const
+  {
+    if (!state_) {
+      ec = make_error_code(peer_errc::not_initialized);
+      return true;
+    }
+    if (request.refused) {
+      ec = request.refused;
+      return true;
+    }
+    if (!state_->on_strand())
+      return false; // the state may only be read on the strand: go the asynchronous way
+    peer_error error;
+    auto* socket = state_->socket_for(id_, error);
+    if (socket == nullptr) {
+      ec = to_error_code(error);
+      return true;
+    }
+    std::size_t sent = 0;
+    return initiate_send<typename state_type::socket_type, true, std::size_t>(*socket).try_immediate(ec, sent,
+                                                                                                    request);
+  }
+
+  template <class Handler>
+  void operator()(Handler&& handler, send_request request) const
+  {
+    if (!state_)
+      return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
+    auto completion = bound_completion(std::forward<Handler>(handler),
+                                       [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
+    asio::dispatch(state_->strand(), [state = state_, id = id_, completion = std::move(completion),
+                                      request = std::move(request)]() mutable {
+      peer_error error;
+      auto* target = request.refused ? nullptr : state->socket_for(id, error);
+      if (target == nullptr) {
+        const std::error_code ec = request.refused ? request.refused : to_error_code(error);
+        auto ex = asio::get_associated_executor(completion, state->strand());
+        asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
+        return;
+      }
+      const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
+      send(std::move(completion), std::move(request));
+    });
+  }
+
+private:
+  std::shared_ptr<state_type> state_;
+  connection_id id_;
+};
+
+/// The initiation object of next_event: takes a queued event at once for use_expected when one is there.
+template <class Executor>
+class initiate_next_event
+{
+public:
+  using state_type = graph_state<Executor>;
+
+  explicit initiate_next_event(std::shared_ptr<state_type> state) : state_(std::move(state)) {}
+
+  bool try_immediate(std::error_code& ec, graph_event& event) const
+  {
+    if (!state_) {
+      ec = make_error_code(peer_errc::not_initialized);
+      return true;
+    }
+    if (!state_->on_strand())
+      return false;
+    if (state_->closed()) {
+      ec = make_error_code(peer_errc::invalid_graph);
+      return true;
+    }
+    return state_->try_receive_event(ec, event);
+  }
+
+  template <class Handler>
+  void operator()(Handler&& handler) const
+  {
+    if (!state_)
+      return complete_not_initialized<graph_event>(asio::system_executor(), std::forward<Handler>(handler));
+    asio::dispatch(state_->strand(), [state = state_, h = std::decay_t<Handler>(std::forward<Handler>(handler))]() mutable {
+      if (state->closed()) {
+        auto ex = asio::get_associated_executor(h, state->strand());
+        asio::post(ex, [h = std::move(h)]() mutable {
+          std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
+        });
+        return;
+      }
+      state->receive_event(std::move(h));
+    });
+  }
+
+private:
+  std::shared_ptr<state_type> state_;
+};
+
+} // namespace peergraph::detail
+
+namespace peergraph {
+
+template <class Executor>
+basic_graph<Executor>::basic_graph(const executor_type& executor, graph_properties properties)
+{
+  if (auto valid = properties.validate(); !valid)
+    throw std::system_error(valid.error().as_error_code(), "peergraph::basic_graph");
+  state_ = std::make_shared<detail::graph_state<Executor>>(executor, std::move(properties));
+}
+
+template <class Executor>
+expected<basic_graph<Executor>, peer_error> basic_graph<Executor>::create(const executor_type& executor,
+                                                                           graph_properties properties)
+{
+  if (auto valid = properties.validate(); !valid)
+    return unexpected(valid.error());
+  basic_graph created;
+  created.state_ = std::make_shared<detail::graph_state<Executor>>(executor, std::move(properties));
+  return created;
+}
+
+template <class Executor>
+basic_graph<Executor>& basic_graph<Executor>::operator=(basic_graph&& other) noexcept
+{
+  if (this != &other) {
+    close_on_strand();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+template <class Executor>
+basic_graph<Executor>::~basic_graph()
+{
+  close_on_strand();
+}
+
+template <class Executor>
+void basic_graph<Executor>::close_on_strand() noexcept
+{
+  if (!state_)
+    return;
+  const auto strand = state_->strand();
+  asio::dispatch(strand, [state = std::move(state_)] { state->close(); });
+}
+
+template <class Executor>
+typename basic_graph<Executor>::executor_type basic_graph<Executor>::get_executor() const noexcept
+{
+  PEERGRAPH_ASSERT(state_);
+  return state_->executor();
+}
+
+template <class Executor>
+node_id basic_graph<Executor>::local_node() const noexcept
+{
+  return state_ ? state_->local_node() : node_id();
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::listen(const asio::ip::tcp::endpoint& endpoint, CompletionToken&& token)
+{
+  using result_type = asio::ip::tcp::endpoint;
+  return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
+      [state = state_](auto handler, asio::ip::tcp::endpoint ep) {
+        if (!state)
+          return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<result_type>(state, std::move(handler), [ep](auto s) { return s->listen(ep); });
+      },
+      token, endpoint);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::connect(const asio::ip::tcp::endpoint& address, std::optional<peer_id> expected_peer,
+                                    CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, connection_id)>(
+      [state = state_](auto handler, asio::ip::tcp::endpoint ep, std::optional<peer_id> peer) {
+        if (!state)
+          return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<connection_id>(state, std::move(handler), [ep, peer = std::move(peer)](auto s) mutable {
+          return s->connect(ep, connection_kind::neighbor, std::move(peer));
+        });
+      },
+      token, address, std::move(expected_peer));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::open_direct_connection(const peer_id& peer, const asio::ip::tcp::endpoint& address,
+                                                   CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, connection_id)>(
+      [state = state_](auto handler, asio::ip::tcp::endpoint ep, peer_id remote) {
+        if (!state)
+          return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<connection_id>(state, std::move(handler),
+                                             [ep, remote = std::move(remote)](auto s) mutable {
+                                               return s->connect(ep, connection_kind::direct, std::move(remote));
+                                             });
+      },
+      token, address, peer);
+}
+
+template <class Executor>
+template <class ConstBufferSequence, class CompletionToken>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers,
+                                      CompletionToken&& token)
+{
+  // The frame header travels inside the captured request, so nothing here outlives the call but the payload bytes.
+  std::uint64_t payload_size = 0;
+  for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
+    payload_size += asio::const_buffer(*it).size();
+  const auto header = wire::encode_data_header(type.is_nil() ? data_type{} : type, payload_size);
+  auto request = detail::make_send_request<typename detail::graph_state<Executor>::socket_type>(
+      detail::iovec_capture(std::span<const std::byte>(header), buffers), send_flags::none);
+  if (type.is_nil())
+    request.refused = make_error_code(peer_errc::invalid_argument);
+  else if (state_ && payload_size > state_->max_frame_size())
+    request.refused = make_error_code(peer_errc::frame_too_large);
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_send_data<Executor>(state_, id), token, std::move(request));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::close_direct_connection(connection_id id, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      [state = state_](auto handler, connection_id cid) {
+        if (!state)
+          return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<void>(state, std::move(handler), [cid](auto s) -> asio::awaitable<expected<void, peer_error>> {
+          co_return s->close_direct_connection(cid);
+        });
+      },
+      token, id);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::connections(connection_kinds kinds, CompletionToken&& token)
+{
+  using result_type = std::vector<connection_info>;
+  return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
+      [state = state_](auto handler, connection_kinds k) {
+        if (!state)
+          return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<result_type>(state, std::move(handler),
+                                           [k](auto s) -> asio::awaitable<expected<result_type, peer_error>> {
+                                             if (s->closed())
+                                               co_return unexpected(peer_error(peer_errc::invalid_graph));
+                                             co_return s->connections(k);
+                                           });
+      },
+      token, kinds);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::status(CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, graph_status)>(
+      [state = state_](auto handler) {
+        if (!state)
+          return detail::complete_not_initialized<graph_status>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<graph_status>(state, std::move(handler),
+                                            [](auto s) -> asio::awaitable<expected<graph_status, peer_error>> {
+                                              if (s->closed())
+                                                co_return unexpected(peer_error(peer_errc::invalid_graph));
+                                              co_return s->status();
+                                            });
+      },
+      token);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::next_event(CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, graph_event)>(
+      detail::initiate_next_event<Executor>(state_), token);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::set_event_filter(event_filter filter, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      [state = state_](auto handler, event_filter f) {
+        if (!state)
+          return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<void>(state, std::move(handler),
+                                    [f = std::move(f)](auto s) mutable -> asio::awaitable<expected<void, peer_error>> {
+                                      if (s->closed())
+                                        co_return unexpected(peer_error(peer_errc::invalid_graph));
+                                      s->set_filter(std::move(f));
+                                      co_return expected<void, peer_error>{};
+                                    });
+      },
+      token, std::move(filter));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::close(CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      [state = state_](auto handler) {
+        if (!state)
+          return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
+        detail::run_on_strand<void>(state, std::move(handler),
+                                    [](auto s) -> asio::awaitable<expected<void, peer_error>> {
+                                      if (s->closed())
+                                        co_return unexpected(peer_error(peer_errc::invalid_graph));
+                                      s->close();
+                                      co_return expected<void, peer_error>{};
+                                    });
+      },
+      token);
+}
+
+} // namespace peergraph

@@ -1,0 +1,150 @@
+//
+// peergraph/use_expected.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The default completion token: inside an asio::awaitable coroutine, `co_await op(args...)` yields
+// `expected<T, peer_error>` instead of throwing. This is the one place where an operation's
+// `void(std::error_code, T)` completion becomes an expected.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+#include <peergraph/detail/asio_compat.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/expected.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/awaitable.hpp>
+
+#include <concepts>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace peergraph {
+
+/// Completion token that makes an operation awaitable as `asio::awaitable<expected<T, peer_error>>`.
+///
+/// Every peergraph operation uses it by default, and every operation also accepts any other Asio completion token
+/// (callbacks, `asio::use_future`, `asio::use_awaitable`, deferred), with the completion signature
+/// `void(std::error_code, T)`.
+///
+/// @code
+/// asio::awaitable<void> session(asio::ip::tcp::socket& socket, std::span<const peergraph::wsabuf> buffers) {
+///   auto sent = co_await peergraph::async_send(socket, buffers); // default token: use_expected
+///   if (!sent)
+///     std::cerr << "send failed: " << sent.error().message() << '\n';
+/// }
+/// @endcode
+struct use_expected_t
+{
+  constexpr use_expected_t() noexcept = default;
+
+  /// Adapts an executor so that use_expected is the default token of I/O objects using it.
+  template <class InnerExecutor>
+  struct executor_with_default : InnerExecutor
+  {
+    using default_completion_token_type = use_expected_t;
+
+    template <class InnerExecutor1>
+      requires(!std::is_same_v<std::decay_t<InnerExecutor1>, executor_with_default> &&
+               std::is_convertible_v<InnerExecutor1, InnerExecutor>)
+    executor_with_default(const InnerExecutor1& ex) noexcept // NOLINT: implicit like Asio's own adapters
+        : InnerExecutor(ex)
+    {
+    }
+  };
+
+  /// The I/O object type `T` rebound to an executor that defaults to use_expected.
+  template <class T>
+  using as_default_on_t = typename T::template rebind_executor<executor_with_default<typename T::executor_type>>::other;
+};
+
+/// The token object; operations default to it.
+inline constexpr use_expected_t use_expected{};
+
+namespace detail {
+
+/// Converts a completion's (error, value) pair into the expected the caller sees.
+template <class T>
+expected<T, peer_error> to_expected(const std::error_code& ec, T&& value)
+{
+  if (ec)
+    return unexpected<peer_error>(peer_error(ec));
+  return expected<T, peer_error>(std::move(value));
+}
+
+inline expected<void, peer_error> to_expected(const std::error_code& ec)
+{
+  if (ec)
+    return unexpected<peer_error>(peer_error(ec));
+  return {};
+}
+
+/// An initiation that can finish synchronously before any handler exists: when it reports completion, the awaiting
+/// coroutine continues at once and nothing is posted (the WSASend "returns 0" case).
+template <class Initiation, class T, class... Args>
+concept immediate_initiation = requires(Initiation& init, std::error_code& ec, T& value, Args&... args) {
+  { init.try_immediate(ec, value, args...) } -> std::same_as<bool>;
+};
+
+/// The same for operations that complete with an error code alone.
+template <class Initiation, class... Args>
+concept immediate_initiation_void = requires(Initiation& init, std::error_code& ec, Args&... args) {
+  { init.try_immediate(ec, args...) } -> std::same_as<bool>;
+};
+
+} // namespace detail
+} // namespace peergraph
+
+namespace asio {
+
+/// use_expected with a `void(std::error_code, T)` completion: the operation becomes an awaitable of expected<T>.
+template <class T>
+class async_result<peergraph::use_expected_t, void(std::error_code, T)>
+{
+public:
+  using return_type = asio::awaitable<peergraph::expected<T, peergraph::peer_error>>;
+
+  // The arguments are taken by value, so they are captured when the operation is called, not when it is awaited.
+  template <class Initiation, class... InitArgs>
+  static return_type initiate(Initiation initiation, peergraph::use_expected_t, InitArgs... args)
+  {
+    if constexpr (peergraph::detail::immediate_initiation<Initiation, T, InitArgs...>) {
+      std::error_code ec;
+      T value{};
+      if (initiation.try_immediate(ec, value, args...))
+        co_return peergraph::detail::to_expected(ec, std::move(value));
+    }
+    auto [ec, value] = co_await asio::async_initiate<const peergraph::detail::asio_compat::as_tuple_t<
+                                                         asio::use_awaitable_t<>>&,
+                                                     void(std::error_code, T)>(
+        std::move(initiation), peergraph::detail::asio_compat::use_awaitable_tuple, std::move(args)...);
+    co_return peergraph::detail::to_expected(ec, std::move(value));
+  }
+};
+
+/// use_expected with a `void(std::error_code)` completion: the operation becomes an awaitable of expected<void>.
+template <>
+class async_result<peergraph::use_expected_t, void(std::error_code)>
+{
+public:
+  using return_type = asio::awaitable<peergraph::expected<void, peergraph::peer_error>>;
+
+  template <class Initiation, class... InitArgs>
+  static return_type initiate(Initiation initiation, peergraph::use_expected_t, InitArgs... args)
+  {
+    if constexpr (peergraph::detail::immediate_initiation_void<Initiation, InitArgs...>) {
+      std::error_code ec;
+      if (initiation.try_immediate(ec, args...))
+        co_return peergraph::detail::to_expected(ec);
+    }
+    auto [ec] = co_await asio::async_initiate<const peergraph::detail::asio_compat::as_tuple_t<
+                                                  asio::use_awaitable_t<>>&,
+                                              void(std::error_code)>(
+        std::move(initiation), peergraph::detail::asio_compat::use_awaitable_tuple, std::move(args)...);
+    co_return peergraph::detail::to_expected(ec);
+  }
+};
+
+} // namespace asio

@@ -1,0 +1,659 @@
+//
+// peergraph/wire.hpp
+// ~~~~~~~~~~~~~~~~~~
+// The wire protocol between two nodes: handshake, data frames, close and keepalive; encoders and an incremental,
+// bounds-checked decoder. Pure: no I/O, decoding depends on nothing but the bytes fed in. docs/wire.md has the
+// byte-level description.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+#include <peergraph/detail/wire_format.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/expected.hpp>
+#include <peergraph/ids.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace peergraph::wire {
+
+/// The 4 bytes every connection starts with, in each direction: ASCII "PGRF".
+inline constexpr std::array<std::byte, 4> magic{std::byte{'P'}, std::byte{'G'}, std::byte{'R'}, std::byte{'F'}};
+/// The protocol version this implementation speaks (and the only one it accepts).
+inline constexpr std::uint16_t protocol_version = 1;
+/// Size of the preamble: magic, version, reserved.
+inline constexpr std::size_t preamble_size = 8;
+/// Size of every frame header: kind, flags, reserved, data type, payload length.
+inline constexpr std::size_t frame_header_size = 28;
+/// Size of a data frame header (the common frame header).
+inline constexpr std::size_t data_frame_header_size = frame_header_size;
+/// Largest reason text of a refuse or close frame, in bytes of UTF-8.
+inline constexpr std::size_t max_reason_text_size = 256;
+/// Payload of a refuse or close frame: u32 reason, then the text.
+inline constexpr std::size_t min_reason_payload_size = 4;
+inline constexpr std::size_t max_reason_payload_size = min_reason_payload_size + max_reason_text_size;
+/// Payload of a ping or pong frame: the u64 token.
+inline constexpr std::size_t ping_payload_size = 8;
+/// A whole ping or pong frame.
+inline constexpr std::size_t ping_frame_size = frame_header_size + ping_payload_size;
+/// Fixed part of a hello payload: kind, flags, reserved, node id.
+inline constexpr std::size_t hello_fixed_size = 12;
+/// Smallest and largest hello payloads (graph id and peer id of 1 byte; three ids of peer_id::max_bytes).
+inline constexpr std::size_t min_hello_payload_size = hello_fixed_size + 2 * (2 + 1);
+inline constexpr std::size_t max_hello_payload_size = hello_fixed_size + 3 * (2 + peer_id::max_bytes);
+/// Hard ceiling on a decoder's maximum payload size: 2^62 bytes, so a length above it (such as 2^63) is always
+/// refused, whatever the configuration.
+inline constexpr std::uint64_t max_payload_ceiling = std::uint64_t{1} << 62U;
+
+/// Kind of a frame, the first byte of its header.
+enum class frame_kind : std::uint8_t
+{
+  data = 0x01,   ///< typed application data
+  close = 0x02,  ///< orderly close with a reason; the last frame in its direction
+  ping = 0x03,   ///< keepalive request with a token
+  pong = 0x04,   ///< keepalive answer with the same token
+  hello = 0x10,  ///< handshake: who is talking, on which graph
+  accept = 0x11, ///< handshake: the hello was accepted
+  refuse = 0x12, ///< handshake: the hello was refused, with a reason; the last frame in its direction
+};
+
+/// A node's handshake announcement, sent by both sides as soon as a connection opens.
+struct hello_message
+{
+  /// Neighbor or direct connection; both sides of one connection announce the same kind.
+  connection_kind kind = connection_kind::neighbor;
+  /// The graph the sender belongs to.
+  graph_id graph;
+  /// The sender's peer id.
+  peer_id peer;
+  /// The sender's node id: random per graph instance, never 0.
+  node_id node;
+  /// The peer id the sender expects on the other side, if it expects a particular one.
+  std::optional<peer_id> expected_peer;
+
+  friend bool operator==(const hello_message&, const hello_message&) = default;
+};
+
+/// The reason of a received refuse or close frame.
+struct close_reason
+{
+  /// Why. Values this implementation does not know (sent by a newer one) read as peer_errc::unknown_error.
+  peer_errc code = peer_errc::unknown_error;
+  /// Optional human-readable detail: UTF-8, at most max_reason_text_size bytes, no control characters. A view
+  /// into the decoder that produced it, valid while that decoder lives and decodes nothing more.
+  std::string_view text;
+
+  friend bool operator==(const close_reason&, const close_reason&) = default;
+};
+
+/// What one frame_decoder::decode() call found.
+enum class decode_event : std::uint8_t
+{
+  need_more,    ///< every input byte was used and nothing is complete yet
+  hello,        ///< the peer's preamble and hello arrived: frame_decoder::hello()
+  accept,       ///< the peer accepted our hello
+  refuse,       ///< the peer refused our hello: frame_decoder::reason()
+  data_header,  ///< a data frame begins: decode_result::type and ::length; its payload follows
+  data_payload, ///< the next bytes of the current data frame's payload: decode_result::payload
+  close,        ///< the peer closes: frame_decoder::reason()
+  ping,         ///< keepalive request: decode_result::token
+  pong,         ///< keepalive answer: decode_result::token
+};
+
+/// The result of one frame_decoder::decode() call.
+struct decode_result
+{
+  /// What was found.
+  decode_event event = decode_event::need_more;
+  /// How many input bytes were used, from the front; pass the rest to the next call. Equals the input size for
+  /// need_more; for the other events the remaining input may already hold the next frames.
+  std::size_t consumed = 0;
+  /// Whether the frame ended with this event: every event but need_more, a data_header with a nonzero length, and a
+  /// data_payload that is not the last part of its payload.
+  bool frame_complete = false;
+  /// data_header: the data type (never nil).
+  data_type type;
+  /// data_header: the payload length (at most the decoder's maximum payload size).
+  std::uint64_t length = 0;
+  /// data_payload: payload bytes, a view into the input passed to decode().
+  std::span<const std::byte> payload;
+  /// ping and pong: the token.
+  std::uint64_t token = 0;
+};
+
+/// Where a frame_decoder is in the conversation (docs/wire.md, "Order of messages").
+enum class decoder_phase : std::uint8_t
+{
+  preamble,    ///< expecting the peer's preamble (magic, version), then its hello
+  hello,       ///< preamble done, expecting the hello frame
+  reply,       ///< hello done, expecting accept or refuse
+  established, ///< expecting data, close, ping and pong frames
+  closed,      ///< a close or refuse arrived: any further byte is a protocol error
+  failed,      ///< a decoding error happened: every later call reports it again
+};
+
+/// Incremental decoder of one direction of a connection, from the first byte (or, with
+/// `decoder_phase::established`, from the first frame after the handshake).
+///
+/// Feed it bytes as they arrive, in order, in pieces of any size. Each decode() call reports at most one event and
+/// how many bytes it used; call it again with the rest. Only data payloads are not copied: they are reported as views
+/// into the input (data_payload), or the reader can skip the decoder for them entirely:
+///
+/// @code
+/// // many small frames out of one read buffer
+/// while (!input.empty()) {
+///   auto r = decoder.decode(input);
+///   if (!r) return close_connection(r.error());
+///   input = input.subspan(r->consumed);
+///   // switch (r->event) ...
+/// }
+/// // a large payload straight into its final buffer: after data_header with length L,
+/// //   copy the data_payload views already in the read buffer, then read payload_remaining() bytes from the socket
+/// //   into the final buffer and call advance_payload(n) for them.
+/// @endcode
+///
+/// Any malformed input fails the decoder for good: protocol_error (unknown kind, nonzero reserved bits, wrong magic,
+/// a frame not allowed in the current phase, a malformed or truncated handshake or control frame),
+/// unsupported_version (the peer speaks another version), frame_too_large (a data length over the maximum, refused
+/// as soon as the header arrives, before any payload).
+class frame_decoder
+{
+public:
+  /// @param max_payload_size the largest data payload accepted, clamped to max_payload_ceiling.
+  /// @param start where the stream starts: decoder_phase::preamble for a new connection (the default), or
+  /// decoder_phase::established to decode frames without a handshake.
+  explicit frame_decoder(std::uint64_t max_payload_size, decoder_phase start = decoder_phase::preamble) noexcept
+      : max_payload_(std::min(max_payload_size, max_payload_ceiling))
+      , phase_(start)
+  {
+  }
+
+  /// Decodes from the front of `input` until one event is complete or the input is used up.
+  /// @param input the next bytes of the stream, after those already used.
+  /// @return the event and the number of bytes used; or the error that failed the decoder (now and on every later
+  /// call).
+  [[nodiscard]] expected<decode_result, peer_error> decode(std::span<const std::byte> input)
+  {
+    if (phase_ == decoder_phase::failed)
+      return unexpected(error_);
+    std::size_t used = 0;
+    while (used < input.size()) {
+      const auto rest = input.subspan(used);
+      if (step_ == step::payload) {
+        const std::size_t size =
+            payload_remaining_ < rest.size() ? static_cast<std::size_t>(payload_remaining_) : rest.size();
+        payload_remaining_ -= size;
+        decode_result result;
+        result.event = decode_event::data_payload;
+        result.consumed = used + size;
+        result.payload = rest.first(size);
+        result.frame_complete = payload_remaining_ == 0;
+        if (result.frame_complete)
+          step_ = step::header;
+        return result;
+      }
+      if (step_ == step::body) {
+        std::span<std::byte> body = body_buffer();
+        const std::size_t size = std::min(body.size() - body_have_, rest.size());
+        std::copy_n(rest.begin(), size, body.begin() + static_cast<std::ptrdiff_t>(body_have_));
+        body_have_ += size;
+        used += size;
+        if (body_have_ < body.size())
+          continue;
+        return finish_body(used);
+      }
+      // step::header (or the preamble)
+      if (phase_ == decoder_phase::closed)
+        return fail(peer_errc::protocol_error);
+      const std::size_t need = phase_ == decoder_phase::preamble ? preamble_size : frame_header_size;
+      std::span<const std::byte> header;
+      if (header_have_ == 0 && rest.size() >= need) {
+        header = rest.first(need); // the whole header is in the input: no copy
+        used += need;
+      } else {
+        const std::size_t size = std::min(need - header_have_, rest.size());
+        std::copy_n(rest.begin(), size, header_buffer_.begin() + static_cast<std::ptrdiff_t>(header_have_));
+        header_have_ += size;
+        used += size;
+        if (header_have_ < need)
+          continue;
+        header = std::span<const std::byte>(header_buffer_).first(need);
+        header_have_ = 0;
+      }
+      if (phase_ == decoder_phase::preamble) {
+        if (const auto ec = check_preamble(header); ec != peer_errc{})
+          return fail(ec);
+        phase_ = decoder_phase::hello;
+        continue;
+      }
+      if (const auto ec = check_header(header); ec != peer_errc{})
+        return fail(ec);
+      if (kind_ == frame_kind::data) {
+        decode_result result;
+        result.event = decode_event::data_header;
+        result.consumed = used;
+        result.type = data_type::from_bytes(
+            header.subspan<detail::header_type_offset, data_type::byte_size>());
+        result.length = payload_remaining_;
+        result.frame_complete = payload_remaining_ == 0;
+        step_ = result.frame_complete ? step::header : step::payload;
+        return result;
+      }
+      step_ = step::body;
+      body_have_ = 0;
+      if (body_size_ == 0)
+        return finish_body(used);
+    }
+    decode_result result;
+    result.consumed = used;
+    return result;
+  }
+
+  /// Records that the reader delivered `size` bytes of the current data payload itself (e.g. read them from the
+  /// socket straight into the payload's final buffer), so the decoder skips them.
+  /// @return whether the payload (and its frame) is now complete; or invalid_argument, leaving the decoder
+  /// unchanged, if no payload is pending or `size` exceeds payload_remaining(); or the error of a failed decoder.
+  [[nodiscard]] expected<bool, peer_error> advance_payload(std::uint64_t size) noexcept
+  {
+    if (phase_ == decoder_phase::failed)
+      return unexpected(error_);
+    if (step_ != step::payload || size > payload_remaining_)
+      return unexpected(peer_error(peer_errc::invalid_argument));
+    payload_remaining_ -= size;
+    if (payload_remaining_ != 0)
+      return false;
+    step_ = step::header;
+    return true;
+  }
+
+  /// Where the decoder is in the conversation.
+  [[nodiscard]] decoder_phase phase() const noexcept { return phase_; }
+  /// Whether a decoding error happened (phase() == decoder_phase::failed).
+  [[nodiscard]] bool failed() const noexcept { return phase_ == decoder_phase::failed; }
+  /// The error that failed the decoder; meaningful only when failed().
+  [[nodiscard]] peer_error error() const noexcept { return error_; }
+  /// Bytes of the current data payload not delivered yet (0 outside a data payload).
+  [[nodiscard]] std::uint64_t payload_remaining() const noexcept
+  {
+    return step_ == step::payload ? payload_remaining_ : 0;
+  }
+  /// Whether the stream may end here: no part of a frame (or of the preamble) is pending and the decoder has not
+  /// failed. A reader that sees the connection end when this is false knows the peer stopped mid-frame.
+  [[nodiscard]] bool at_frame_boundary() const noexcept
+  {
+    return phase_ != decoder_phase::failed && step_ == step::header && header_have_ == 0;
+  }
+  /// The largest data payload accepted.
+  [[nodiscard]] std::uint64_t max_payload_size() const noexcept { return max_payload_; }
+
+  /// The peer's hello, after decode_event::hello (the non-const overload lets the caller move it out).
+  [[nodiscard]] const hello_message& hello() const noexcept { return hello_; }
+  [[nodiscard]] hello_message& hello() noexcept { return hello_; }
+  /// The reason of the refuse or close frame, after decode_event::refuse or decode_event::close.
+  [[nodiscard]] close_reason reason() const noexcept
+  {
+    // Built on each call, so a copied or moved decoder views its own buffer.
+    return {reason_code_, detail::as_text(std::span<const std::byte>(control_buffer_)
+                                              .subspan(min_reason_payload_size, reason_text_size_))};
+  }
+
+private:
+  enum class step : std::uint8_t
+  {
+    header,
+    body,
+    payload,
+  };
+
+  expected<decode_result, peer_error> fail(peer_errc code) noexcept
+  {
+    phase_ = decoder_phase::failed;
+    error_ = peer_error(code);
+    return unexpected(error_);
+  }
+
+  std::span<std::byte> body_buffer() noexcept
+  {
+    if (kind_ == frame_kind::hello)
+      return hello_buffer_;
+    return std::span<std::byte>(control_buffer_).first(static_cast<std::size_t>(body_size_));
+  }
+
+  static peer_errc check_preamble(std::span<const std::byte> preamble) noexcept
+  {
+    if (!std::equal(magic.begin(), magic.end(), preamble.subspan(detail::preamble_magic_offset).begin()))
+      return peer_errc::protocol_error;
+    if (detail::load_le<std::uint16_t>(preamble, detail::preamble_version_offset) != protocol_version)
+      return peer_errc::unsupported_version;
+    if (detail::load_le<std::uint16_t>(preamble, detail::preamble_reserved_offset) != 0)
+      return peer_errc::protocol_error;
+    return peer_errc{};
+  }
+
+  // Validates a frame header against the current phase and the limits; sets kind_ and the body or payload size.
+  peer_errc check_header(std::span<const std::byte> header)
+  {
+    const auto kind = static_cast<frame_kind>(std::to_integer<std::uint8_t>(header[detail::header_kind_offset]));
+    if (header[detail::header_flags_offset] != std::byte{0} ||
+        detail::load_le<std::uint16_t>(header, detail::header_reserved_offset) != 0)
+      return peer_errc::protocol_error;
+    const auto type = data_type::from_bytes(header.subspan<detail::header_type_offset, data_type::byte_size>());
+    const auto length = detail::load_le<std::uint64_t>(header, detail::header_length_offset);
+    std::uint64_t min_length = 0;
+    std::uint64_t max_length = 0;
+    switch (kind) {
+    case frame_kind::hello:
+      if (phase_ != decoder_phase::hello)
+        return peer_errc::protocol_error;
+      min_length = min_hello_payload_size;
+      max_length = max_hello_payload_size;
+      break;
+    case frame_kind::accept:
+    case frame_kind::refuse:
+      if (phase_ != decoder_phase::reply)
+        return peer_errc::protocol_error;
+      if (kind == frame_kind::refuse) {
+        min_length = min_reason_payload_size;
+        max_length = max_reason_payload_size;
+      }
+      break;
+    case frame_kind::data:
+      if (phase_ != decoder_phase::established || type.is_nil())
+        return peer_errc::protocol_error;
+      if (length > max_payload_)
+        return peer_errc::frame_too_large;
+      kind_ = kind;
+      payload_remaining_ = length;
+      return peer_errc{};
+    case frame_kind::close:
+      if (phase_ != decoder_phase::established)
+        return peer_errc::protocol_error;
+      min_length = min_reason_payload_size;
+      max_length = max_reason_payload_size;
+      break;
+    case frame_kind::ping:
+    case frame_kind::pong:
+      if (phase_ != decoder_phase::established)
+        return peer_errc::protocol_error;
+      min_length = ping_payload_size;
+      max_length = ping_payload_size;
+      break;
+    default:
+      return peer_errc::protocol_error; // unknown kind
+    }
+    // Handshake and control frames carry no data type, and their sizes are bounded by their contents.
+    if (!type.is_nil() || length < min_length || length > max_length)
+      return peer_errc::protocol_error;
+    kind_ = kind;
+    body_size_ = length;
+    if (kind == frame_kind::hello)
+      hello_buffer_.resize(static_cast<std::size_t>(length));
+    return peer_errc{};
+  }
+
+  expected<decode_result, peer_error> finish_body(std::size_t used)
+  {
+    step_ = step::header;
+    decode_result result;
+    result.consumed = used;
+    result.frame_complete = true;
+    const std::span<const std::byte> body = body_buffer();
+    switch (kind_) {
+    case frame_kind::hello: {
+      const auto ec = parse_hello(body);
+      hello_buffer_ = std::vector<std::byte>(); // the handshake buffer is not needed again
+      if (ec != peer_errc{})
+        return fail(ec);
+      phase_ = decoder_phase::reply;
+      result.event = decode_event::hello;
+      return result;
+    }
+    case frame_kind::accept:
+      phase_ = decoder_phase::established;
+      result.event = decode_event::accept;
+      return result;
+    case frame_kind::refuse:
+    case frame_kind::close:
+      if (const auto ec = parse_reason(body); ec != peer_errc{})
+        return fail(ec);
+      phase_ = decoder_phase::closed;
+      result.event = kind_ == frame_kind::refuse ? decode_event::refuse : decode_event::close;
+      return result;
+    case frame_kind::ping:
+    case frame_kind::pong:
+      result.token = detail::load_le<std::uint64_t>(body, 0);
+      result.event = kind_ == frame_kind::ping ? decode_event::ping : decode_event::pong;
+      return result;
+    case frame_kind::data:
+      break;
+    }
+    return fail(peer_errc::protocol_error); // unreachable: data frames have no buffered body
+  }
+
+  template <class Id>
+  static bool read_id(detail::byte_reader& reader, Id& id)
+  {
+    std::uint16_t size = 0;
+    std::span<const std::byte> bytes;
+    if (!reader.read(size) || size > Id::max_bytes || !reader.read_bytes(size, bytes))
+      return false;
+    auto made = Id::make(detail::as_text(bytes));
+    if (!made)
+      return false;
+    id = std::move(*made);
+    return true;
+  }
+
+  peer_errc parse_hello(std::span<const std::byte> body)
+  {
+    detail::byte_reader reader(body);
+    std::uint8_t kind = 0;
+    std::uint8_t flags = 0;
+    std::uint16_t reserved = 0;
+    std::uint64_t node = 0;
+    if (!reader.read(kind) || !reader.read(flags) || !reader.read(reserved) || !reader.read(node))
+      return peer_errc::protocol_error;
+    if ((kind != 1 && kind != 2) || (flags & ~std::uint8_t{1}) != 0 || reserved != 0 || node == 0)
+      return peer_errc::protocol_error;
+    hello_message message;
+    message.kind = static_cast<connection_kind>(kind);
+    message.node = node_id(node);
+    if (!read_id(reader, message.graph) || !read_id(reader, message.peer))
+      return peer_errc::protocol_error;
+    if ((flags & 1U) != 0) {
+      peer_id expected_peer;
+      if (!read_id(reader, expected_peer))
+        return peer_errc::protocol_error;
+      message.expected_peer = std::move(expected_peer);
+    }
+    if (reader.remaining() != 0)
+      return peer_errc::protocol_error;
+    hello_ = std::move(message);
+    return peer_errc{};
+  }
+
+  peer_errc parse_reason(std::span<const std::byte> body) noexcept
+  {
+    const auto code = detail::load_le<std::uint32_t>(body, 0);
+    const auto text = detail::as_text(body.subspan(min_reason_payload_size));
+    if (code == 0 || code > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+      return peer_errc::protocol_error;
+    if (peergraph::detail::check_text(text, max_reason_text_size, true) != peergraph::detail::text_check::ok)
+      return peer_errc::protocol_error;
+    reason_code_ = known_reason(static_cast<int>(code)) ? static_cast<peer_errc>(code) : peer_errc::unknown_error;
+    reason_text_size_ = text.size();
+    return peer_errc{};
+  }
+
+  static bool known_reason(int code) noexcept
+  {
+    return std::any_of(all_peer_errc.begin(), all_peer_errc.end(),
+                       [code](peer_errc known) { return static_cast<int>(known) == code; });
+  }
+
+  std::uint64_t max_payload_;
+  decoder_phase phase_;
+  step step_ = step::header;
+  frame_kind kind_ = frame_kind::data;
+  std::size_t header_have_ = 0;
+  std::uint64_t body_size_ = 0;
+  std::size_t body_have_ = 0;
+  std::uint64_t payload_remaining_ = 0;
+  peer_error error_;
+  peer_errc reason_code_ = peer_errc::unknown_error;
+  std::size_t reason_text_size_ = 0;
+  hello_message hello_;
+  std::array<std::byte, frame_header_size> header_buffer_{};
+  std::array<std::byte, max_reason_payload_size> control_buffer_{};
+  std::vector<std::byte> hello_buffer_;
+};
+
+/// Writes the header of a data frame carrying `payload_size` bytes of type `type` into `out`. Allocation-free: the
+/// send path gathers [header, payload buffers...] into one write without copying the payload.
+/// @param out where the header goes.
+/// @param type the data type; must not be nil (peers refuse such frames).
+/// @param payload_size the number of payload bytes that follow the header.
+constexpr void encode_data_header(std::span<std::byte, data_frame_header_size> out, const data_type& type,
+                                  std::uint64_t payload_size) noexcept
+{
+  PEERGRAPH_ASSERT(!type.is_nil());
+  out[detail::header_kind_offset] = static_cast<std::byte>(frame_kind::data);
+  out[detail::header_flags_offset] = std::byte{0};
+  detail::store_le<std::uint16_t>(out, detail::header_reserved_offset, 0);
+  std::copy(type.bytes().begin(), type.bytes().end(), out.subspan(detail::header_type_offset).begin());
+  detail::store_le<std::uint64_t>(out, detail::header_length_offset, payload_size);
+}
+
+/// The header of a data frame carrying `payload_size` bytes of type `type` (not nil). Allocation-free.
+[[nodiscard]] constexpr std::array<std::byte, data_frame_header_size> encode_data_header(
+    const data_type& type, std::uint64_t payload_size) noexcept
+{
+  std::array<std::byte, data_frame_header_size> header{};
+  encode_data_header(header, type, payload_size);
+  return header;
+}
+
+namespace detail {
+
+/// Writes the header of a frame without data type.
+constexpr void encode_plain_header(std::span<std::byte> out, frame_kind kind, std::uint64_t payload_size) noexcept
+{
+  out[header_kind_offset] = static_cast<std::byte>(kind);
+  std::fill_n(out.subspan(header_flags_offset).begin(), header_length_offset - header_flags_offset, std::byte{0});
+  store_le<std::uint64_t>(out, header_length_offset, payload_size);
+}
+
+constexpr std::array<std::byte, ping_frame_size> encode_keepalive(frame_kind kind, std::uint64_t token) noexcept
+{
+  std::array<std::byte, ping_frame_size> frame{};
+  encode_plain_header(frame, kind, ping_payload_size);
+  store_le<std::uint64_t>(frame, frame_header_size, token);
+  return frame;
+}
+
+inline expected<std::vector<std::byte>, peer_error> encode_reason(frame_kind kind, peer_errc reason,
+                                                                  std::string_view text)
+{
+  if (static_cast<int>(reason) <= 0 || text.size() > max_reason_text_size ||
+      peergraph::detail::check_text(text, max_reason_text_size, true) != peergraph::detail::text_check::ok)
+    return unexpected(peer_error(peer_errc::invalid_argument));
+  std::vector<std::byte> frame(frame_header_size + min_reason_payload_size + text.size());
+  encode_plain_header(frame, kind, min_reason_payload_size + text.size());
+  store_le<std::uint32_t>(frame, frame_header_size, static_cast<std::uint32_t>(reason));
+  const auto bytes = as_bytes(text);
+  const auto text_out = std::span<std::byte>(frame).subspan(frame_header_size + min_reason_payload_size);
+  std::copy(bytes.begin(), bytes.end(), text_out.begin());
+  return frame;
+}
+
+template <class Id>
+void append_id(std::vector<std::byte>& out, const Id& id)
+{
+  const auto size = static_cast<std::uint16_t>(id.view().size());
+  out.push_back(static_cast<std::byte>(size & 0xFFU));
+  out.push_back(static_cast<std::byte>(size >> 8U));
+  const auto bytes = as_bytes(id.view());
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+} // namespace detail
+
+/// The accept frame (the handshake reply that lets the connection proceed). Allocation-free.
+[[nodiscard]] constexpr std::array<std::byte, frame_header_size> encode_accept() noexcept
+{
+  std::array<std::byte, frame_header_size> frame{};
+  detail::encode_plain_header(frame, frame_kind::accept, 0);
+  return frame;
+}
+
+/// A ping frame carrying `token`; the peer answers with a pong carrying the same token. Allocation-free.
+[[nodiscard]] constexpr std::array<std::byte, ping_frame_size> encode_ping(std::uint64_t token) noexcept
+{
+  return detail::encode_keepalive(frame_kind::ping, token);
+}
+
+/// A pong frame answering the ping that carried `token`. Allocation-free.
+[[nodiscard]] constexpr std::array<std::byte, ping_frame_size> encode_pong(std::uint64_t token) noexcept
+{
+  return detail::encode_keepalive(frame_kind::pong, token);
+}
+
+/// The refuse frame (the handshake reply that ends the connection).
+/// @param reason why; any peer_errc (not 0).
+/// @param text optional detail: UTF-8 without control characters, at most max_reason_text_size bytes.
+/// @return the frame bytes, or invalid_argument for a bad reason or text.
+[[nodiscard]] inline expected<std::vector<std::byte>, peer_error> encode_refuse(peer_errc reason,
+                                                                                std::string_view text = {})
+{
+  return detail::encode_reason(frame_kind::refuse, reason, text);
+}
+
+/// The close frame (the last frame a side sends on an established connection).
+/// @param reason why; any peer_errc (not 0).
+/// @param text optional detail: UTF-8 without control characters, at most max_reason_text_size bytes.
+/// @return the frame bytes, or invalid_argument for a bad reason or text.
+[[nodiscard]] inline expected<std::vector<std::byte>, peer_error> encode_close(peer_errc reason,
+                                                                               std::string_view text = {})
+{
+  return detail::encode_reason(frame_kind::close, reason, text);
+}
+
+/// The opening of a connection: the preamble followed by the hello frame.
+/// @param hello what to announce: graph and peer must not be empty, node must not be 0, expected_peer (if any)
+/// must not be empty, and kind must be neighbor or direct.
+/// @return the bytes to send first, or invalid_argument.
+[[nodiscard]] inline expected<std::vector<std::byte>, peer_error> encode_hello(const hello_message& hello)
+{
+  if ((hello.kind != connection_kind::neighbor && hello.kind != connection_kind::direct) || hello.graph.empty() ||
+      hello.peer.empty() || !hello.node || (hello.expected_peer && hello.expected_peer->empty()))
+    return unexpected(peer_error(peer_errc::invalid_argument));
+  const std::size_t payload_size = hello_fixed_size + 2 + hello.graph.view().size() + 2 + hello.peer.view().size() +
+                                   (hello.expected_peer ? 2 + hello.expected_peer->view().size() : 0);
+  std::vector<std::byte> out(preamble_size + frame_header_size + hello_fixed_size);
+  out.reserve(preamble_size + frame_header_size + payload_size);
+  const std::span<std::byte> fixed(out);
+  std::copy(magic.begin(), magic.end(), fixed.subspan(detail::preamble_magic_offset).begin());
+  detail::store_le<std::uint16_t>(fixed, detail::preamble_version_offset, protocol_version);
+  detail::store_le<std::uint16_t>(fixed, detail::preamble_reserved_offset, 0);
+  detail::encode_plain_header(fixed.subspan(preamble_size), frame_kind::hello, payload_size);
+  const std::size_t body = preamble_size + frame_header_size;
+  fixed[body] = static_cast<std::byte>(hello.kind);
+  fixed[body + 1] = hello.expected_peer ? std::byte{1} : std::byte{0};
+  detail::store_le<std::uint16_t>(fixed, body + 2, 0);
+  detail::store_le<std::uint64_t>(fixed, body + 4, hello.node.value());
+  detail::append_id(out, hello.graph);
+  detail::append_id(out, hello.peer);
+  if (hello.expected_peer)
+    detail::append_id(out, *hello.expected_peer);
+  return out;
+}
+
+} // namespace peergraph::wire
