@@ -329,7 +329,7 @@ def fmt(v):
     if a == 0:
         return "0"
     if a >= 100:
-        return f"{v:.1f}"
+        return f"{v:.4g}"
     return f"{v:.3g}"
 
 

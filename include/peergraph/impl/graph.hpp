@@ -156,7 +156,8 @@ public:
       return unexpected(peer_error(peer_errc::connection_not_found));
     if (it->second->kind != connection_kind::direct)
       return unexpected(peer_error(peer_errc::not_direct_connection));
-    close_connection(it->second, peer_errc::connection_closed, peer_error(peer_errc::connection_closed));
+    const std::shared_ptr<connection> c = it->second; // the table entry goes away while closing
+    close_connection(c, peer_errc::connection_closed, peer_error(peer_errc::connection_closed));
     return {};
   }
 
@@ -697,10 +698,11 @@ private:
   bool closed_ = false;
 };
 
-/// Runs `operation(state)` (a coroutine yielding expected<T>) on the graph's strand and completes `handler` with
-/// `void(std::error_code, T)` (or `void(std::error_code)` for T = void).
-template <class T, class State, class Handler, class Operation>
-void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Operation operation)
+/// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's strand and completes `handler`
+/// with `void(std::error_code, T)` (or `void(std::error_code)` for T = void). The arguments are passed as parameters,
+/// which the coroutine frame owns; a capturing lambda coroutine would read its captures after the lambda is gone.
+template <class T, class State, class Handler, class Operation, class... Args>
+void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Operation operation, Args... args)
 {
   auto completion = bound_completion(std::forward<Handler>(handler),
                                      [](auto&& h, std::exception_ptr e, expected<T, peer_error> result) {
@@ -713,7 +715,7 @@ void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Opera
                                        else
                                          std::move(h)(to_error_code(result.error()), T{});
                                      });
-  asio::co_spawn(state->strand(), operation(state), std::move(completion));
+  asio::co_spawn(state->strand(), operation(state, std::move(args)...), std::move(completion));
 }
 
 /// Completes `handler` with not_initialized, through its executor (never inline).
@@ -907,7 +909,8 @@ auto basic_graph<Executor>::listen(const asio::ip::tcp::endpoint& endpoint, Comp
       [state = state_](auto handler, asio::ip::tcp::endpoint ep) {
         if (!state)
           return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<result_type>(state, std::move(handler), [ep](auto s) { return s->listen(ep); });
+        detail::run_on_strand<result_type>(
+            state, std::move(handler), [](auto s, asio::ip::tcp::endpoint e) { return s->listen(e); }, ep);
       },
       token, endpoint);
 }
@@ -921,9 +924,12 @@ auto basic_graph<Executor>::connect(const asio::ip::tcp::endpoint& address, std:
       [state = state_](auto handler, asio::ip::tcp::endpoint ep, std::optional<peer_id> peer) {
         if (!state)
           return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<connection_id>(state, std::move(handler), [ep, peer = std::move(peer)](auto s) mutable {
-          return s->connect(ep, connection_kind::neighbor, std::move(peer));
-        });
+        detail::run_on_strand<connection_id>(
+            state, std::move(handler),
+            [](auto s, asio::ip::tcp::endpoint e, std::optional<peer_id> p) {
+              return s->connect(e, connection_kind::neighbor, std::move(p));
+            },
+            ep, std::move(peer));
       },
       token, address, std::move(expected_peer));
 }
@@ -937,10 +943,12 @@ auto basic_graph<Executor>::open_direct_connection(const peer_id& peer, const as
       [state = state_](auto handler, asio::ip::tcp::endpoint ep, peer_id remote) {
         if (!state)
           return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<connection_id>(state, std::move(handler),
-                                             [ep, remote = std::move(remote)](auto s) mutable {
-                                               return s->connect(ep, connection_kind::direct, std::move(remote));
-                                             });
+        detail::run_on_strand<connection_id>(
+            state, std::move(handler),
+            [](auto s, asio::ip::tcp::endpoint e, peer_id p) {
+              return s->connect(e, connection_kind::direct, std::optional<peer_id>(std::move(p)));
+            },
+            ep, std::move(remote));
       },
       token, address, peer);
 }
@@ -955,13 +963,17 @@ auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, c
   std::uint64_t payload_size = 0;
   for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
     payload_size += asio::const_buffer(*it).size();
-  const auto header = wire::encode_data_header(type.is_nil() ? data_type{} : type, payload_size);
-  auto request = detail::make_send_request<typename detail::graph_state<Executor>::socket_type>(
-      detail::iovec_capture(std::span<const std::byte>(header), buffers), send_flags::none);
-  if (type.is_nil())
+  using socket_type = typename detail::graph_state<Executor>::socket_type;
+  detail::send_request request;
+  if (type.is_nil()) {
     request.refused = make_error_code(peer_errc::invalid_argument);
-  else if (state_ && payload_size > state_->max_frame_size())
+  } else if (state_ && payload_size > state_->max_frame_size()) {
     request.refused = make_error_code(peer_errc::frame_too_large);
+  } else {
+    const auto header = wire::encode_data_header(type, payload_size);
+    request = detail::make_send_request<socket_type>(detail::iovec_capture(std::span<const std::byte>(header), buffers),
+                                                     send_flags::none);
+  }
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
       detail::initiate_send_data<Executor>(state_, id), token, std::move(request));
 }
@@ -974,9 +986,12 @@ auto basic_graph<Executor>::close_direct_connection(connection_id id, Completion
       [state = state_](auto handler, connection_id cid) {
         if (!state)
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<void>(state, std::move(handler), [cid](auto s) -> asio::awaitable<expected<void, peer_error>> {
-          co_return s->close_direct_connection(cid);
-        });
+        detail::run_on_strand<void>(
+            state, std::move(handler),
+            [](auto s, connection_id c) -> asio::awaitable<expected<void, peer_error>> {
+              co_return s->close_direct_connection(c);
+            },
+            cid);
       },
       token, id);
 }
@@ -990,12 +1005,14 @@ auto basic_graph<Executor>::connections(connection_kinds kinds, CompletionToken&
       [state = state_](auto handler, connection_kinds k) {
         if (!state)
           return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<result_type>(state, std::move(handler),
-                                           [k](auto s) -> asio::awaitable<expected<result_type, peer_error>> {
-                                             if (s->closed())
-                                               co_return unexpected(peer_error(peer_errc::invalid_graph));
-                                             co_return s->connections(k);
-                                           });
+        detail::run_on_strand<result_type>(
+            state, std::move(handler),
+            [](auto s, connection_kinds which) -> asio::awaitable<expected<result_type, peer_error>> {
+              if (s->closed())
+                co_return unexpected(peer_error(peer_errc::invalid_graph));
+              co_return s->connections(which);
+            },
+            k);
       },
       token, kinds);
 }
@@ -1034,13 +1051,15 @@ auto basic_graph<Executor>::set_event_filter(event_filter filter, CompletionToke
       [state = state_](auto handler, event_filter f) {
         if (!state)
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<void>(state, std::move(handler),
-                                    [f = std::move(f)](auto s) mutable -> asio::awaitable<expected<void, peer_error>> {
-                                      if (s->closed())
-                                        co_return unexpected(peer_error(peer_errc::invalid_graph));
-                                      s->set_filter(std::move(f));
-                                      co_return expected<void, peer_error>{};
-                                    });
+        detail::run_on_strand<void>(
+            state, std::move(handler),
+            [](auto s, event_filter filter) -> asio::awaitable<expected<void, peer_error>> {
+              if (s->closed())
+                co_return unexpected(peer_error(peer_errc::invalid_graph));
+              s->set_filter(std::move(filter));
+              co_return expected<void, peer_error>{};
+            },
+            std::move(f));
       },
       token, std::move(filter));
 }

@@ -1,0 +1,254 @@
+//
+// examples/chat.cpp
+// ~~~~~~~~~~~~~~~~~
+// A chat node, one per process: lines typed on standard input go to every neighbor, lines from neighbors are printed
+// with the sender's peer id. End of input (Ctrl-D), Ctrl-C or SIGTERM leaves the graph.
+//
+// usage: chat <graph-id> <peer-id> <listen-address:port> [<connect-address:port>...]
+//
+// Addresses are IPv4 or IPv6 literals; write IPv6 in brackets: 127.0.0.1:5000, [::1]:5000. Port 0 listens on a
+// free port, which chat prints ("listening on 127.0.0.1:41234") so that another node can connect to it:
+//
+//   chat lobby alice 127.0.0.1:5000
+//   chat lobby bob   127.0.0.1:0 127.0.0.1:5000
+//
+#include <peergraph.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/read_until.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using namespace peergraph::literals;
+using asio::ip::tcp;
+
+/// The type of a chat line; nodes only understand each other's lines when they agree on it.
+constexpr peergraph::data_type chat_type = "5d3c8e1a-7f4b-4c2e-9a61-3b0f2d9e8c41"_guid;
+
+/// Parses "1.2.3.4:port", "[::1]:port" (or "::1:port": the last colon starts the port).
+std::optional<tcp::endpoint> parse_endpoint(std::string_view text)
+{
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos)
+      return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  std::uint16_t port_number = 0;
+  const auto [end, parsed] = std::from_chars(port.data(), port.data() + port.size(), port_number);
+  if (parsed != std::errc{} || end != port.data() + port.size() || port.empty())
+    return std::nullopt;
+  std::error_code ec;
+  const auto address = asio::ip::make_address(std::string(host), ec);
+  if (ec)
+    return std::nullopt;
+  return tcp::endpoint(address, port_number);
+}
+
+std::string to_text(const tcp::endpoint& endpoint)
+{
+  const auto address = endpoint.address().to_string();
+  const auto port = std::to_string(endpoint.port());
+  return endpoint.address().is_v6() ? "[" + address + "]:" + port : address + ":" + port;
+}
+
+/// A received line made safe for a terminal: control characters (escape sequences, carriage returns) become '?'.
+std::string printable(const peergraph::payload& payload)
+{
+  std::string text(reinterpret_cast<const char*>(payload.data()), payload.size());
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      c = '?';
+  return text;
+}
+
+/// Prints connection events and incoming lines until the graph closes.
+asio::awaitable<void> show_events(peergraph::graph& graph)
+{
+  std::map<peergraph::connection_id, std::string> peers; // who is behind each connection id
+  for (;;) {
+    auto event = co_await graph.next_event();
+    if (!event)
+      co_return; // the graph was closed
+    if (auto* change = std::get_if<peergraph::connection_changed>(&*event)) {
+      const std::string who = change->remote_peer.empty() ? "a node" : change->remote_peer.str();
+      const std::string kind(to_string(change->kind));
+      const std::string id = " #" + std::to_string(change->id.value());
+      switch (change->status) {
+      case peergraph::connection_status::connected:
+        peers[change->id] = who;
+        std::printf("* %s joined (%s%s)\n", who.c_str(), kind.c_str(), id.c_str());
+        break;
+      case peergraph::connection_status::disconnected:
+        peers.erase(change->id);
+        std::printf("* %s left (%s%s: %s)\n", who.c_str(), kind.c_str(), id.c_str(),
+                    change->reason ? change->reason->message().c_str() : "closed");
+        break;
+      case peergraph::connection_status::failed:
+        std::printf("* connection with %s failed (%s%s: %s)\n", who.c_str(), kind.c_str(), id.c_str(),
+                    change->reason ? change->reason->message().c_str() : "unknown reason");
+        break;
+      }
+    } else if (auto* data = std::get_if<peergraph::incoming_data>(&*event)) {
+      // Events keep their order, so the connected event of a connection always comes before its data.
+      if (data->type == chat_type) {
+        const auto from = peers.find(data->connection);
+        std::printf("<%s> %s\n", from == peers.end() ? "?" : from->second.c_str(), printable(data->payload).c_str());
+      }
+    }
+  }
+}
+
+/// Sends `line` to every neighbor (PeerGraphEnumConnections, then PeerGraphSendData on each).
+asio::awaitable<void> send_to_neighbors(peergraph::graph& graph, const std::string& line)
+{
+  auto neighbors = co_await graph.connections(peergraph::connection_kinds::neighbor);
+  if (!neighbors) {
+    std::fprintf(stderr, "chat: %s\n", neighbors.error().message().c_str());
+    co_return;
+  }
+  if (neighbors->empty())
+    std::printf("* nobody is connected yet\n");
+  for (const auto& neighbor : *neighbors) {
+    // A neighbor that left meanwhile gives connection_not_found; the others still get the line.
+    auto sent = co_await graph.send_data(neighbor.id, chat_type, asio::buffer(line));
+    if (!sent)
+      std::printf("* could not send to %s: %s\n", neighbor.remote_peer.str().c_str(), sent.error().message().c_str());
+  }
+}
+
+/// Reads standard input line by line and sends each line; at its end (or on a signal) closes the graph.
+asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_descriptor& input)
+{
+  std::string buffer;
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = co_await asio::async_read_until(input, asio::dynamic_buffer(buffer), '\n',
+                                                          asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::eof && !buffer.empty())
+        co_await send_to_neighbors(graph, buffer); // a last line without a newline
+      break;
+    }
+    std::string line = buffer.substr(0, n - 1);
+    buffer.erase(0, n);
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    if (!line.empty())
+      co_await send_to_neighbors(graph, line);
+  }
+  std::printf("* leaving\n");
+  if (auto closed = co_await graph.close(); !closed) // PeerGraphClose: every neighbor sees us leave
+    std::fprintf(stderr, "chat: close: %s\n", closed.error().message().c_str());
+}
+
+int usage()
+{
+  std::fprintf(stderr, "usage: chat <graph-id> <peer-id> <listen-address:port> [<connect-address:port>...]\n"
+                       "  addresses are IPv4 or IPv6 literals: 127.0.0.1:5000, [::1]:5000; port 0 picks a free port\n");
+  return 2;
+}
+
+} // namespace
+
+int main(int argc, char* argv[])
+{
+  if (argc < 4)
+    return usage();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line at a time, also into a pipe
+
+  const std::vector<std::string_view> args(argv + 1, argv + argc);
+  auto graph = peergraph::graph_id::make(args[0]);
+  auto peer = peergraph::peer_id::make(args[1]);
+  if (!graph || !peer) {
+    std::fprintf(stderr, "chat: the graph id and the peer id must be 1 to 256 characters, no control characters\n");
+    return usage();
+  }
+  std::vector<tcp::endpoint> addresses;
+  for (auto text : std::vector<std::string_view>(args.begin() + 2, args.end())) {
+    auto endpoint = parse_endpoint(text);
+    if (!endpoint) {
+      std::fprintf(stderr, "chat: not an address:port: %.*s\n", static_cast<int>(text.size()), text.data());
+      return usage();
+    }
+    addresses.push_back(*endpoint);
+  }
+
+  asio::io_context ctx;
+  peergraph::graph_properties properties;
+  properties.graph = std::move(*graph);
+  properties.peer = std::move(*peer);
+  properties.friendly_name = std::string(args[1].substr(0, 256));
+  peergraph::graph node(ctx.get_executor(), std::move(properties));
+
+  // Standard input in Asio's hands becomes non-blocking; give it back as it was, since a shell shares it.
+  const int stdin_flags = ::fcntl(STDIN_FILENO, F_GETFL);
+  asio::posix::stream_descriptor input(ctx, ::dup(STDIN_FILENO));
+  asio::signal_set signals(ctx, SIGINT, SIGTERM);
+  int exit_code = 0;
+
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        // PeerGraphListen, then PeerGraphConnect to each address given.
+        auto bound = co_await node.listen(addresses.front());
+        if (!bound) {
+          std::fprintf(stderr, "chat: cannot listen on %s: %s\n", to_text(addresses.front()).c_str(),
+                       bound.error().message().c_str());
+          exit_code = 1;
+          signals.cancel();
+          input.close();
+          co_await node.close();
+          co_return;
+        }
+        std::printf("listening on %s\n", to_text(*bound).c_str());
+        asio::co_spawn(ctx, show_events(node), asio::detached);
+        for (std::size_t i = 1; i < addresses.size(); ++i) {
+          auto id = co_await node.connect(addresses[i]);
+          if (!id)
+            std::printf("* cannot connect to %s: %s\n", to_text(addresses[i]).c_str(), id.error().message().c_str());
+        }
+        co_await read_input(node, input);
+        signals.cancel();
+      },
+      asio::detached);
+  signals.async_wait([&](const std::error_code& ec, int) {
+    if (!ec)
+      input.close(); // ends read_input (now or at its next read), which closes the graph
+  });
+
+  ctx.run();
+  if (stdin_flags != -1)
+    ::fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+  return exit_code;
+}

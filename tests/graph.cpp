@@ -1,0 +1,790 @@
+#include <peergraph/graph.hpp>
+// The header under test comes first: it must be self-contained.
+
+#include "support/co_test.hpp"
+#include "support/socket_pair.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/use_future.hpp>
+#include <asio/write.hpp>
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using peergraph::connection_changed;
+using peergraph::connection_id;
+using peergraph::connection_kind;
+using peergraph::connection_status;
+using peergraph::data_type;
+using peergraph::graph_event;
+using peergraph::incoming_data;
+using peergraph::peer_errc;
+using peergraph::peer_id;
+using peergraph::test::pattern;
+using tcp = asio::ip::tcp;
+
+constexpr data_type chat_type = data_type::from_string("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
+constexpr data_type file_type = data_type::from_string("aa1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
+constexpr auto use_tuple = peergraph::detail::asio_compat::use_awaitable_tuple;
+
+peer_id pid(std::string_view text)
+{
+  return *peer_id::make(text);
+}
+
+peergraph::graph_properties props(std::string_view peer, std::string_view graph = "test-graph")
+{
+  peergraph::graph_properties p;
+  p.graph = *peergraph::graph_id::make(graph);
+  p.peer = pid(peer);
+  p.connect_timeout = 2s;
+  p.handshake_timeout = 2s;
+  return p;
+}
+
+const tcp::endpoint any_v4{asio::ip::address_v4::loopback(), 0};
+
+/// Waits for the next event of type Event (skipping other kinds), at most `limit` events and 5 s.
+template <class Event, class Graph>
+asio::awaitable<Event> next_of(Graph& g, int limit = 10'000)
+{
+  for (int i = 0; i < limit; ++i) {
+    auto event = co_await g.next_event();
+    REQUIRE_MESSAGE(event.has_value(), "next_event failed: " << event.error().message());
+    if (auto* e = std::get_if<Event>(&*event))
+      co_return std::move(*e);
+  }
+  FAIL("no event of the expected kind");
+  co_return Event{};
+}
+
+std::string text_of(const peergraph::payload& p)
+{
+  return std::string(reinterpret_cast<const char*>(p.data()), p.size());
+}
+
+template <class Graph>
+asio::awaitable<tcp::endpoint> listening(Graph& g, const tcp::endpoint& where = any_v4)
+{
+  auto endpoint = co_await g.listen(where);
+  REQUIRE_MESSAGE(endpoint.has_value(), endpoint.error().message());
+  co_return *endpoint;
+}
+
+asio::awaitable<void> pause(std::chrono::milliseconds d)
+{
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(use_tuple);
+}
+
+} // namespace
+
+TEST_SUITE_BEGIN("graph");
+
+TEST_CASE("graph properties are validated")
+{
+  asio::io_context ctx;
+  auto p = props("alice");
+  CHECK(p.validate().has_value());
+  p.max_frame_size = 1023;
+  CHECK(peergraph::graph::create(ctx.get_executor(), p).error() == peer_errc::invalid_argument);
+  CHECK_THROWS_AS(peergraph::graph(ctx.get_executor(), p), std::system_error);
+  p.max_frame_size = 1024;
+  CHECK(peergraph::graph::create(ctx.get_executor(), p).has_value());
+  p.peer = peer_id();
+  CHECK(peergraph::graph::create(ctx.get_executor(), p).error() == peer_errc::invalid_argument);
+}
+
+CO_TEST_CASE("listen binds IPv4 and IPv6 with port 0, reports the status, and refuses a second listen")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  auto v4 = co_await a.listen(any_v4);
+  REQUIRE(v4.has_value());
+  CHECK(v4->port() != 0);
+  auto again = co_await a.listen(any_v4);
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error() == peer_errc::already_listening);
+  auto status = co_await next_of<peergraph::status_changed>(a);
+  CHECK(peergraph::has_status(status.status, peergraph::graph_status::listening));
+
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  auto v6 = co_await b.listen(tcp::endpoint(asio::ip::address_v6::loopback(), 0));
+  REQUIRE(v6.has_value());
+  CHECK(v6->address().is_v6());
+  // A node reaches another over IPv6 as well.
+  auto id = co_await a.connect(*v6);
+  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+
+  // Binding a port in use fails with address_in_use.
+  peergraph::graph c(ctx.get_executor(), props("carol"));
+  tcp::acceptor taken(ctx, any_v4);
+  auto busy = co_await c.listen(taken.local_endpoint());
+  REQUIRE_FALSE(busy.has_value());
+  CHECK(busy.error() == peer_errc::address_in_use);
+}
+
+CO_TEST_CASE("connect opens a neighbor connection that both sides report and list")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+
+  auto id = co_await a.connect(where);
+  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  CHECK(id->value() != 0);
+
+  auto on_a = co_await next_of<connection_changed>(a);
+  CHECK(on_a.id == *id);
+  CHECK(on_a.status == connection_status::connected);
+  CHECK(on_a.kind == connection_kind::neighbor);
+  CHECK(on_a.remote_peer == pid("bob"));
+  CHECK(on_a.remote_node == b.local_node());
+  CHECK_FALSE(on_a.reason.has_value());
+
+  auto on_b = co_await next_of<connection_changed>(b);
+  CHECK(on_b.status == connection_status::connected);
+  CHECK(on_b.remote_peer == pid("alice"));
+  CHECK(on_b.remote_node == a.local_node());
+
+  auto list = co_await a.connections();
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].id == *id);
+  CHECK((*list)[0].kind == connection_kind::neighbor);
+  CHECK((*list)[0].remote_peer == pid("bob"));
+  CHECK((*list)[0].remote_node == b.local_node());
+  CHECK((*list)[0].remote_address == where);
+  auto directs = co_await a.connections(peergraph::connection_kinds::direct);
+  REQUIRE(directs.has_value());
+  CHECK(directs->empty());
+
+  auto status = co_await a.status();
+  REQUIRE(status.has_value());
+  CHECK(peergraph::has_status(*status, peergraph::graph_status::has_connections));
+}
+
+CO_TEST_CASE("connect checks the expected peer id, duplicates, self and the graph id")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where_b = co_await listening(b);
+  const auto where_a = co_await listening(a);
+
+  // The remote must present the peer id asked for.
+  auto wrong = co_await a.connect(where_b, pid("mallory"));
+  REQUIRE_FALSE(wrong.has_value());
+  CHECK(wrong.error() == peer_errc::node_not_found);
+  auto failed = co_await next_of<connection_changed>(a);
+  CHECK(failed.status == connection_status::failed);
+  CHECK(failed.reason == peer_errc::node_not_found);
+
+  auto right = co_await a.connect(where_b, pid("bob"));
+  REQUIRE_MESSAGE(right.has_value(), right.error().message());
+
+  // One neighbor connection per peer: a second one, from either side, is already_exists.
+  auto second = co_await a.connect(where_b);
+  REQUIRE_FALSE(second.has_value());
+  CHECK(second.error() == peer_errc::already_exists);
+  auto reverse = co_await b.connect(where_a);
+  REQUIRE_FALSE(reverse.has_value());
+  CHECK(reverse.error() == peer_errc::already_exists);
+
+  // To itself.
+  auto self = co_await a.connect(where_a);
+  REQUIRE_FALSE(self.has_value());
+  CHECK(self.error() == peer_errc::connect_self);
+
+  // Another graph's node is refused, and that node reads why too.
+  peergraph::graph stranger(ctx.get_executor(), props("stranger", "other-graph"));
+  auto refused = co_await stranger.connect(where_b);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::connection_refused);
+  for (int i = 0; i < 10; ++i) {
+    auto e = co_await next_of<connection_changed>(b);
+    if (e.status == connection_status::failed && e.remote_peer == pid("stranger")) {
+      CHECK(e.reason == peer_errc::connection_refused);
+      break;
+    }
+    CHECK(i < 9);
+  }
+
+  // The graph is still healthy: the existing connection carries data.
+  const std::string text = "still here";
+  REQUIRE((co_await a.send_data(*right, chat_type, asio::buffer(text))).has_value());
+  auto data = co_await next_of<incoming_data>(b);
+  CHECK(text_of(data.payload) == text);
+}
+
+CO_TEST_CASE("unreachable and silent addresses fail with the matching error within the timeouts")
+{
+  auto p = props("alice");
+  p.handshake_timeout = 300ms;
+  peergraph::graph a(ctx.get_executor(), p);
+
+  // A port where nothing listens.
+  tcp::endpoint closed_port;
+  {
+    tcp::acceptor probe(ctx, any_v4);
+    closed_port = probe.local_endpoint();
+  }
+  auto refused = co_await a.connect(closed_port);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::connection_refused);
+
+  // A listener that accepts but never speaks: the handshake times out.
+  tcp::acceptor silent(ctx, any_v4);
+  const auto started = std::chrono::steady_clock::now();
+  auto timed_out = co_await a.connect(silent.local_endpoint());
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(timed_out.has_value());
+  CHECK(timed_out.error() == peer_errc::timed_out);
+  CHECK(took >= 250ms);
+  CHECK(took < 3s);
+}
+
+CO_TEST_CASE("a node that never finishes its hello is dropped after the handshake timeout, others unharmed")
+{
+  auto p = props("bob");
+  p.handshake_timeout = 300ms;
+  peergraph::graph b(ctx.get_executor(), p);
+  const auto where = co_await listening(b);
+  tcp::socket slow(ctx);
+  slow.connect(where);
+  // A valid start of a preamble, then nothing (slowloris).
+  const std::array<char, 3> start{'P', 'G', 'R'};
+  asio::write(slow, asio::buffer(start));
+
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  auto id = co_await a.connect(where);
+  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+
+  std::array<char, 64> sink{};
+  auto [ec, n] = co_await slow.async_read_some(asio::buffer(sink), use_tuple);
+  // The silent node learns nothing (not even the peer id) and is disconnected.
+  CHECK(ec == asio::error::eof);
+  CHECK(n == 0);
+}
+
+CO_TEST_CASE("garbage from a raw socket closes that connection only")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+
+  tcp::socket raw(ctx);
+  raw.connect(where);
+  const auto junk = pattern(99, 4096);
+  asio::write(raw, asio::buffer(junk));
+  std::array<char, 64> sink{};
+  auto [ec, n] = co_await raw.async_read_some(asio::buffer(sink), use_tuple);
+  CHECK(ec); // closed by b
+  CHECK(n == 0);
+
+  const std::string text = "after the garbage";
+  REQUIRE((co_await a.send_data(*id, chat_type, asio::buffer(text))).has_value());
+  auto data = co_await next_of<incoming_data>(b);
+  CHECK(text_of(data.payload) == text);
+}
+
+CO_TEST_CASE("send_data delivers typed data and validates its arguments")
+{
+  auto pb = props("bob");
+  pb.max_frame_size = 64 * 1024;
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  auto on_b = co_await next_of<connection_changed>(b);
+
+  const std::string hello = "hello bob";
+  auto sent = co_await a.send_data(*id, chat_type, asio::buffer(hello));
+  REQUIRE_MESSAGE(sent.has_value(), sent.error().message());
+  auto data = co_await next_of<incoming_data>(b);
+  CHECK(data.connection == on_b.id);
+  CHECK(data.type == chat_type);
+  CHECK(text_of(data.payload) == hello);
+
+  // An empty payload is a message too.
+  REQUIRE((co_await a.send_data(*id, file_type, asio::const_buffer())).has_value());
+  auto empty = co_await next_of<incoming_data>(b);
+  CHECK(empty.type == file_type);
+  CHECK(empty.payload.empty());
+
+  auto nil = co_await a.send_data(*id, data_type{}, asio::buffer(hello));
+  REQUIRE_FALSE(nil.has_value());
+  CHECK(nil.error() == peer_errc::invalid_argument);
+
+  auto unknown = co_await a.send_data(connection_id(987654), chat_type, asio::buffer(hello));
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error() == peer_errc::connection_not_found);
+
+  // b accepts at most 64 KiB; a (default 60 MB) sends more: b closes the connection with frame_too_large.
+  // On a's own limit, nothing is sent at all:
+  auto pa_small = props("carol");
+  pa_small.max_frame_size = 1024;
+  peergraph::graph c(ctx.get_executor(), pa_small);
+  auto to_b = co_await c.connect(where);
+  REQUIRE(to_b.has_value());
+  const auto big = pattern(1, 1025);
+  auto too_large = co_await c.send_data(*to_b, chat_type, asio::buffer(big));
+  REQUIRE_FALSE(too_large.has_value());
+  CHECK(too_large.error() == peer_errc::frame_too_large);
+  const std::string after = "after the refused one";
+  REQUIRE((co_await c.send_data(*to_b, chat_type, asio::buffer(after))).has_value());
+  auto next = co_await next_of<incoming_data>(b);
+  CHECK(text_of(next.payload) == after); // the refused frame never reached b
+
+  // A frame over the receiver's limit ends that connection with frame_too_large on the receiving side.
+  const auto over = pattern(2, 64 * 1024 + 1);
+  (void)co_await a.send_data(*id, chat_type, asio::buffer(over));
+  for (int i = 0; i < 20; ++i) {
+    auto e = co_await next_of<connection_changed>(b);
+    if (e.status == connection_status::disconnected && e.remote_peer == pid("alice")) {
+      CHECK(e.reason == peer_errc::frame_too_large);
+      break;
+    }
+    CHECK(i < 19);
+  }
+}
+
+CO_TEST_CASE("10,000 messages on one connection arrive in order")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+
+  constexpr std::uint32_t count = 10'000;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::array<std::uint32_t, 4> message{i, i * 7, i ^ 0x5a5a5a5aU, count};
+      auto sent = co_await a.send_data(*id, chat_type, asio::buffer(message));
+      REQUIRE(sent.has_value());
+    }
+  }, asio::detached);
+
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto data = co_await next_of<incoming_data>(b);
+    REQUIRE(data.payload.size() == 16);
+    std::array<std::uint32_t, 4> message{};
+    std::memcpy(message.data(), data.payload.data(), 16);
+    REQUIRE(message[0] == i);
+    REQUIRE(message[1] == i * 7);
+    REQUIRE(message[2] == (i ^ 0x5a5a5a5aU));
+  }
+}
+
+CO_TEST_CASE("concurrent send_data calls on one connection never interleave and keep their start order")
+{
+  auto pb = props("bob");
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+
+  constexpr std::uint32_t senders = 32;
+  constexpr std::size_t size = 200'000; // large enough that sends wait for the socket and queue up
+  std::vector<std::vector<std::byte>> messages;
+  for (std::uint32_t i = 0; i < senders; ++i)
+    messages.push_back(pattern(1000 + i, size));
+  for (std::uint32_t i = 0; i < senders; ++i)
+    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> {
+      auto sent = co_await a.send_data(*id, chat_type, asio::buffer(messages[i]));
+      REQUIRE(sent.has_value());
+    }, asio::detached);
+
+  for (std::uint32_t i = 0; i < senders; ++i) {
+    auto data = co_await next_of<incoming_data>(b);
+    REQUIRE(data.payload.size() == size);
+    CHECK_MESSAGE(std::equal(messages[i].begin(), messages[i].end(), data.payload.begin()),
+                  "message " << i << " out of order or mixed");
+  }
+}
+
+CO_TEST_CASE("a 32 MiB payload of 4,096 buffers arrives intact")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+
+  constexpr std::size_t total = 32 * 1024 * 1024;
+  const auto data = pattern(7, total);
+  std::vector<asio::const_buffer> buffers;
+  for (std::size_t i = 0; i < 4096; ++i)
+    buffers.emplace_back(data.data() + i * (total / 4096), total / 4096);
+  bool sent = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    auto r = co_await a.send_data(*id, file_type, buffers);
+    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    sent = true;
+  }, asio::detached);
+  auto got = co_await next_of<incoming_data>(b);
+  CHECK(got.type == file_type);
+  REQUIRE(got.payload.size() == total);
+  CHECK(std::equal(data.begin(), data.end(), got.payload.begin()));
+  CHECK(sent);
+}
+
+CO_TEST_CASE("direct connections: private, not neighbors, closed by either side with an event on the other")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto neighbor = co_await a.connect(where);
+  REQUIRE(neighbor.has_value());
+  // A direct connection to a peer that is already a neighbor is allowed: it is not a neighbor connection.
+  auto direct = co_await a.open_direct_connection(pid("bob"), where);
+  REQUIRE_MESSAGE(direct.has_value(), direct.error().message());
+  CHECK(*direct != *neighbor);
+
+  auto list = co_await a.connections(peergraph::connection_kinds::direct);
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].kind == connection_kind::direct);
+
+  // The peer id is required and checked.
+  auto wrong_peer = co_await a.open_direct_connection(pid("mallory"), where);
+  REQUIRE_FALSE(wrong_peer.has_value());
+  CHECK(wrong_peer.error() == peer_errc::node_not_found);
+
+  const std::string secret = "just for you";
+  REQUIRE((co_await a.send_data(*direct, chat_type, asio::buffer(secret))).has_value());
+  connection_id direct_on_b;
+  for (int i = 0; i < 20; ++i) {
+    auto event = co_await b.next_event();
+    REQUIRE(event.has_value());
+    if (auto* c = std::get_if<connection_changed>(&*event); c && c->kind == connection_kind::direct &&
+                                                            c->status == connection_status::connected)
+      direct_on_b = c->id;
+    if (auto* d = std::get_if<incoming_data>(&*event)) {
+      CHECK(d->connection == direct_on_b);
+      CHECK(text_of(d->payload) == secret);
+      break;
+    }
+  }
+
+  auto not_direct = co_await a.close_direct_connection(*neighbor);
+  REQUIRE_FALSE(not_direct.has_value());
+  CHECK(not_direct.error() == peer_errc::not_direct_connection);
+  auto unknown = co_await a.close_direct_connection(connection_id(424242));
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error() == peer_errc::connection_not_found);
+
+  REQUIRE((co_await a.close_direct_connection(*direct)).has_value());
+  auto gone = co_await next_of<connection_changed>(b);
+  CHECK(gone.id == direct_on_b);
+  CHECK(gone.status == connection_status::disconnected);
+  CHECK(gone.reason == peer_errc::connection_closed);
+  // Closed means gone: sending on it fails, and the neighbor connection still works.
+  auto after = co_await a.send_data(*direct, chat_type, asio::buffer(secret));
+  REQUIRE_FALSE(after.has_value());
+  CHECK(after.error() == peer_errc::connection_not_found);
+  REQUIRE((co_await a.send_data(*neighbor, chat_type, asio::buffer(secret))).has_value());
+  CHECK(text_of((co_await next_of<incoming_data>(b)).payload) == secret);
+}
+
+CO_TEST_CASE("the event filter delivers only the kinds and data types asked for")
+{
+  auto pb = props("bob");
+  pb.events.kinds = peergraph::event_kind::incoming_data;
+  pb.events.data_types = {file_type};
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  const std::string chat = "not for the filter";
+  const std::string file = "for the filter";
+  REQUIRE((co_await a.send_data(*id, chat_type, asio::buffer(chat))).has_value());
+  REQUIRE((co_await a.send_data(*id, file_type, asio::buffer(file))).has_value());
+  // No connection or status events, no chat: the first event is the file data.
+  auto first = co_await b.next_event();
+  REQUIRE(first.has_value());
+  auto* data = std::get_if<incoming_data>(&*first);
+  REQUIRE(data != nullptr);
+  CHECK(text_of(data->payload) == file);
+
+  REQUIRE((co_await b.set_event_filter({})).has_value()); // everything again
+  REQUIRE((co_await a.send_data(*id, chat_type, asio::buffer(chat))).has_value());
+  CHECK(text_of((co_await next_of<incoming_data>(b)).payload) == chat);
+}
+
+CO_TEST_CASE("a consumer that stops reading slows the sender down; nothing is lost")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 4;
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  (void)co_await next_of<connection_changed>(b);
+
+  constexpr std::uint32_t count = 400;
+  const auto block = pattern(3, 64 * 1024);
+  std::uint32_t completed = 0;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::array<asio::const_buffer, 2> parts{asio::buffer(&i, sizeof i), asio::buffer(block)};
+      REQUIRE((co_await a.send_data(*id, chat_type, parts)).has_value());
+      ++completed;
+    }
+  }, asio::detached);
+
+  // 400 x 64 KiB = 25 MiB cannot all fit in the kernel buffers and a queue of 4: the sender must be held up.
+  co_await pause(300ms);
+  CHECK(completed < count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto data = co_await next_of<incoming_data>(b);
+    REQUIRE(data.payload.size() == sizeof i + block.size());
+    std::uint32_t seq = 0;
+    std::memcpy(&seq, data.payload.data(), sizeof seq);
+    REQUIRE(seq == i);
+  }
+  CHECK(completed == count);
+}
+
+CO_TEST_CASE("a peer that vanishes mid-frame is reported disconnected; the graph stays healthy")
+{
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  {
+    peergraph::graph a(ctx.get_executor(), props("alice"));
+    auto id = co_await a.connect(where);
+    REQUIRE(id.has_value());
+    (void)co_await next_of<connection_changed>(b);
+  }
+  // alice's graph is gone (destroyed): bob sees the disconnect.
+  auto gone = co_await next_of<connection_changed>(b);
+  CHECK(gone.status == connection_status::disconnected);
+  CHECK(gone.remote_peer == pid("alice"));
+
+  // A raw client that completes a handshake by hand, starts a frame and resets the connection.
+  {
+    peergraph::graph c(ctx.get_executor(), props("carol"));
+    auto id = co_await c.connect(where);
+    REQUIRE(id.has_value());
+    auto on_b = co_await next_of<connection_changed>(b);
+    CHECK(on_b.status == connection_status::connected);
+  }
+  auto carol_gone = co_await next_of<connection_changed>(b);
+  CHECK(carol_gone.status == connection_status::disconnected);
+
+  peergraph::graph d(ctx.get_executor(), props("dave"));
+  auto id = co_await d.connect(where);
+  REQUIRE(id.has_value());
+  const std::string text = "healthy";
+  REQUIRE((co_await d.send_data(*id, chat_type, asio::buffer(text))).has_value());
+  CHECK(text_of((co_await next_of<incoming_data>(b)).payload) == text);
+}
+
+CO_TEST_CASE("close() disconnects the remotes, aborts what is pending, and later operations fail")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+
+  // A next_event that waits while the graph closes completes with operation_aborted.
+  bool waiting_done = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 100; ++i) {
+      auto e = co_await a.next_event();
+      if (!e) {
+        CHECK(e.error() == peer_errc::operation_aborted);
+        break;
+      }
+    }
+    waiting_done = true;
+  }, asio::detached);
+  co_await pause(20ms);
+
+  CHECK((co_await next_of<connection_changed>(b)).status == connection_status::connected);
+  REQUIRE((co_await a.close()).has_value());
+  auto gone = co_await next_of<connection_changed>(b);
+  CHECK(gone.status == connection_status::disconnected);
+  CHECK(gone.reason == peer_errc::graph_shutting_down);
+  for (int i = 0; i < 100 && !waiting_done; ++i)
+    co_await pause(5ms);
+  CHECK(waiting_done);
+
+  const std::string text = "x";
+  CHECK((co_await a.send_data(*id, chat_type, asio::buffer(text))).error() == peer_errc::invalid_graph);
+  CHECK((co_await a.connect(where)).error() == peer_errc::invalid_graph);
+  CHECK((co_await a.listen(any_v4)).error() == peer_errc::invalid_graph);
+  CHECK((co_await a.next_event()).error() == peer_errc::invalid_graph);
+  CHECK((co_await a.connections()).error() == peer_errc::invalid_graph);
+  CHECK((co_await a.close()).error() == peer_errc::invalid_graph);
+
+  peergraph::graph empty;
+  CHECK((co_await empty.connect(where)).error() == peer_errc::not_initialized);
+  CHECK((co_await empty.next_event()).error() == peer_errc::not_initialized);
+  CHECK((co_await empty.send_data(*id, chat_type, asio::buffer(text))).error() == peer_errc::not_initialized);
+  peergraph::graph moved_to = std::move(b);
+  CHECK((co_await b.listen(any_v4)).error() == peer_errc::not_initialized); // NOLINT: moved-from use is the test
+  CHECK((co_await moved_to.connections()).has_value());
+}
+
+CO_TEST_CASE("close while sends are pending completes every send")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  auto pb = props("bob");
+  pb.event_queue_depth = 1;
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  const auto block = pattern(5, 1024 * 1024);
+  int finished = 0;
+  int aborted = 0;
+  for (int i = 0; i < 20; ++i)
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+      auto r = co_await a.send_data(*id, chat_type, asio::buffer(block));
+      if (!r)
+        ++aborted;
+      ++finished;
+    }, asio::detached);
+  co_await pause(50ms);
+  REQUIRE((co_await a.close()).has_value());
+  for (int i = 0; i < 200 && finished < 20; ++i)
+    co_await pause(5ms);
+  CHECK(finished == 20);
+  CHECK(aborted > 0); // b's queue of one event held the rest back
+}
+
+CO_TEST_CASE("five nodes in a ring and in a star exchange typed data")
+{
+  constexpr std::size_t n = 5;
+  const std::array<std::string, n> names{"n0", "n1", "n2", "n3", "n4"};
+  std::vector<std::unique_ptr<peergraph::graph>> nodes;
+  std::vector<tcp::endpoint> where;
+  for (const auto& name : names) {
+    nodes.push_back(std::make_unique<peergraph::graph>(ctx.get_executor(), props(name)));
+    where.push_back(co_await listening(*nodes.back()));
+  }
+  // Ring: i -> i+1. Star: n0 is the hub, so it also connects to the two nodes not adjacent to it in the ring.
+  std::vector<std::pair<std::size_t, connection_id>> links; // (sender, id)
+  for (std::size_t i = 0; i < n; ++i) {
+    auto id = co_await nodes[i]->connect(where[(i + 1) % n]);
+    REQUIRE_MESSAGE(id.has_value(), id.error().message());
+    links.emplace_back(i, *id);
+  }
+  for (std::size_t i = 2; i < n - 1; ++i) {
+    auto id = co_await nodes[0]->connect(where[i]);
+    REQUIRE_MESSAGE(id.has_value(), id.error().message());
+    links.emplace_back(0, *id);
+  }
+  for (const auto& [sender, id] : links) {
+    const std::string text = "from " + names[sender];
+    REQUIRE((co_await nodes[sender]->send_data(id, chat_type, asio::buffer(text))).has_value());
+  }
+  // Each node receives one message per link that ends at it; the hub's neighbours n2, n3 receive two.
+  std::map<std::string, int> received;
+  const std::array<int, n> expected_counts{1, 1, 2, 2, 1};
+  for (std::size_t i = 0; i < n; ++i) {
+    for (int k = 0; k < expected_counts[i]; ++k) {
+      auto data = co_await next_of<incoming_data>(*nodes[i]);
+      CHECK(data.type == chat_type);
+      ++received[text_of(data.payload)];
+    }
+    auto list = co_await nodes[i]->connections(peergraph::connection_kinds::neighbor);
+    REQUIRE(list.has_value());
+    CHECK(list->size() == (i == 0 ? 4U : (i == 2 || i == 3 ? 3U : 2U)));
+  }
+  CHECK(received["from n0"] == 3);
+  for (std::size_t i = 1; i < n; ++i)
+    CHECK(received["from " + names[i]] == 1);
+}
+
+namespace {
+
+/// The same two-node exchange on a given executor: connect, 200 messages each way, close.
+template <class Executor>
+void exchange_on(const Executor& ex, std::function<void()> run)
+{
+  using graph_type = peergraph::basic_graph<Executor>;
+  graph_type a(ex, props("alice"));
+  graph_type b(ex, props("bob"));
+  std::promise<bool> done;
+  auto result = done.get_future();
+  asio::co_spawn(ex, [&]() -> asio::awaitable<void> {
+    bool ok = true;
+    auto where = co_await b.listen(any_v4);
+    auto id = co_await a.connect(*where);
+    ok = ok && id.has_value();
+    for (std::uint32_t i = 0; ok && i < 200; ++i) {
+      auto sent = co_await a.send_data(*id, chat_type, asio::buffer(&i, sizeof i));
+      ok = sent.has_value();
+    }
+    for (std::uint32_t i = 0; ok && i < 200;) {
+      auto e = co_await b.next_event();
+      ok = e.has_value();
+      if (auto* d = ok ? std::get_if<incoming_data>(&*e) : nullptr) {
+        std::uint32_t seq = 0;
+        std::memcpy(&seq, d->payload.data(), sizeof seq);
+        ok = seq == i++;
+      }
+    }
+    auto closed_a = co_await a.close();
+    auto closed_b = co_await b.close();
+    ok = ok && closed_a.has_value() && closed_b.has_value();
+    done.set_value(ok);
+  }, asio::detached);
+  run();
+  REQUIRE(result.wait_for(20s) == std::future_status::ready);
+  CHECK(result.get());
+}
+
+} // namespace
+
+TEST_CASE("the graph works on io_context, any_io_executor, a strand and a two-thread pool")
+{
+  {
+    asio::io_context ctx;
+    exchange_on(ctx.get_executor(), [&] { ctx.run_for(20s); });
+  }
+  {
+    asio::io_context ctx;
+    exchange_on(asio::any_io_executor(ctx.get_executor()), [&] { ctx.run_for(20s); });
+  }
+  {
+    asio::io_context ctx;
+    exchange_on(asio::make_strand(ctx), [&] { ctx.run_for(20s); });
+  }
+  {
+    asio::thread_pool pool(2);
+    exchange_on(asio::any_io_executor(pool.get_executor()), [] {});
+    pool.join();
+  }
+  {
+    asio::thread_pool pool(2);
+    exchange_on(pool.get_executor(), [] {});
+    pool.join();
+  }
+}
+
+TEST_SUITE_END();
