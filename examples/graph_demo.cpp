@@ -36,7 +36,8 @@ using asio::ip::tcp;
 constexpr peergraph::data_type chat_type = "5d3c8e1a-7f4b-4c2e-9a61-3b0f2d9e8c41"_guid;
 constexpr peergraph::data_type telemetry_type = "a4f1b2c3-d4e5-4f60-8a7b-9c8d7e6f5a4b"_guid;
 
-/// One node: a graph, where it listens, and who is behind each of its connection ids (learnt from its events).
+/// One node: its peer id, its graph, where it listens, and who is behind each of its connection ids (learnt from its
+/// events).
 struct node
 {
   std::string name;
@@ -55,6 +56,8 @@ struct tally
 };
 
 /// Returns the value of a step's result, or ends the demo with the step's name and the error's message.
+/// The arguments of the awaited operations below are named variables, not nested calls: g++ 12 mis-destroys such
+/// temporaries when an exception leaves a statement that holds a co_await.
 template <class T>
 T must(peergraph::expected<T, peergraph::peer_error> result, const std::string& step)
 {

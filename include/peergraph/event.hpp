@@ -7,6 +7,7 @@
 #pragma once
 
 #include <peergraph/config.hpp>
+#include <peergraph/detail/block_pool.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/ids.hpp>
 
@@ -15,7 +16,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <memory>
+#include <utility>
 #include <optional>
 #include <span>
 #include <variant>
@@ -64,13 +65,20 @@ struct connection_info
 };
 
 /// Bytes owned by an event: the payload of an incoming_data event. Move-only, so handing it on never copies.
+///
+/// The memory comes from a pool of recycled blocks, so a steady stream of messages allocates nothing once the pool
+/// has warmed up; a payload may be kept as long as wanted and freed on any thread.
 class payload
 {
 public:
   payload() noexcept = default;
 
   /// An uninitialised buffer of `size` bytes, to be filled by the reader.
-  explicit payload(std::size_t size) : bytes_(size == 0 ? nullptr : new std::byte[size]), size_(size) {}
+  explicit payload(std::size_t size)
+      : bytes_(size == 0 ? nullptr : static_cast<std::byte*>(detail::block_pool::instance().allocate(size))),
+        size_(size)
+  {
+  }
 
   /// A copy of `bytes`; for tests and for applications that build events themselves.
   static payload copy_of(std::span<const std::byte> bytes)
@@ -81,17 +89,31 @@ public:
     return p;
   }
 
-  payload(payload&&) noexcept = default;
-  payload& operator=(payload&&) noexcept = default;
+  payload(payload&& other) noexcept
+      : bytes_(std::exchange(other.bytes_, nullptr)), size_(std::exchange(other.size_, 0))
+  {
+  }
 
-  [[nodiscard]] std::byte* data() noexcept { return bytes_.get(); }
-  [[nodiscard]] const std::byte* data() const noexcept { return bytes_.get(); }
+  payload& operator=(payload&& other) noexcept
+  {
+    if (this != &other) {
+      release();
+      bytes_ = std::exchange(other.bytes_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+
+  ~payload() { release(); }
+
+  [[nodiscard]] std::byte* data() noexcept { return bytes_; }
+  [[nodiscard]] const std::byte* data() const noexcept { return bytes_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return {bytes_.get(), size_}; }
-  [[nodiscard]] std::span<std::byte> bytes() noexcept { return {bytes_.get(), size_}; }
-  [[nodiscard]] const std::byte* begin() const noexcept { return bytes_.get(); }
-  [[nodiscard]] const std::byte* end() const noexcept { return bytes_.get() + size_; }
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return {bytes_, size_}; }
+  [[nodiscard]] std::span<std::byte> bytes() noexcept { return {bytes_, size_}; }
+  [[nodiscard]] const std::byte* begin() const noexcept { return bytes_; }
+  [[nodiscard]] const std::byte* end() const noexcept { return bytes_ + size_; }
 
   friend bool operator==(const payload& a, const payload& b) noexcept
   {
@@ -99,7 +121,15 @@ public:
   }
 
 private:
-  std::unique_ptr<std::byte[]> bytes_;
+  void release() noexcept
+  {
+    if (bytes_ != nullptr)
+      detail::block_pool::instance().deallocate(bytes_, size_);
+    bytes_ = nullptr;
+    size_ = 0;
+  }
+
+  std::byte* bytes_ = nullptr;
   std::size_t size_ = 0;
 };
 

@@ -45,6 +45,11 @@ struct graph_properties
   std::string friendly_name;
   /// Largest send_data payload, in both directions: from min_max_frame_size (1 KiB) up; default 60 MB.
   std::uint64_t max_frame_size = default_max_frame_size;
+  /// Payloads up to this many bytes are copied into the connection's staging buffer and sent together with the
+  /// frames around them, once per executor turn or when 64 KiB have gathered: one system call for many small
+  /// messages. Larger payloads, and every send_data with send_flags::zero_copy, are sent from the caller's memory.
+  /// 0 turns copying off. At most 32 KiB.
+  std::size_t copy_threshold = 1024;
   /// Time allowed for a TCP connection to be established.
   std::chrono::milliseconds connect_timeout{10'000};
   /// Time allowed for a handshake to complete, in either direction; a peer that is slower is disconnected.
@@ -63,7 +68,7 @@ struct graph_properties
   {
     if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
         connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || max_connections == 0 ||
-        max_pending_handshakes == 0 || event_queue_depth == 0)
+        max_pending_handshakes == 0 || event_queue_depth == 0 || copy_threshold > 32 * 1024)
       return unexpected(peer_error(peer_errc::invalid_argument));
     return {};
   }
@@ -184,11 +189,12 @@ public:
 
   /// Sends `buffers` as one message of `type` on a neighbor or direct connection (PeerGraphSendData).
   ///
-  /// Zero-copy: the frame header and the caller's buffer descriptors go to the kernel in one gather write; the
-  /// descriptors are captured at the call (a temporary array is fine) and the bytes must stay valid until
-  /// completion. Completes when the transport has every byte, without waiting for the remote, and without
-  /// suspending when the kernel takes everything at once. Messages of concurrent send_data calls on one connection
-  /// never interleave and keep the order in which the calls were made.
+  /// Payloads larger than graph_properties::copy_threshold are zero-copy: the frame header and the caller's buffer
+  /// descriptors go to the kernel in one gather write; the descriptors are captured at the call (a temporary array
+  /// is fine) and the bytes must stay valid until completion. Smaller payloads are copied into the connection's
+  /// staging buffer and sent with the frames around them. Either way the operation completes when the transport
+  /// has every byte, without waiting for the remote, and without suspending when that is at once. Messages of
+  /// concurrent send_data calls on one connection never interleave and keep the order in which the calls were made.
   /// @param id The connection.
   /// @param type The application-defined type of the data; the nil GUID is invalid_argument.
   /// @param buffers Any Asio ConstBufferSequence or `std::span<const wsabuf>`.
@@ -197,8 +203,17 @@ public:
   /// sent) for more than max_frame_size bytes, invalid_argument for a nil type, and send errors (connection_reset,
   /// shut_down, operation_aborted when the connection closes meanwhile).
   template <class ConstBufferSequence, class CompletionToken = use_expected_t>
-    requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+    requires asio::is_const_buffer_sequence<ConstBufferSequence>::value &&
+             (!std::is_same_v<std::decay_t<CompletionToken>, send_flags>)
   auto send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers,
+                 CompletionToken&& token = {});
+
+  /// send_data with send flags: send_flags::zero_copy sends from the caller's memory whatever the size, with kernel
+  /// zero-copy where available, and completes once the kernel has released the pages; do_not_route is passed on.
+  /// partial and out_of_band are invalid_argument (they would break the message framing).
+  template <class ConstBufferSequence, class CompletionToken = use_expected_t>
+    requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+  auto send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers, send_flags flags,
                  CompletionToken&& token = {});
 
   /// Closes a direct connection (PeerGraphCloseDirectConnection); the remote sees it disconnect.

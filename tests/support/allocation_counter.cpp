@@ -13,6 +13,21 @@ std::size_t peergraph::test::heap_allocations() noexcept
   return allocations.load(std::memory_order_relaxed);
 }
 
+// ThreadSanitizer's runtime defines the global allocation functions itself; a second definition does not link.
+#if defined(PEERGRAPH_TEST_SANITIZER_OWNS_NEW)
+
+bool peergraph::test::allocations_counted() noexcept
+{
+  return false;
+}
+
+#else
+
+bool peergraph::test::allocations_counted() noexcept
+{
+  return true;
+}
+
 void* operator new(std::size_t size)
 {
   allocations.fetch_add(1, std::memory_order_relaxed);
@@ -45,3 +60,5 @@ void operator delete[](void* p, std::size_t) noexcept
 {
   std::free(p);
 }
+
+#endif

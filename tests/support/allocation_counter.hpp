@@ -13,4 +13,8 @@ namespace peergraph::test {
 /// Number of global operator new calls since the program started.
 std::size_t heap_allocations() noexcept;
 
+/// False in builds whose sanitizer runtime owns the global allocation functions (ThreadSanitizer), where nothing is
+/// counted and tests of allocation counts skip themselves.
+bool allocations_counted() noexcept;
+
 } // namespace peergraph::test

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <peergraph/detail/asio_compat.hpp>
+#include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/bound_completion.hpp>
+#include <peergraph/detail/ring_queue.hpp>
 #include <peergraph/wire.hpp>
 
 #include <asio/basic_socket_acceptor.hpp>
@@ -50,8 +52,10 @@ struct graph_strand<asio::strand<InnerExecutor>>
 
 /// Payloads at least this large are read from the socket straight into the event's buffer, past the read buffer.
 inline constexpr std::size_t direct_read_threshold = 16 * 1024;
-/// The read buffer of one connection.
+/// The read buffer of one connection, while data flows.
 inline constexpr std::size_t read_buffer_size = 64 * 1024;
+/// The staging buffer of one connection, while small frames flow.
+inline constexpr std::size_t staging_capacity = 64 * 1024;
 
 template <class Executor>
 class graph_state : public std::enable_shared_from_this<graph_state<Executor>>
@@ -62,8 +66,8 @@ public:
   using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, strand_type>;
   using timer_type =
       asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, strand_type>;
-  using channel_type = asio::experimental::basic_channel<strand_type, asio::experimental::channel_traits<>,
-                                                         void(std::error_code, graph_event)>;
+  using channel_type =
+      asio::experimental::basic_channel<strand_type, ring_channel_traits<>, void(std::error_code, graph_event)>;
 
   /// An established connection.
   struct connection
@@ -83,6 +87,20 @@ public:
     socket_type socket;
     timer_type linger;     // bounds how long a closing connection waits for the remote to close its side
     bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
+    // Small frames copied here while no send is in progress, and written together once per executor turn (or when
+    // full): a coroutine awaiting each send_data still gets one system call per many messages.
+    // The buffer is pooled and held only while frames wait in it, so an idle connection holds none.
+    pooled_buffer staging;
+    std::size_t staged = 0;
+    bool flush_posted = false;
+
+    void stage(std::span<const std::byte> bytes)
+    {
+      if (!staging)
+        staging = pooled_buffer(staging_capacity);
+      std::memcpy(staging.data() + staged, bytes.data(), bytes.size());
+      staged += bytes.size();
+    }
   };
 
   graph_state(const Executor& executor, graph_properties properties)
@@ -514,34 +532,50 @@ private:
   }
 
   /// Reads frames until the connection ends, delivering incoming data as events. Waiting for room in the event queue
-  /// stops the reading, which is how a slow consumer slows the remote senders down.
+  /// stops the reading, which is how a slow consumer slows the remote senders down. An idle connection holds no read
+  /// buffer: it waits for readability, then reads with a pooled buffer until the socket is drained.
   asio::awaitable<void> read_loop(std::shared_ptr<connection> c, handshake_result state)
   {
     auto self = this->shared_from_this();
-    if (state.buffer.size() < read_buffer_size)
-      state.buffer.resize(read_buffer_size);
+    std::error_code ec;
+    c->socket.non_blocking(true, ec);
     std::optional<peer_error> reason;
     std::optional<incoming_data> current; // the data frame being received
     std::size_t filled = 0;
     bool deliver_current = false;
+    pooled_buffer buffer;
+    // Bytes the handshake read beyond its last message come first.
+    std::span<const std::byte> input(state.buffer.data() + state.begin, state.end - state.begin);
 
     while (!reason) {
-      if (state.begin == state.end) {
-        auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(state.buffer), asio_compat::use_awaitable_tuple);
+      if (input.empty()) {
+        if (!buffer) {
+          auto [wait_error] =
+              co_await c->socket.async_wait(asio::socket_base::wait_read, asio_compat::use_awaitable_tuple);
+          if (wait_error) {
+            reason = end_of_stream_reason(wait_error, state.decoder);
+            break;
+          }
+          buffer = pooled_buffer(read_buffer_size);
+        }
+        const std::size_t n = c->socket.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        if (ec == asio::error::would_block) {
+          buffer.release(); // drained: give the buffer back until data flows again
+          continue;
+        }
         if (ec) {
           reason = end_of_stream_reason(ec, state.decoder);
           break;
         }
-        state.begin = 0;
-        state.end = n;
+        input = std::span<const std::byte>(buffer.data(), n);
       }
-      auto r = state.decoder.decode(std::span<const std::byte>(state.buffer).subspan(state.begin, state.end - state.begin));
+      auto r = state.decoder.decode(input);
       if (!r) {
         reason = r.error();
         send_close_frame(*c, r.error().code());
         break;
       }
-      state.begin += r->consumed;
+      input = input.subspan(r->consumed);
       bool frame_done = false;
       switch (r->event) {
       case wire::decode_event::need_more:
@@ -552,13 +586,14 @@ private:
                                                                        : payload()});
         filled = 0;
         frame_done = r->frame_complete;
-        if (!frame_done && deliver_current && state.begin == state.end && r->length >= direct_read_threshold) {
+        if (!frame_done && deliver_current && input.empty() && r->length >= direct_read_threshold) {
           // A large payload: read it straight into the event's buffer.
+          buffer.release();
           const std::size_t size = static_cast<std::size_t>(r->length);
-          auto [ec, n] = co_await asio::async_read(c->socket, asio::buffer(current->payload.data(), size),
-                                                   asio_compat::use_awaitable_tuple);
-          if (ec) {
-            reason = end_of_stream_reason(ec, state.decoder);
+          auto [read_error, n] = co_await asio::async_read(c->socket, asio::buffer(current->payload.data(), size),
+                                                           asio_compat::use_awaitable_tuple);
+          if (read_error) {
+            reason = end_of_stream_reason(read_error, state.decoder);
             break;
           }
           frame_done = state.decoder.advance_payload(n).value_or(false);
@@ -572,8 +607,8 @@ private:
         frame_done = r->frame_complete;
         break;
       case wire::decode_event::ping: {
-        auto pong = std::make_shared<std::array<std::byte, wire::ping_frame_size>>(wire::encode_pong(r->token));
-        async_send(c->socket, asio::buffer(*pong), [pong](std::error_code, std::size_t) {});
+        const auto pong = wire::encode_pong(r->token);
+        stage_bytes(c, pong);
         break;
       }
       case wire::decode_event::pong:
@@ -587,13 +622,15 @@ private:
       }
       if (frame_done && current) {
         if (deliver_current && c->registered) {
-          auto [ec] = co_await events_.async_send(std::error_code{}, graph_event(std::move(*current)),
-                                                  asio_compat::use_awaitable_tuple);
-          if (ec)
+          auto [send_error] = co_await events_.async_send(std::error_code{}, graph_event(std::move(*current)),
+                                                          asio_compat::use_awaitable_tuple);
+          if (send_error)
             break; // the graph closed
         }
         current.reset();
       }
+      if (input.empty() && !state.buffer.empty())
+        state.buffer = {}; // the handshake's bytes are used up
     }
 
     c->linger.cancel();
@@ -615,8 +652,9 @@ private:
   /// Sends a close frame now if the socket has no send in progress; false when it could not be sent whole.
   bool send_close_frame(connection& c, peer_errc reason)
   {
+    flush_staged(c);
     const int fd = static_cast<int>(c.socket.native_handle());
-    if (!c.socket.is_open() || !send_order::instance().idle(fd))
+    if (!c.socket.is_open() || !send_order::instance().idle(fd) || c.staged != 0)
       return false;
     auto frame = wire::encode_close(reason);
     if (!frame)
@@ -624,6 +662,84 @@ private:
     ::iovec iov{frame->data(), frame->size()};
     const send_some_result result = send_some(fd, &iov, 1, 0);
     return result.error == 0 && result.bytes == frame->size();
+  }
+
+public:
+  /// Copies a small frame (header and payload) into the connection's staging buffer when nothing is being sent on
+  /// it, so that it goes out with the frames around it; true when the frame was taken. The caller's bytes are free
+  /// again at once, as after a completed WSASend.
+  bool stage_frame(connection_id id, iovec_capture& frame)
+  {
+    auto it = connections_.find(id.value());
+    if (it == connections_.end() || !it->second->registered || frame.total_bytes() > staging_threshold())
+      return false;
+    connection& c = *it->second;
+    if (c.staged + frame.total_bytes() > staging_capacity)
+      flush_staged(c);
+    if (!c.socket.is_open() || !send_order::instance().idle(static_cast<int>(c.socket.native_handle())))
+      return false;
+    for (std::size_t i = 0; i < frame.count(); ++i)
+      c.stage({static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len});
+    schedule_flush(it->second);
+    return true;
+  }
+
+  /// Writes what is staged on connection `id` before a send that bypasses the staging buffer, to keep the order.
+  void flush_staged(connection_id id)
+  {
+    if (auto it = connections_.find(id.value()); it != connections_.end())
+      flush_staged(*it->second);
+  }
+
+private:
+  /// Frames up to this size (header included) are copied into the staging buffer rather than sent on their own.
+  [[nodiscard]] std::size_t staging_threshold() const noexcept
+  {
+    return properties_.copy_threshold + wire::data_frame_header_size;
+  }
+
+  void stage_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes)
+  {
+    if (c->staged + bytes.size() > staging_capacity)
+      flush_staged(*c);
+    c->stage(bytes);
+    schedule_flush(c);
+  }
+
+  void schedule_flush(const std::shared_ptr<connection>& c)
+  {
+    if (c->flush_posted)
+      return;
+    c->flush_posted = true;
+    asio::post(strand_, [self = this->shared_from_this(), c] {
+      c->flush_posted = false;
+      self->flush_staged(*c);
+    });
+  }
+
+  /// Writes the staged frames: directly when the socket takes them, otherwise through the ordered send path, which
+  /// then owns the bytes, so that the staging buffer is free for new frames at once.
+  void flush_staged(connection& c)
+  {
+    if (c.staged == 0 || !c.socket.is_open())
+      return;
+    const int fd = static_cast<int>(c.socket.native_handle());
+    std::size_t written = 0;
+    if (send_order::instance().idle(fd)) {
+      ::iovec iov{c.staging.data(), c.staged};
+      const send_some_result result = send_some(fd, &iov, 1, 0);
+      written = result.bytes;
+      if (written == c.staged || (result.error != 0 && result.error != EAGAIN)) {
+        // Sent, or the connection is broken (its reader reports why; what was staged is lost with it).
+        c.staged = 0;
+        c.staging.release();
+        return;
+      }
+    }
+    // The pending send owns the buffer from now on; the connection takes a fresh one for new frames.
+    const auto rest = asio::buffer(c.staging.data() + written, c.staged - written);
+    c.staged = 0;
+    async_send(c.socket, rest, [held = std::move(c.staging)](std::error_code, std::size_t) {});
   }
 
   /// Takes `c` out of the graph and tells the remote why: a close frame and an orderly shutdown when no send is in
@@ -740,7 +856,10 @@ public:
   using state_type = graph_state<Executor>;
   using executor_type = typename state_type::strand_type;
 
-  initiate_send_data(std::shared_ptr<state_type> state, connection_id id) : state_(std::move(state)), id_(id) {}
+  initiate_send_data(std::shared_ptr<state_type> state, connection_id id, bool may_stage)
+      : state_(std::move(state)), id_(id), may_stage_(may_stage)
+  {
+  }
 
   [[nodiscard]] executor_type get_executor() const noexcept { return state_->strand(); }
 
@@ -762,6 +881,11 @@ public:
       ec = to_error_code(error);
       return true;
     }
+    if (may_stage_ && state_->stage_frame(id_, request.buffers)) {
+      ec = {};
+      return true;
+    }
+    state_->flush_staged(id_);
     std::size_t sent = 0;
     return initiate_send<typename state_type::socket_type, true, std::size_t>(*socket).try_immediate(ec, sent,
                                                                                                     request);
@@ -774,16 +898,18 @@ public:
       return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
     auto completion = bound_completion(std::forward<Handler>(handler),
                                        [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
-    asio::dispatch(state_->strand(), [state = state_, id = id_, completion = std::move(completion),
-                                      request = std::move(request)]() mutable {
+    asio::dispatch(state_->strand(), [state = state_, id = id_, may_stage = may_stage_,
+                                      completion = std::move(completion), request = std::move(request)]() mutable {
       peer_error error;
       auto* target = request.refused ? nullptr : state->socket_for(id, error);
-      if (target == nullptr) {
-        const std::error_code ec = request.refused ? request.refused : to_error_code(error);
+      const bool staged = target != nullptr && may_stage && state->stage_frame(id, request.buffers);
+      if (target == nullptr || staged) {
+        const std::error_code ec = staged ? std::error_code{} : request.refused ? request.refused : to_error_code(error);
         auto ex = asio::get_associated_executor(completion, state->strand());
         asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
         return;
       }
+      state->flush_staged(id);
       const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
       send(std::move(completion), std::move(request));
     });
@@ -792,6 +918,7 @@ public:
 private:
   std::shared_ptr<state_type> state_;
   connection_id id_;
+  bool may_stage_; // false for zero_copy sends, which never copy the payload
 };
 
 /// The initiation object of next_event: takes a queued event at once for use_expected when one is there.
@@ -955,9 +1082,19 @@ auto basic_graph<Executor>::open_direct_connection(const peer_id& peer, const as
 
 template <class Executor>
 template <class ConstBufferSequence, class CompletionToken>
-  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value &&
+           (!std::is_same_v<std::decay_t<CompletionToken>, send_flags>)
 auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers,
                                       CompletionToken&& token)
+{
+  return send_data(id, type, buffers, send_flags::none, std::forward<CompletionToken>(token));
+}
+
+template <class Executor>
+template <class ConstBufferSequence, class CompletionToken>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers,
+                                      send_flags flags, CompletionToken&& token)
 {
   // The frame header travels inside the captured request, so nothing here outlives the call but the payload bytes.
   std::uint64_t payload_size = 0;
@@ -965,17 +1102,18 @@ auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, c
     payload_size += asio::const_buffer(*it).size();
   using socket_type = typename detail::graph_state<Executor>::socket_type;
   detail::send_request request;
-  if (type.is_nil()) {
+  if (type.is_nil() || has_flags(flags, send_flags::partial) || has_flags(flags, send_flags::out_of_band)) {
+    // Partial or urgent bytes would break the framing of the stream.
     request.refused = make_error_code(peer_errc::invalid_argument);
   } else if (state_ && payload_size > state_->max_frame_size()) {
     request.refused = make_error_code(peer_errc::frame_too_large);
   } else {
     const auto header = wire::encode_data_header(type, payload_size);
     request = detail::make_send_request<socket_type>(detail::iovec_capture(std::span<const std::byte>(header), buffers),
-                                                     send_flags::none);
+                                                     flags);
   }
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
-      detail::initiate_send_data<Executor>(state_, id), token, std::move(request));
+      detail::initiate_send_data<Executor>(state_, id, flags == send_flags::none), token, std::move(request));
 }
 
 template <class Executor>
@@ -1053,10 +1191,10 @@ auto basic_graph<Executor>::set_event_filter(event_filter filter, CompletionToke
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
         detail::run_on_strand<void>(
             state, std::move(handler),
-            [](auto s, event_filter filter) -> asio::awaitable<expected<void, peer_error>> {
+            [](auto s, event_filter replacement) -> asio::awaitable<expected<void, peer_error>> {
               if (s->closed())
                 co_return unexpected(peer_error(peer_errc::invalid_graph));
-              s->set_filter(std::move(filter));
+              s->set_filter(std::move(replacement));
               co_return expected<void, peer_error>{};
             },
             std::move(f));

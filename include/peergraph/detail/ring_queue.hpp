@@ -1,0 +1,132 @@
+//
+// peergraph/detail/ring_queue.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A FIFO on a circular array that keeps its storage, so a queue that is filled and drained over and over allocates
+// only while it grows to its working size. It replaces std::deque (which allocates and frees a block every few
+// elements) as the buffer of the graph's event channel.
+//
+#pragma once
+
+#include <peergraph/config.hpp>
+
+#include <asio/experimental/channel_traits.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <utility>
+
+namespace peergraph::detail {
+
+/// The subset of std::deque's interface that Asio's channel uses: push_back, front, pop_front, size, clear.
+template <class T>
+class ring_queue
+{
+public:
+  ring_queue() noexcept = default;
+  ring_queue(const ring_queue& other) : ring_queue() { copy_from(other); }
+  ring_queue(ring_queue&& other) noexcept { swap(other); }
+  ring_queue& operator=(const ring_queue& other)
+  {
+    if (this != &other) {
+      clear();
+      copy_from(other);
+    }
+    return *this;
+  }
+  ring_queue& operator=(ring_queue&& other) noexcept
+  {
+    if (this != &other) {
+      clear();
+      swap(other);
+    }
+    return *this;
+  }
+  ~ring_queue()
+  {
+    clear();
+    ::operator delete(slots_, std::align_val_t(alignof(T)));
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+
+  void push_back(T value)
+  {
+    if (size_ == capacity_)
+      grow();
+    ::new (static_cast<void*>(slot(size_))) T(std::move(value));
+    ++size_;
+  }
+
+  [[nodiscard]] T& front() noexcept { return *slot(0); }
+
+  void pop_front() noexcept
+  {
+    std::destroy_at(slot(0));
+    head_ = (head_ + 1) % capacity_;
+    --size_;
+  }
+
+  void clear() noexcept
+  {
+    while (size_ > 0)
+      pop_front();
+    head_ = 0;
+  }
+
+private:
+  T* slot(std::size_t index) const noexcept { return slots_ + (head_ + index) % capacity_; }
+
+  void grow()
+  {
+    const std::size_t next = capacity_ == 0 ? 16 : capacity_ * 2;
+    T* fresh = static_cast<T*>(::operator new(next * sizeof(T), std::align_val_t(alignof(T))));
+    for (std::size_t i = 0; i < size_; ++i) {
+      ::new (static_cast<void*>(fresh + i)) T(std::move(*slot(i)));
+      std::destroy_at(slot(i));
+    }
+    ::operator delete(slots_, std::align_val_t(alignof(T)));
+    slots_ = fresh;
+    capacity_ = next;
+    head_ = 0;
+  }
+
+  void copy_from(const ring_queue& other)
+  {
+    for (std::size_t i = 0; i < other.size_; ++i)
+      push_back(*other.slot(i));
+  }
+
+  void swap(ring_queue& other) noexcept
+  {
+    std::swap(slots_, other.slots_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(head_, other.head_);
+    std::swap(size_, other.size_);
+  }
+
+  T* slots_ = nullptr;
+  std::size_t capacity_ = 0;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
+/// Asio channel traits whose buffer is a ring_queue.
+template <class... Signatures>
+struct ring_channel_traits : asio::experimental::channel_traits<Signatures...>
+{
+  template <class... NewSignatures>
+  struct rebind
+  {
+    using other = ring_channel_traits<NewSignatures...>;
+  };
+
+  template <class Element>
+  struct container
+  {
+    using type = ring_queue<Element>;
+  };
+};
+
+} // namespace peergraph::detail
