@@ -13,6 +13,8 @@
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
 
+#include <peergraph/wire.hpp>
+
 #include <doctest/doctest.h>
 
 #include <array>
@@ -785,6 +787,76 @@ TEST_CASE("the graph works on io_context, any_io_executor, a strand and a two-th
     exchange_on(pool.get_executor(), [] {});
     pool.join();
   }
+}
+
+namespace {
+
+/// Completes a handshake by hand from a raw socket, as peer `peer`, so that a test controls every byte afterwards.
+asio::awaitable<void> raw_handshake(tcp::socket& socket, std::string_view peer)
+{
+  auto hello = peergraph::wire::encode_hello(peergraph::wire::hello_message{
+      connection_kind::neighbor, *peergraph::graph_id::make("test-graph"), pid(peer), peergraph::node_id::generate(),
+      std::nullopt});
+  REQUIRE(hello.has_value());
+  co_await asio::async_write(socket, asio::buffer(*hello), use_tuple);
+  peergraph::wire::frame_decoder decoder(1 << 20);
+  std::array<std::byte, 4096> buffer{};
+  bool accepted = false;
+  for (int reads = 0; reads < 100 && !accepted; ++reads) {
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(buffer), use_tuple);
+    REQUIRE_MESSAGE(!ec, ec.message());
+    std::span<const std::byte> input(buffer.data(), n);
+    while (!input.empty()) {
+      auto r = decoder.decode(input);
+      REQUIRE(r.has_value());
+      input = input.subspan(r->consumed);
+      accepted = accepted || r->event == peergraph::wire::decode_event::accept;
+    }
+  }
+  REQUIRE(accepted);
+  const auto accept = peergraph::wire::encode_accept();
+  co_await asio::async_write(socket, asio::buffer(accept), use_tuple);
+}
+
+} // namespace
+
+CO_TEST_CASE("keepalive keeps a quiet connection up and drops a silent (half-open) peer with timed_out")
+{
+  auto pb = props("bob");
+  pb.keepalive_interval = 100ms;
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+
+  // A real peer answers pings: the connection outlives many intervals of silence.
+  auto pa = props("alice");
+  pa.keepalive_interval = 100ms;
+  peergraph::graph a(ctx.get_executor(), pa);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  CHECK((co_await next_of<connection_changed>(b)).status == connection_status::connected);
+
+  // A raw peer that completes the handshake and then never answers anything.
+  tcp::socket silent(ctx);
+  silent.connect(where);
+  co_await raw_handshake(silent, "silent");
+  auto up = co_await next_of<connection_changed>(b);
+  CHECK(up.status == connection_status::connected);
+  CHECK(up.remote_peer == pid("silent"));
+
+  const auto started = std::chrono::steady_clock::now();
+  auto down = co_await next_of<connection_changed>(b);
+  const auto took = std::chrono::steady_clock::now() - started;
+  CHECK(down.remote_peer == pid("silent"));
+  CHECK(down.status == connection_status::disconnected);
+  CHECK(down.reason == peer_errc::timed_out);
+  CHECK(took >= 150ms);
+  CHECK(took < 2s);
+
+  co_await pause(300ms);
+  auto list = co_await b.connections();
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 1); // alice, kept alive by pongs
+  CHECK((*list)[0].remote_peer == pid("alice"));
 }
 
 TEST_SUITE_END();

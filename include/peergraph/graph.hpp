@@ -54,6 +54,10 @@ struct graph_properties
   std::chrono::milliseconds connect_timeout{10'000};
   /// Time allowed for a handshake to complete, in either direction; a peer that is slower is disconnected.
   std::chrono::milliseconds handshake_timeout{10'000};
+  /// When nothing arrives on a connection for this long, it is pinged; when nothing arrives for another interval,
+  /// the remote is taken for gone (a half-open connection) and the connection ends with timed_out. So a dead peer is
+  /// detected within two intervals. 0 turns keepalive off.
+  std::chrono::milliseconds keepalive_interval{15'000};
   /// Most established connections (neighbor and direct together); more are refused with limit_exceeded.
   std::size_t max_connections = 1024;
   /// Most incoming connections in their handshake at once; more are closed at once.
@@ -67,7 +71,8 @@ struct graph_properties
   [[nodiscard]] expected<void, peer_error> validate() const
   {
     if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
-        connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || max_connections == 0 ||
+        connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || keepalive_interval.count() < 0 ||
+        max_connections == 0 ||
         max_pending_handshakes == 0 || event_queue_depth == 0 || copy_threshold > 32 * 1024)
       return unexpected(peer_error(peer_errc::invalid_argument));
     return {};

@@ -171,7 +171,7 @@ inline constexpr peer_errc_info peer_errc_table[] = {
     0x80630108u, 0, 0},
   {peer_errc::not_direct_connection, "not_direct_connection", "not a direct connection",
     e_invalidarg, 0, errc_value(std::errc::invalid_argument)},
-  {peer_errc::connection_closed, "connection_closed", "connection closed by peer",
+  {peer_errc::connection_closed, "connection_closed", "connection closed",
     hresult_from_win32(wsa::ediscon), wsa::ediscon, 0},
   {peer_errc::limit_exceeded, "limit_exceeded", "limit exceeded",
     hresult_from_win32(wsa::emfile), wsa::emfile, 0},

@@ -75,7 +75,7 @@ public:
     connection(connection_id id_, connection_kind kind_, peer_id peer, node_id node, asio::ip::tcp::endpoint address,
                socket_type&& socket_)
         : id(id_), kind(kind_), remote_peer(std::move(peer)), remote_node(node), remote_address(address),
-          socket(std::move(socket_)), linger(socket.get_executor())
+          socket(std::move(socket_)), linger(socket.get_executor()), keepalive(socket.get_executor())
     {
     }
 
@@ -86,7 +86,10 @@ public:
     asio::ip::tcp::endpoint remote_address;
     socket_type socket;
     timer_type linger;     // bounds how long a closing connection waits for the remote to close its side
+    timer_type keepalive;  // pings a quiet remote, and gives up on one that stays silent
     bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
+    bool heard = false;     // something arrived since the keepalive timer last looked
+    bool pinged = false;    // a ping went out and nothing has arrived since
     // Small frames copied here while no send is in progress, and written together once per executor turn (or when
     // full): a coroutine awaiting each send_data still gets one system call per many messages.
     // The buffer is pooled and held only while frames wait in it, so an idle connection holds none.
@@ -451,7 +454,7 @@ private:
   asio::awaitable<expected<void, peer_error>> read_until(socket_type& socket, handshake_result& state,
                                                           wire::decode_event wanted)
   {
-    for (int reads = 0;; ++reads) {
+    for (;;) {
       while (state.begin < state.end) {
         auto r = state.decoder.decode(std::span<const std::byte>(state.buffer).subspan(state.begin, state.end - state.begin));
         if (!r)
@@ -529,6 +532,32 @@ private:
     emit(connection_changed{id, kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
     update_status();
     asio::co_spawn(strand_, read_loop(c, std::move(state)), asio::detached);
+    arm_keepalive(c);
+  }
+
+  /// One keepalive period: ping a connection that was quiet for a whole interval, drop one that stayed quiet after
+  /// the ping (its remote is gone without a word, e.g. a half-open TCP connection).
+  void arm_keepalive(const std::shared_ptr<connection>& c)
+  {
+    if (properties_.keepalive_interval.count() == 0)
+      return;
+    c->keepalive.expires_after(properties_.keepalive_interval);
+    c->keepalive.async_wait([self = this->shared_from_this(), weak = std::weak_ptr<connection>(c)](std::error_code ec) {
+      auto conn = weak.lock();
+      if (ec || !conn || !conn->registered || self->closed_)
+        return;
+      if (conn->heard) {
+        conn->heard = false;
+        conn->pinged = false;
+      } else if (conn->pinged) {
+        self->close_connection(conn, peer_errc::timed_out, peer_error(peer_errc::timed_out));
+        return;
+      } else {
+        conn->pinged = true;
+        self->stage_bytes(conn, wire::encode_ping(++self->last_ping_token_));
+      }
+      self->arm_keepalive(conn);
+    });
   }
 
   /// Reads frames until the connection ends, delivering incoming data as events. Waiting for room in the event queue
@@ -568,6 +597,7 @@ private:
           break;
         }
         input = std::span<const std::byte>(buffer.data(), n);
+        c->heard = true;
       }
       auto r = state.decoder.decode(input);
       if (!r) {
@@ -597,6 +627,7 @@ private:
             break;
           }
           frame_done = state.decoder.advance_payload(n).value_or(false);
+          c->heard = true;
         }
         break;
       case wire::decode_event::data_payload:
@@ -634,6 +665,7 @@ private:
     }
 
     c->linger.cancel();
+    c->keepalive.cancel();
     std::error_code ignored;
     c->socket.close(ignored);
     if (c->registered && !closed_)
@@ -751,6 +783,7 @@ private:
     if (local_reason)
       remove_connection(c, *local_reason);
     c->registered = false;
+    c->keepalive.cancel();
     std::error_code ignored;
     if (send_close_frame(*c, wire_reason)) {
       c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
@@ -809,6 +842,7 @@ private:
   std::unordered_map<std::uint64_t, std::shared_ptr<pending>> pending_;
   std::unordered_map<std::string, neighbor_claim> neighbors_;
   std::uint64_t last_id_ = 0;
+  std::uint64_t last_ping_token_ = 0;
   std::size_t pending_incoming_ = 0;
   graph_status status_ = graph_status::none;
   bool closed_ = false;
