@@ -13,6 +13,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/ip/address_v4.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -101,17 +102,21 @@ asio::awaitable<void> send_end(graph_type& graph, peergraph::connection_id id, s
   check_sent(co_await graph.send_data(id, end_message, asio::buffer(end.data() + header_bytes, end_payload_bytes)));
 }
 
-/// co_spawn completion: fails the run on an exception, and stops `io` once `remaining` coroutines have finished.
+/// co_spawn completion of the coroutine that finishes a run (the receiver, the server): fails the run on an
+/// exception, and once `remaining` such coroutines have finished, stops the contexts in `stop`. The sending side's
+/// context keeps running until then, as an application's would: what the graph still has to do for the messages
+/// already sent (writing out small messages it has taken in) happens on it.
 struct stop_when_done {
   const char* what;
-  asio::io_context* io;
   int* remaining;
+  std::array<asio::io_context*, 2> stop;
 
   void operator()(const std::exception_ptr& e) const
   {
     fail_on_exception{what}(e);
     if (--*remaining == 0)
-      io->stop();
+      for (asio::io_context* io : stop)
+        io->stop();
   }
 };
 
@@ -223,9 +228,8 @@ measurement stream(const run_spec& spec)
   const stream_result r = run_stream(
       limit,
       [&] {
-        int running = 1;
         asio::co_spawn(nodes.a.get_executor(), send_stream(nodes.a, nodes.a_to_b, spec.layout, limit, sent),
-                       stop_when_done{"sender", &send_io, &running});
+                       fail_on_exception{"sender"});
         send_io.restart();
         send_io.run();
         return sent;
@@ -233,7 +237,7 @@ measurement stream(const run_spec& spec)
       [&] {
         int running = 1;
         asio::co_spawn(nodes.b.get_executor(), receive_stream(nodes.b, checker),
-                       stop_when_done{"receiver", &receive_io, &running});
+                       stop_when_done{"receiver", &running, {&send_io, &receive_io}});
         receive_io.restart();
         receive_io.run();
         return checker.frames();
@@ -290,9 +294,8 @@ measurement rtt(const run_spec& spec)
       [&] {
         std::vector<bench_clock::duration> samples;
         samples.reserve(total);
-        int running = 1;
         asio::co_spawn(nodes.a.get_executor(), rtt_client(nodes.a, nodes.a_to_b, spec.layout, total, &samples),
-                       stop_when_done{"client", &client_io, &running});
+                       fail_on_exception{"client"});
         client_io.restart();
         client_io.run();
         return samples;
@@ -301,7 +304,7 @@ measurement rtt(const run_spec& spec)
         frame_checker checker(spec.layout.payload_bytes);
         int running = 1;
         asio::co_spawn(nodes.b.get_executor(), rtt_server(nodes.b, spec.layout, checker),
-                       stop_when_done{"server", &server_io, &running});
+                       stop_when_done{"server", &running, {&client_io, &server_io}});
         server_io.restart();
         server_io.run();
         return checker.frames();
@@ -315,9 +318,9 @@ measurement rtt_one_thread(const run_spec& spec)
   frame_checker at_server(spec.layout.payload_bytes);
   int running = 2;
   asio::co_spawn(nodes.a.get_executor(), rtt_client(nodes.a, nodes.a_to_b, spec.layout, spec.count, nullptr),
-                 stop_when_done{"client", &io, &running});
+                 stop_when_done{"client", &running, {&io, &io}});
   asio::co_spawn(nodes.b.get_executor(), rtt_server(nodes.b, spec.layout, at_server),
-                 stop_when_done{"server", &io, &running});
+                 stop_when_done{"server", &running, {&io, &io}});
   io.restart();
   io.run();
   if (running != 0 || !at_server.ended() || at_server.frames() != spec.count)
