@@ -77,7 +77,7 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_reference(std::ui
       PEERGRAPH_FUZZ_CHECK(encoded.has_value());
       PEERGRAPH_FUZZ_CHECK(encoded->size() == used.size());
       // Reasons this implementation does not know read as unknown_error: only the code field may differ then.
-      const std::uint32_t sent_code = detail::load_le<std::uint32_t>(used, wire::frame_header_size);
+      const std::uint32_t sent_code = wire::detail::load_le<std::uint32_t>(used, wire::frame_header_size);
       if (sent_code == static_cast<std::uint32_t>(reason.code))
         PEERGRAPH_FUZZ_CHECK(same_bytes(used, *encoded));
       else

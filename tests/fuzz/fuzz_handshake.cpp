@@ -22,6 +22,9 @@ namespace {
 using namespace peergraph;
 using peergraph::fuzz::checked_decode;
 
+/// The graph's default maximum payload (60 MB); it plays no part in the handshake.
+constexpr std::uint64_t max_payload = 60ULL * 1024 * 1024;
+
 bool same_bytes(std::span<const std::byte> a, std::span<const std::byte> b)
 {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
@@ -47,7 +50,7 @@ wire::decode_event first_event(wire::frame_decoder& decoder, std::span<const std
 void check_hello_round_trip(const wire::hello_message& hello, std::span<const std::byte> encoded)
 {
   {
-    wire::frame_decoder decoder(default_max_frame_size);
+    wire::frame_decoder decoder(max_payload);
     auto r = checked_decode(decoder, encoded);
     PEERGRAPH_FUZZ_CHECK(r.has_value());
     PEERGRAPH_FUZZ_CHECK(r->event == wire::decode_event::hello);
@@ -55,7 +58,7 @@ void check_hello_round_trip(const wire::hello_message& hello, std::span<const st
     PEERGRAPH_FUZZ_CHECK(decoder.hello() == hello);
   }
   {
-    wire::frame_decoder decoder(default_max_frame_size);
+    wire::frame_decoder decoder(max_payload);
     std::size_t events = 0;
     for (std::size_t i = 0; i < encoded.size(); ++i) {
       auto r = checked_decode(decoder, encoded.subspan(i, 1));
@@ -77,7 +80,7 @@ void check_refuse_round_trip(const wire::close_reason& reason)
 {
   auto encoded = wire::encode_refuse(reason.code, reason.text);
   PEERGRAPH_FUZZ_CHECK(encoded.has_value());
-  wire::frame_decoder decoder(default_max_frame_size, wire::decoder_phase::reply);
+  wire::frame_decoder decoder(max_payload, wire::decoder_phase::reply);
   auto r = checked_decode(decoder, *encoded);
   PEERGRAPH_FUZZ_CHECK(r.has_value());
   PEERGRAPH_FUZZ_CHECK(r->event == wire::decode_event::refuse);
@@ -92,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto stream = fuzz::as_bytes(data, size);
 
   // The handshake, message by message.
-  wire::frame_decoder decoder(default_max_frame_size);
+  wire::frame_decoder decoder(max_payload);
   std::span<const std::byte> rest = stream;
   std::size_t used = 0;
   const wire::decode_event first = first_event(decoder, rest, used);
@@ -133,9 +136,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   // Cut in two anywhere (every cut for short inputs, a few for long ones): the same as one read.
-  const auto whole = fuzz::decode_whole(wire::frame_decoder(default_max_frame_size), stream);
+  const auto whole = fuzz::decode_whole(wire::frame_decoder(max_payload), stream);
   const auto cut_at = [&](std::size_t cut) {
-    wire::frame_decoder pieces(default_max_frame_size);
+    wire::frame_decoder pieces(max_payload);
     std::vector<fuzz::record> trace;
     for (const auto part : {stream.first(cut), stream.subspan(cut)}) {
       std::span<const std::byte> left = part;

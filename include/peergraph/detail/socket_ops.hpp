@@ -53,6 +53,19 @@ inline send_some_result send_some(int fd, const ::iovec* iov, std::size_t count,
   }
 }
 
+/// The errno a failed send reports. Linux answers EPIPE both on a socket that was never connected and on one whose
+/// sending side was shut down; Winsock tells them apart (WSAENOTCONN, WSAESHUTDOWN), and so does this.
+inline int send_error_errno(int fd, int error) noexcept
+{
+  if (error != EPIPE)
+    return error;
+  ::sockaddr_storage peer{};
+  ::socklen_t length = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<::sockaddr*>(&peer), &length) != 0 && errno == ENOTCONN)
+    return ENOTCONN;
+  return EPIPE;
+}
+
 /// Opts the socket in to MSG_ZEROCOPY; false where the kernel or the socket type does not support it.
 inline bool enable_zero_copy([[maybe_unused]] int fd) noexcept
 {

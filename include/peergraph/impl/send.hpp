@@ -120,7 +120,7 @@ send_progress perform_send(int fd, send_request& request, std::error_code& ec) n
     if (result.error == EAGAIN)
       return send_progress::must_wait;
     if (result.error != 0) {
-      ec = std::error_code(result.error, std::system_category());
+      ec = std::error_code(send_error_errno(fd, result.error), std::system_category());
       return send_progress::failed;
     }
     if (request.zero_copy_active)

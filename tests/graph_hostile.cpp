@@ -1,0 +1,1683 @@
+#include <peergraph/graph.hpp>
+// The header under test comes first: it must be self-contained.
+//
+// Hostile and broken peers, limits and faults: each attack ends that one connection with a clear reason within a
+// bounded time, while another connection of the same node keeps carrying data and the event stream stays usable.
+// The hostile side is a raw socket speaking the wire protocol by hand.
+
+#include "support/co_test.hpp"
+#include "support/socket_pair.hpp"
+
+#include <peergraph/wire.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PEERGRAPH_TEST_SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PEERGRAPH_TEST_SANITIZER_HEAP 1
+#endif
+#endif
+#ifdef PEERGRAPH_TEST_SANITIZER_HEAP
+#include <sanitizer/allocator_interface.h>
+#else
+#include <malloc.h>
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using peergraph::connection_changed;
+using peergraph::connection_id;
+using peergraph::connection_kind;
+using peergraph::connection_status;
+using peergraph::data_type;
+using peergraph::graph_event;
+using peergraph::incoming_data;
+using peergraph::node_id;
+using peergraph::peer_errc;
+using peergraph::peer_error;
+using peergraph::peer_id;
+using peergraph::test::pattern;
+using tcp = asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+namespace wire = peergraph::wire;
+
+constexpr data_type chat_type = data_type::from_string("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
+constexpr auto use_tuple = peergraph::detail::asio_compat::use_awaitable_tuple;
+const tcp::endpoint any_v4{asio::ip::address_v4::loopback(), 0};
+
+peer_id pid(std::string_view text)
+{
+  return *peer_id::make(text);
+}
+
+peergraph::graph_properties props(std::string_view peer, std::string_view graph = "test-graph")
+{
+  peergraph::graph_properties p;
+  p.graph = *peergraph::graph_id::make(graph);
+  p.peer = pid(peer);
+  p.connect_timeout = 2s;
+  p.handshake_timeout = 2s;
+  return p;
+}
+
+asio::awaitable<void> pause(std::chrono::milliseconds d)
+{
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(use_tuple);
+}
+
+std::chrono::milliseconds since(clock_type::time_point start)
+{
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - start);
+}
+
+/// Bytes of heap in use by the whole process.
+std::size_t heap_in_use()
+{
+#ifdef PEERGRAPH_TEST_SANITIZER_HEAP
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  const auto info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+#endif
+}
+
+/// Open file descriptors of this process: sockets that were never closed show up here.
+std::size_t open_descriptors()
+{
+  std::size_t count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator() && count < 100'000; it.increment(ec))
+    ++count;
+  return count;
+}
+
+/// The largest kernel buffer a TCP socket may grow to, in one direction (net.ipv4.tcp_rmem / tcp_wmem, third value).
+std::size_t kernel_buffer_max(const char* file)
+{
+  std::ifstream in(file);
+  std::size_t low = 0;
+  std::size_t initial = 0;
+  std::size_t high = 0;
+  in >> low >> initial >> high;
+  return high != 0 ? high : 32U * 1024 * 1024;
+}
+
+std::string text_of(const peergraph::payload& p)
+{
+  return std::string(reinterpret_cast<const char*>(p.data()), p.size());
+}
+
+std::span<const std::byte> bytes_of(std::string_view text)
+{
+  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
+}
+
+/// A message carrying its sequence number in its first 4 bytes, then pattern bytes up to `size`.
+std::vector<std::byte> numbered(std::uint32_t seq, std::size_t size)
+{
+  auto bytes = pattern(seq, std::max<std::size_t>(size, sizeof seq));
+  std::memcpy(bytes.data(), &seq, sizeof seq);
+  return bytes;
+}
+
+std::uint32_t seq_of(std::span<const std::byte> bytes)
+{
+  std::uint32_t seq = 0;
+  REQUIRE(bytes.size() >= sizeof seq);
+  std::memcpy(&seq, bytes.data(), sizeof seq);
+  return seq;
+}
+
+// ---- a graph node with a log of its events ---------------------------------------------------------------------
+
+/// What a node's event pump has read so far. Shared with the pump, which outlives the node by at most one event.
+struct event_log
+{
+  peergraph::graph* graph = nullptr; // null once the node is gone: the pump stops
+  std::deque<graph_event> events;
+  std::vector<bool> taken;
+  std::optional<peer_error> ended; // the error that ended the event stream
+};
+
+asio::awaitable<void> pump_events(std::shared_ptr<event_log> log)
+{
+  for (std::size_t i = 0; i < 10'000'000 && log->graph != nullptr; ++i) {
+    auto event = co_await log->graph->next_event();
+    if (!event) {
+      log->ended = event.error();
+      co_return;
+    }
+    log->events.push_back(std::move(*event));
+    log->taken.push_back(false);
+  }
+}
+
+/// A graph node whose events are read as they come (unless told not to) into a log that tests search.
+class node
+{
+public:
+  node(asio::io_context& ctx, peergraph::graph_properties properties, bool pump = true)
+      : ctx_(ctx), peer_(properties.peer), graph_(ctx.get_executor(), std::move(properties)),
+        log_(std::make_shared<event_log>())
+  {
+    log_->graph = &graph_;
+    if (pump)
+      start_pump();
+  }
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+  ~node() { log_->graph = nullptr; }
+
+  peergraph::graph* operator->() noexcept { return &graph_; }
+  peergraph::graph& graph() noexcept { return graph_; }
+  const peer_id& peer() const noexcept { return peer_; }
+  event_log& log() noexcept { return *log_; }
+  /// The log, kept readable after the node is gone.
+  std::shared_ptr<event_log> shared_log() const noexcept { return log_; }
+
+  /// Starts reading events into the log (for a node created without, once its consumer "resumes").
+  void start_pump() { asio::co_spawn(ctx_, pump_events(log_), asio::detached); }
+
+  /// Waits up to `timeout` for a connection_changed event not taken yet that satisfies `match`, and takes it.
+  asio::awaitable<std::optional<connection_changed>> changed(std::function<bool(const connection_changed&)> match,
+                                                             std::chrono::milliseconds timeout = 3s)
+  {
+    const auto deadline = clock_type::now() + timeout;
+    for (int round = 0; round < 100'000; ++round) {
+      for (std::size_t i = 0; i < log_->events.size(); ++i) {
+        auto* c = std::get_if<connection_changed>(&log_->events[i]);
+        if (c != nullptr && !log_->taken[i] && match(*c)) {
+          log_->taken[i] = true;
+          co_return *c;
+        }
+      }
+      if (clock_type::now() >= deadline)
+        break;
+      co_await pause(2ms);
+    }
+    co_return std::nullopt;
+  }
+
+  /// The connection_changed event of `peer` with `status`, within `timeout`.
+  asio::awaitable<std::optional<connection_changed>> changed(const peer_id& peer, connection_status status,
+                                                             std::chrono::milliseconds timeout = 3s)
+  {
+    return changed([peer, status](const connection_changed& c) { return c.remote_peer == peer && c.status == status; },
+                   timeout);
+  }
+
+  /// Waits up to `timeout` for incoming data not taken yet on `connection` and takes it.
+  asio::awaitable<std::optional<incoming_data>> data(connection_id connection, std::chrono::milliseconds timeout = 3s)
+  {
+    const auto deadline = clock_type::now() + timeout;
+    for (int round = 0; round < 100'000; ++round) {
+      for (std::size_t i = 0; i < log_->events.size(); ++i) {
+        auto* d = std::get_if<incoming_data>(&log_->events[i]);
+        if (d != nullptr && !log_->taken[i] && d->connection == connection) {
+          log_->taken[i] = true;
+          co_return std::move(*d);
+        }
+      }
+      if (clock_type::now() >= deadline)
+        break;
+      co_await pause(2ms);
+    }
+    co_return std::nullopt;
+  }
+
+  /// How many logged events (taken or not) satisfy `match`.
+  std::size_t count(const std::function<bool(const graph_event&)>& match) const
+  {
+    return static_cast<std::size_t>(std::count_if(log_->events.begin(), log_->events.end(), match));
+  }
+
+private:
+  asio::io_context& ctx_;
+  peer_id peer_;
+  peergraph::graph graph_;
+  std::shared_ptr<event_log> log_;
+};
+
+asio::awaitable<tcp::endpoint> listening(node& n)
+{
+  auto endpoint = co_await n->listen(any_v4);
+  REQUIRE_MESSAGE(endpoint.has_value(), endpoint.error().message());
+  co_return *endpoint;
+}
+
+/// A well-behaved neighbor connection between `a` (connecting) and `b` (listening at `where`): the id on each side.
+struct node_link
+{
+  connection_id on_a;
+  connection_id on_b;
+};
+
+asio::awaitable<node_link> connect_link(node& a, node& b, const tcp::endpoint& where)
+{
+  auto id = co_await a->connect(where);
+  REQUIRE_MESSAGE(id.has_value(), "connect: " << id.error().message());
+  auto on_b = co_await b.changed(a.peer(), connection_status::connected);
+  REQUIRE_MESSAGE(on_b.has_value(), "the listening node did not report the connection");
+  co_return node_link{*id, on_b->id};
+}
+
+/// A message each way over `l`, checked on arrival: the connection and both event streams work.
+asio::awaitable<void> exchange(node& a, node& b, const node_link& l, std::string_view tag)
+{
+  const std::string there = std::string("to b: ") + std::string(tag);
+  const std::string back = std::string("to a: ") + std::string(tag);
+  auto sent = co_await a->send_data(l.on_a, chat_type, asio::buffer(there));
+  REQUIRE_MESSAGE(sent.has_value(), tag << ": send a->b: " << sent.error().message());
+  auto got = co_await b.data(l.on_b);
+  REQUIRE_MESSAGE(got.has_value(), tag << ": nothing arrived at b");
+  CHECK(text_of(got->payload) == there);
+  auto replied = co_await b->send_data(l.on_b, chat_type, asio::buffer(back));
+  REQUIRE_MESSAGE(replied.has_value(), tag << ": send b->a: " << replied.error().message());
+  auto got_back = co_await a.data(l.on_a);
+  REQUIRE_MESSAGE(got_back.has_value(), tag << ": nothing arrived at a");
+  CHECK(text_of(got_back->payload) == back);
+}
+
+// ---- a raw peer speaking the wire protocol by hand -------------------------------------------------------------
+
+wire::hello_message hello_of(std::string_view peer, std::string_view graph = "test-graph",
+                             std::optional<peer_id> expected = std::nullopt, node_id node = node_id::generate(),
+                             connection_kind kind = connection_kind::neighbor)
+{
+  return wire::hello_message{kind, *peergraph::graph_id::make(graph), pid(peer), node, std::move(expected)};
+}
+
+/// What a raw peer read: one frame event, or why none came (end of stream, reset, timeout, a decoding error).
+struct raw_event
+{
+  std::optional<wire::decode_event> event;
+  std::error_code error;
+  peer_errc reason{};          // refuse and close
+  std::uint64_t length = 0;    // data_header
+  std::vector<std::byte> data; // data_payload
+
+  [[nodiscard]] bool is(wire::decode_event e) const noexcept { return event == e; }
+};
+
+/// How a raw peer's connection ended.
+struct raw_end
+{
+  bool closed = false;     // end of stream or reset (not a timeout)
+  std::error_code error;   // eof, connection_reset or timed_out
+  std::size_t bytes = 0;   // bytes received before the end
+  std::chrono::milliseconds after{}; // time from the call to the end
+};
+
+class raw_peer
+{
+public:
+  explicit raw_peer(asio::io_context& ctx) : socket_(ctx), decoder_(peergraph::default_max_frame_size) {}
+  explicit raw_peer(tcp::socket&& socket) : socket_(std::move(socket)), decoder_(peergraph::default_max_frame_size) {}
+
+  tcp::socket& socket() noexcept { return socket_; }
+  wire::frame_decoder& decoder() noexcept { return decoder_; }
+
+  /// Connects to a listening node (the kernel completes it: no need to run the node meanwhile).
+  void connect(const tcp::endpoint& where)
+  {
+    std::error_code ec;
+    socket_.connect(where, ec);
+    REQUIRE_MESSAGE(!ec, "raw connect: " << ec.message());
+  }
+
+  /// Writes a few bytes at once (small enough for the kernel buffers). False when the connection is gone.
+  bool send(std::span<const std::byte> bytes)
+  {
+    std::error_code ec;
+    asio::write(socket_, asio::buffer(bytes.data(), bytes.size()), ec);
+    return !ec;
+  }
+
+  /// Resets the connection: SO_LINGER 0, then close.
+  void reset()
+  {
+    std::error_code ec;
+    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+    socket_.close(ec);
+  }
+
+  /// Reads until the next frame event (ping and pong are skipped), the end of the stream or `timeout`.
+  asio::awaitable<raw_event> next(std::chrono::milliseconds timeout = 2s)
+  {
+    const auto deadline = clock_type::now() + timeout;
+    raw_event out;
+    for (int round = 0; round < 1'000'000; ++round) {
+      while (begin_ < end_) {
+        auto r = decoder_.decode(std::span<const std::byte>(buffer_).subspan(begin_, end_ - begin_));
+        if (!r) {
+          out.error = r.error().as_error_code();
+          co_return out;
+        }
+        begin_ += r->consumed;
+        if (r->event == wire::decode_event::need_more || r->event == wire::decode_event::ping ||
+            r->event == wire::decode_event::pong)
+          continue;
+        out.event = r->event;
+        out.length = r->length;
+        if (r->event == wire::decode_event::refuse || r->event == wire::decode_event::close)
+          out.reason = decoder_.reason().code;
+        if (r->event == wire::decode_event::data_payload)
+          out.data.assign(r->payload.begin(), r->payload.end());
+        co_return out;
+      }
+      begin_ = end_ = 0;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+      if (left <= 0ms) {
+        out.error = asio::error::timed_out;
+        co_return out;
+      }
+      auto [ec, n] = co_await read_some_for(asio::buffer(buffer_), left);
+      if (ec) {
+        out.error = ec;
+        co_return out;
+      }
+      end_ = n;
+    }
+    out.error = asio::error::timed_out;
+    co_return out;
+  }
+
+  /// Reads the next whole data message (its payload), or nothing when the stream ends or `timeout` passes.
+  asio::awaitable<std::optional<std::vector<std::byte>>> next_message(std::chrono::milliseconds timeout = 2s)
+  {
+    auto header = co_await next(timeout);
+    if (!header.is(wire::decode_event::data_header))
+      co_return std::nullopt;
+    std::vector<std::byte> message;
+    message.reserve(static_cast<std::size_t>(header.length));
+    while (message.size() < header.length) {
+      auto part = co_await next(timeout);
+      if (!part.is(wire::decode_event::data_payload))
+        co_return std::nullopt;
+      message.insert(message.end(), part.data.begin(), part.data.end());
+    }
+    co_return message;
+  }
+
+  /// Reads and discards until the connection ends or `timeout` passes.
+  asio::awaitable<raw_end> wait_end(std::chrono::milliseconds timeout)
+  {
+    const auto start = clock_type::now();
+    raw_end out;
+    out.bytes = end_ - begin_;
+    begin_ = end_ = 0;
+    for (int round = 0; round < 1'000'000; ++round) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(start + timeout - clock_type::now());
+      if (left <= 0ms) {
+        out.error = asio::error::timed_out;
+        break;
+      }
+      auto [ec, n] = co_await read_some_for(asio::buffer(buffer_), left);
+      out.bytes += n;
+      if (ec) {
+        out.error = ec;
+        out.closed = ec != asio::error::timed_out;
+        break;
+      }
+    }
+    out.after = since(start);
+    co_return out;
+  }
+
+  /// The connecting side's handshake: sends `mine`, reads the node's hello and reply, accepts. Returns the node's
+  /// reply event (accept, or refuse with its reason), with the node's hello in decoder().hello().
+  asio::awaitable<raw_event> handshake(const wire::hello_message& mine, std::chrono::milliseconds timeout = 2s)
+  {
+    auto hello = wire::encode_hello(mine);
+    REQUIRE(hello.has_value());
+    REQUIRE(send(*hello));
+    auto theirs = co_await next(timeout);
+    if (!theirs.is(wire::decode_event::hello))
+      co_return theirs;
+    auto reply = co_await next(timeout);
+    if (reply.is(wire::decode_event::accept)) {
+      const auto accept = wire::encode_accept();
+      REQUIRE(send(accept));
+    }
+    co_return reply;
+  }
+
+private:
+  asio::awaitable<std::pair<std::error_code, std::size_t>> read_some_for(asio::mutable_buffer into,
+                                                                          std::chrono::milliseconds timeout)
+  {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(socket_.get_executor());
+    timer.expires_after(timeout);
+    auto result = co_await (socket_.async_read_some(into, use_tuple) || timer.async_wait(use_tuple));
+    if (result.index() == 1)
+      co_return std::pair<std::error_code, std::size_t>{asio::error::timed_out, 0};
+    auto [ec, n] = std::get<0>(result);
+    co_return std::pair<std::error_code, std::size_t>{ec, n};
+  }
+
+  tcp::socket socket_;
+  wire::frame_decoder decoder_;
+  std::vector<std::byte> buffer_ = std::vector<std::byte>(64 * 1024);
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+/// A raw peer connected to `where` that completed the handshake as `peer`; the node's connection id for it.
+struct raw_link
+{
+  std::unique_ptr<raw_peer> raw;
+  connection_id on_node;
+};
+
+asio::awaitable<raw_link> raw_handshake(asio::io_context& ctx, node& n, const tcp::endpoint& where,
+                                        std::string_view peer)
+{
+  auto raw = std::make_unique<raw_peer>(ctx);
+  raw->connect(where);
+  auto reply = co_await raw->handshake(hello_of(peer));
+  REQUIRE_MESSAGE(reply.is(wire::decode_event::accept), "raw handshake: " << reply.error.message());
+  auto on_node = co_await n.changed(pid(peer), connection_status::connected);
+  REQUIRE_MESSAGE(on_node.has_value(), "the node did not report the raw peer connected");
+  co_return raw_link{std::move(raw), on_node->id};
+}
+
+bool is_data_on(const graph_event& e, connection_id id)
+{
+  const auto* d = std::get_if<incoming_data>(&e);
+  return d != nullptr && d->connection == id;
+}
+
+} // namespace
+
+TEST_SUITE_BEGIN("graph_hostile");
+
+// ---- hostile and broken peers ------------------------------------------------------------------------------------
+
+CO_TEST_CASE("garbage instead of a hello: closed at once, nothing revealed, no event, others unharmed")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  std::string junk = "GET / HTTP/1.1\r\nHost: peergraph\r\n\r\n";
+  const auto noise = pattern(99, 4096);
+  junk.append(reinterpret_cast<const char*>(noise.data()), noise.size());
+  raw_peer raw(ctx);
+  raw.connect(where);
+  REQUIRE(raw.send(bytes_of(junk)));
+  auto end = co_await raw.wait_end(1500ms);
+  CHECK_MESSAGE(end.closed, "still open: " << end.error.message());
+  CHECK(end.bytes == 0); // not even the node's hello: it never learned who is calling
+  CHECK(end.after < 1000ms); // well before the handshake timeout of 2 s
+
+  co_await exchange(a, b, healthy, "after garbage");
+  // The garbage connection never said who it is: no event about it, nothing listed.
+  CHECK(b.count([](const graph_event& e) {
+          const auto* c = std::get_if<connection_changed>(&e);
+          return c != nullptr && c->remote_peer != pid("alice");
+        }) == 0);
+  auto list = co_await b->connections();
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].remote_peer == pid("alice"));
+}
+
+CO_TEST_CASE("an unknown frame kind after the handshake: close frame protocol_error, disconnected protocol_error")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+  auto mallory = co_await raw_handshake(ctx, b, where, "mallory");
+
+  std::array<std::byte, wire::frame_header_size> bad{};
+  bad[0] = std::byte{0x7f};
+  const auto start = clock_type::now();
+  REQUIRE(mallory.raw->send(bad));
+  auto reply = co_await mallory.raw->next(1500ms);
+  CHECK_MESSAGE(reply.is(wire::decode_event::close), "no close frame: " << reply.error.message());
+  CHECK(reply.reason == peer_errc::protocol_error);
+  auto end = co_await mallory.raw->wait_end(1500ms);
+  CHECK(end.closed);
+  CHECK(since(start) < 1000ms);
+
+  auto gone = co_await b.changed(pid("mallory"), connection_status::disconnected);
+  REQUIRE(gone.has_value());
+  CHECK(gone->id == mallory.on_node);
+  CHECK(gone->reason == peer_errc::protocol_error);
+  co_await exchange(a, b, healthy, "after a bad frame");
+}
+
+CO_TEST_CASE("a truncated frame then end of stream: disconnected protocol_error, no partial data delivered")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  // A hello cut short, then the end: closed, no event (the node never learned who it was).
+  {
+    raw_peer raw(ctx);
+    raw.connect(where);
+    auto hello = wire::encode_hello(hello_of("half"));
+    REQUIRE(hello.has_value());
+    REQUIRE(raw.send(std::span<const std::byte>(*hello).first(hello->size() / 2)));
+    raw.socket().shutdown(tcp::socket::shutdown_send);
+    auto end = co_await raw.wait_end(1500ms);
+    CHECK(end.closed);
+    CHECK(end.bytes == 0);
+    CHECK(end.after < 1000ms);
+  }
+
+  // Data frames cut short: one read through the read buffer, one read straight into the payload (>= 16 KiB).
+  const std::array<std::size_t, 2> lengths{100, 100'000};
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    const std::string name = "truncator-" + std::to_string(i);
+    auto t = co_await raw_handshake(ctx, b, where, name);
+    const auto header = wire::encode_data_header(chat_type, lengths[i]);
+    REQUIRE(t.raw->send(header));
+    REQUIRE(t.raw->send(pattern(1, lengths[i] / 5)));
+    t.raw->socket().shutdown(tcp::socket::shutdown_send);
+    const auto start = clock_type::now();
+    auto gone = co_await b.changed(pid(name), connection_status::disconnected, 1500ms);
+    REQUIRE_MESSAGE(gone.has_value(), "no disconnect for a payload of " << lengths[i]);
+    CHECK(since(start) < 1000ms);
+    CHECK(gone->reason == peer_errc::protocol_error);
+    auto end = co_await t.raw->wait_end(1500ms);
+    CHECK(end.closed);
+    CHECK(b.count([&](const graph_event& e) { return is_data_on(e, t.on_node); }) == 0);
+  }
+  co_await exchange(a, b, healthy, "after truncated frames");
+}
+
+CO_TEST_CASE("a data length of 2^63 (or 2^64-1, or the maximum + 1) is refused at its header with frame_too_large")
+{
+  auto pb = props("bob");
+  pb.max_frame_size = 64 * 1024;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  const std::array<std::uint64_t, 3> lengths{std::uint64_t{1} << 63U, ~std::uint64_t{0}, 64 * 1024 + 1};
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    const std::string name = "giant-" + std::to_string(i);
+    auto g = co_await raw_handshake(ctx, b, where, name);
+    const auto heap_before = heap_in_use();
+    // The header alone: the refusal must not wait for (or allocate room for) the payload.
+    REQUIRE(g.raw->send(wire::encode_data_header(chat_type, lengths[i])));
+    const auto start = clock_type::now();
+    auto reply = co_await g.raw->next(1500ms);
+    CHECK_MESSAGE(reply.is(wire::decode_event::close), "length " << lengths[i] << ": " << reply.error.message());
+    CHECK(reply.reason == peer_errc::frame_too_large);
+    auto gone = co_await b.changed(pid(name), connection_status::disconnected, 1500ms);
+    REQUIRE(gone.has_value());
+    CHECK(gone->reason == peer_errc::frame_too_large);
+    CHECK(since(start) < 1000ms);
+    CHECK(heap_in_use() < heap_before + 1024 * 1024);
+  }
+  co_await exchange(a, b, healthy, "after giant lengths");
+}
+
+CO_TEST_CASE("a frame of exactly max_frame_size is delivered; one byte more ends the connection on both sides")
+{
+  constexpr std::size_t limit = 4096;
+  auto pb = props("bob");
+  pb.max_frame_size = limit;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node carol(ctx, props("carol"));
+  const auto healthy = co_await connect_link(carol, b, where);
+  node a(ctx, props("alice")); // its own maximum is the default 60 MB: it sends what b refuses
+  const auto l = co_await connect_link(a, b, where);
+
+  const auto exact = pattern(11, limit);
+  REQUIRE((co_await a->send_data(l.on_a, chat_type, asio::buffer(exact))).has_value());
+  auto got = co_await b.data(l.on_b);
+  REQUIRE(got.has_value());
+  CHECK(got->payload.size() == limit);
+  CHECK(std::equal(exact.begin(), exact.end(), got->payload.begin()));
+
+  const auto over = pattern(12, limit + 1);
+  (void)co_await a->send_data(l.on_a, chat_type, asio::buffer(over));
+  auto on_b = co_await b.changed(pid("alice"), connection_status::disconnected, 1500ms);
+  REQUIRE(on_b.has_value());
+  CHECK(on_b->reason == peer_errc::frame_too_large);
+  // The sender reads the reason from b's close frame.
+  auto on_a = co_await a.changed(pid("bob"), connection_status::disconnected, 1500ms);
+  REQUIRE(on_a.has_value());
+  CHECK(on_a->reason == peer_errc::frame_too_large);
+  CHECK(b.count([&](const graph_event& e) { return is_data_on(e, l.on_b); }) == 1); // only the exact one
+
+  // On its own limit a node sends nothing and keeps the connection.
+  auto pd = props("dave");
+  pd.max_frame_size = limit;
+  node d(ctx, pd);
+  const auto dl = co_await connect_link(d, b, where);
+  auto refused = co_await d->send_data(dl.on_a, chat_type, asio::buffer(over));
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::frame_too_large);
+  co_await exchange(d, b, dl, "after a local refusal");
+  co_await exchange(carol, b, healthy, "after frame_too_large");
+}
+
+CO_TEST_CASE("slowloris: a hello trickled slower than the handshake timeout is cut off at the timeout")
+{
+  auto pb = props("bob");
+  pb.handshake_timeout = 300ms;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  raw_peer slow(ctx);
+  slow.connect(where);
+  auto hello = wire::encode_hello(hello_of("sloth"));
+  REQUIRE(hello.has_value());
+  bool stop = false;
+  bool trickler_done = false;
+  std::size_t trickled = 0;
+  // One byte every 40 ms: the whole hello would take about 2 s.
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (std::size_t i = 0; i < hello->size() && !stop; ++i) {
+      auto [ec, n] = co_await asio::async_write(slow.socket(), asio::buffer(&(*hello)[i], 1), use_tuple);
+      if (ec)
+        break;
+      trickled += n;
+      co_await pause(40ms);
+    }
+    trickler_done = true;
+  }, asio::detached);
+  auto end = co_await slow.wait_end(3s);
+  stop = true;
+  CHECK_MESSAGE(end.closed, "the trickling peer was not cut off: " << end.error.message());
+  CHECK(end.bytes == 0);
+  CHECK(end.after >= 250ms);
+  CHECK(end.after < 1000ms);
+  CHECK(trickled < hello->size());
+  for (int i = 0; i < 200 && !trickler_done; ++i)
+    co_await pause(5ms);
+  REQUIRE(trickler_done);
+
+  // A hello sent at once, but never the accept: cut off at the timeout, reported with the peer it claimed.
+  raw_peer silent(ctx);
+  silent.connect(where);
+  REQUIRE(silent.send(*hello));
+  auto their_hello = co_await silent.next(1s);
+  CHECK(their_hello.is(wire::decode_event::hello));
+  auto their_accept = co_await silent.next(1s);
+  CHECK(their_accept.is(wire::decode_event::accept));
+  auto silent_end = co_await silent.wait_end(2s);
+  CHECK(silent_end.closed);
+  CHECK(silent_end.after < 1000ms);
+  auto failed = co_await b.changed(pid("sloth"), connection_status::failed, 1s);
+  REQUIRE(failed.has_value());
+  CHECK(failed->reason == peer_errc::timed_out);
+
+  // The connecting side is protected too: a remote that trickles its hello makes connect() time out.
+  tcp::acceptor trap(ctx, any_v4);
+  auto pa2 = props("alice2");
+  pa2.handshake_timeout = 300ms;
+  node a2(ctx, pa2);
+  bool connect_done = false;
+  std::optional<peer_error> connect_error;
+  clock_type::duration connect_took{};
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    const auto start = clock_type::now();
+    auto r = co_await a2->connect(trap.local_endpoint());
+    connect_took = clock_type::now() - start;
+    if (!r)
+      connect_error = r.error();
+    connect_done = true;
+  }, asio::detached);
+  auto [accept_error, accepted] = co_await trap.async_accept(use_tuple);
+  REQUIRE(!accept_error);
+  raw_peer remote(std::move(accepted));
+  auto their = co_await remote.next(1s);
+  CHECK(their.is(wire::decode_event::hello));
+  auto my_hello = wire::encode_hello(hello_of("trap"));
+  REQUIRE(my_hello.has_value());
+  for (std::size_t i = 0; i < my_hello->size() && !connect_done; ++i) {
+    if (!remote.send(std::span<const std::byte>(*my_hello).subspan(i, 1)))
+      break;
+    co_await pause(40ms);
+  }
+  for (int i = 0; i < 200 && !connect_done; ++i)
+    co_await pause(5ms);
+  REQUIRE(connect_done);
+  REQUIRE(connect_error.has_value());
+  CHECK(*connect_error == peer_errc::timed_out);
+  CHECK(connect_took < 1000ms);
+
+  co_await exchange(a, b, healthy, "after slowloris");
+}
+
+CO_TEST_CASE("a hello for another graph is refused with connection_refused, and both sides can read why")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  // A stranger calls the node.
+  raw_peer stranger(ctx);
+  stranger.connect(where);
+  auto reply = co_await stranger.handshake(hello_of("stranger", "other-graph"));
+  CHECK_MESSAGE(reply.is(wire::decode_event::refuse), "no refuse frame: " << reply.error.message());
+  CHECK(reply.reason == peer_errc::connection_refused);
+  auto end = co_await stranger.wait_end(1500ms);
+  CHECK(end.closed);
+  CHECK(end.after < 1000ms);
+  auto failed = co_await b.changed(pid("stranger"), connection_status::failed);
+  REQUIRE(failed.has_value());
+  CHECK(failed->reason == peer_errc::connection_refused);
+
+  // The node calls a stranger: connect() fails with connection_refused and the stranger reads a refuse frame.
+  tcp::acceptor other(ctx, any_v4);
+  bool connect_done = false;
+  std::optional<peer_error> connect_error;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    auto r = co_await b->connect(other.local_endpoint());
+    if (!r)
+      connect_error = r.error();
+    connect_done = true;
+  }, asio::detached);
+  auto [accept_error, accepted] = co_await other.async_accept(use_tuple);
+  REQUIRE(!accept_error);
+  raw_peer remote(std::move(accepted));
+  auto their_hello = co_await remote.next(1s);
+  REQUIRE(their_hello.is(wire::decode_event::hello));
+  CHECK(remote.decoder().hello().peer == pid("bob"));
+  auto mine = wire::encode_hello(hello_of("stranger2", "other-graph"));
+  REQUIRE(mine.has_value());
+  REQUIRE(remote.send(*mine));
+  REQUIRE(remote.send(wire::encode_accept()));
+  auto refused = co_await remote.next(1s);
+  CHECK_MESSAGE(refused.is(wire::decode_event::refuse), "no refuse frame: " << refused.error.message());
+  CHECK(refused.reason == peer_errc::connection_refused);
+  for (int i = 0; i < 200 && !connect_done; ++i)
+    co_await pause(5ms);
+  REQUIRE(connect_done);
+  REQUIRE(connect_error.has_value());
+  CHECK(*connect_error == peer_errc::connection_refused);
+
+  co_await exchange(a, b, healthy, "after strangers");
+}
+
+CO_TEST_CASE("spoofed peer ids: a wrong expected peer is node_not_found, a neighbor's peer id is already_exists")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+
+  // Expecting peer "mallory" at bob's address: node_not_found on both sides.
+  auto wrong = co_await a->connect(where, pid("mallory"));
+  REQUIRE_FALSE(wrong.has_value());
+  CHECK(wrong.error() == peer_errc::node_not_found);
+  auto failed_on_b = co_await b.changed(pid("alice"), connection_status::failed);
+  REQUIRE(failed_on_b.has_value());
+  CHECK(failed_on_b->reason == peer_errc::node_not_found);
+  {
+    raw_peer raw(ctx);
+    raw.connect(where);
+    auto reply = co_await raw.handshake(hello_of("seeker", "test-graph", pid("mallory")));
+    CHECK(reply.is(wire::decode_event::refuse));
+    CHECK(reply.reason == peer_errc::node_not_found);
+    CHECK((co_await raw.wait_end(1500ms)).closed);
+  }
+
+  const auto healthy = co_await connect_link(a, b, where);
+
+  // Someone else claims to be alice, who is already a neighbor: refused, and the real alice is untouched.
+  raw_peer fake(ctx);
+  fake.connect(where);
+  auto reply = co_await fake.handshake(hello_of("alice"));
+  CHECK_MESSAGE(reply.is(wire::decode_event::refuse), "no refuse frame: " << reply.error.message());
+  CHECK(reply.reason == peer_errc::already_exists);
+  CHECK((co_await fake.wait_end(1500ms)).closed);
+  auto fake_failed = co_await b.changed(pid("alice"), connection_status::failed);
+  REQUIRE(fake_failed.has_value());
+  CHECK(fake_failed->reason == peer_errc::already_exists);
+  CHECK(fake_failed->remote_node != a->local_node());
+
+  // Someone claims bob's own node id: connect_self.
+  raw_peer mirror(ctx);
+  mirror.connect(where);
+  auto mirrored = co_await mirror.handshake(hello_of("mirror", "test-graph", std::nullopt, b->local_node()));
+  CHECK(mirrored.is(wire::decode_event::refuse));
+  CHECK(mirrored.reason == peer_errc::connect_self);
+
+  auto list = co_await b->connections();
+  REQUIRE(list.has_value());
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].id == healthy.on_b);
+  CHECK((*list)[0].remote_node == a->local_node());
+  CHECK(a.count([](const graph_event& e) {
+          const auto* c = std::get_if<connection_changed>(&e);
+          return c != nullptr && c->status == connection_status::disconnected;
+        }) == 0);
+  co_await exchange(a, b, healthy, "after spoofing");
+}
+
+CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending handshake and no event behind")
+{
+  auto pb = props("bob");
+  pb.max_pending_handshakes = 16;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+  co_await pause(50ms);
+  const std::size_t descriptors_before = open_descriptors();
+
+  constexpr int batches = 20;
+  constexpr int per_batch = 100;
+  const auto start = clock_type::now();
+  auto hello = wire::encode_hello(hello_of("flood"));
+  REQUIRE(hello.has_value());
+  const auto noise = pattern(5, 512);
+  for (int batch = 0; batch < batches; ++batch) {
+    std::vector<std::unique_ptr<raw_peer>> raws;
+    for (int i = 0; i < per_batch; ++i) {
+      raws.push_back(std::make_unique<raw_peer>(ctx));
+      raws.back()->connect(where);
+      switch (i % 4) {
+      case 0: break;                                                                  // connect, then FIN
+      case 1: break;                                                                  // connect, then RST
+      case 2: (void)raws.back()->send(std::span<const std::byte>(*hello).first(20)); break; // half a hello
+      default: (void)raws.back()->send(noise); break;                                 // garbage
+      }
+    }
+    for (int i = 0; i < per_batch; ++i) {
+      if (i % 4 == 1)
+        raws[static_cast<std::size_t>(i)]->reset();
+      else
+        raws[static_cast<std::size_t>(i)]->socket().close();
+    }
+    co_await pause(5ms); // let the node accept and drop them
+  }
+  MESSAGE("2,000 attempts took " << since(start).count() << " ms");
+
+  // Every socket of the node for them is closed again, within a bounded time.
+  std::size_t descriptors_after = open_descriptors();
+  for (int i = 0; i < 500 && descriptors_after > descriptors_before; ++i) {
+    co_await pause(10ms);
+    descriptors_after = open_descriptors();
+  }
+  CHECK(descriptors_after <= descriptors_before);
+
+  // No pending-handshake slot leaked: max_pending_handshakes real nodes can handshake at once.
+  std::vector<std::unique_ptr<node>> others;
+  std::vector<std::optional<peergraph::expected<connection_id, peer_error>>> results(pb.max_pending_handshakes);
+  for (std::size_t i = 0; i < pb.max_pending_handshakes; ++i) {
+    others.push_back(std::make_unique<node>(ctx, props("real-" + std::to_string(i)), false));
+    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*others[i])->connect(where); },
+                   asio::detached);
+  }
+  for (int i = 0; i < 400 && std::any_of(results.begin(), results.end(), [](auto& r) { return !r; }); ++i)
+    co_await pause(5ms);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    REQUIRE_MESSAGE(results[i].has_value(), "real connect " << i << " did not complete");
+    CHECK_MESSAGE(results[i]->has_value(), "real connect " << i << ": " << results[i]->error().message());
+  }
+
+  auto list = co_await b->connections();
+  REQUIRE(list.has_value());
+  CHECK(list->size() == 1 + pb.max_pending_handshakes); // alice and the real ones: none of the flood
+  CHECK(b.count([](const graph_event& e) {
+          const auto* c = std::get_if<connection_changed>(&e);
+          return c != nullptr && c->status != connection_status::connected;
+        }) == 0);
+  co_await exchange(a, b, healthy, "after the flood");
+}
+
+CO_TEST_CASE("2,000 refused hellos while the consumer is not reading do not pile up in memory")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 8;
+  node b(ctx, pb, /*pump=*/false);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  auto id = co_await a->connect(where);
+  REQUIRE(id.has_value());
+
+  // Each attempt is a well-formed hello for another graph: the node answers hello + refuse, then closes.
+  std::size_t refused = 0;
+  auto wave = [&](int batches) -> asio::awaitable<void> {
+    for (int batch = 0; batch < batches; ++batch) {
+      std::vector<std::unique_ptr<raw_peer>> raws;
+      for (int i = 0; i < 50; ++i) {
+        raws.push_back(std::make_unique<raw_peer>(ctx));
+        raws.back()->connect(where);
+        auto hello = wire::encode_hello(hello_of("intruder-" + std::to_string(i), "other-graph"));
+        REQUIRE(hello.has_value());
+        REQUIRE(raws.back()->send(*hello));
+      }
+      for (auto& raw : raws) {
+        auto end = co_await raw->wait_end(2s);
+        if (end.closed && end.bytes > 0)
+          ++refused;
+      }
+    }
+  };
+  co_await wave(5); // 250 to warm up pools and tables
+  const auto heap_warm = heap_in_use();
+  co_await wave(40); // 2,000 more
+  const auto heap_after = heap_in_use();
+  CHECK(refused == 2250);
+  const auto growth = heap_after > heap_warm ? heap_after - heap_warm : 0;
+  MESSAGE("heap growth over 2,000 refused hellos with an unread event queue: " << growth << " bytes");
+  CHECK_MESSAGE(growth < 128 * 1024, "memory grows with each refused attempt while the consumer is slow");
+
+  // The event stream still works: the consumer resumes and finds alice's data after whatever was queued.
+  std::size_t queued_failures = 0;
+  const std::string text = "after the refused flood";
+  REQUIRE((co_await a->send_data(*id, chat_type, asio::buffer(text))).has_value());
+  bool found = false;
+  for (int i = 0; i < 10'000 && !found; ++i) {
+    auto e = co_await b->next_event();
+    REQUIRE(e.has_value());
+    if (const auto* c = std::get_if<connection_changed>(&*e); c && c->status == connection_status::failed)
+      ++queued_failures;
+    if (const auto* d = std::get_if<incoming_data>(&*e))
+      found = text_of(d->payload) == text;
+  }
+  CHECK(found);
+  MESSAGE("failed events queued for the attempts: " << queued_failures);
+  CHECK(queued_failures <= pb.event_queue_depth);
+}
+
+// ---- limits ------------------------------------------------------------------------------------------------------
+
+CO_TEST_CASE("max_connections: the next connect is refused with limit_exceeded on both sides; a free slot is reused")
+{
+  auto pb = props("bob");
+  pb.max_connections = 2;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+  auto c = std::make_unique<node>(ctx, props("carol"));
+  (void)co_await connect_link(*c, b, where);
+
+  node d(ctx, props("dave"));
+  auto refused = co_await d->connect(where);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::limit_exceeded);
+  auto on_d = co_await d.changed(pid("bob"), connection_status::failed);
+  REQUIRE(on_d.has_value());
+  CHECK(on_d->reason == peer_errc::limit_exceeded);
+  auto on_b = co_await b.changed(pid("dave"), connection_status::failed);
+  REQUIRE(on_b.has_value());
+  CHECK(on_b->reason == peer_errc::limit_exceeded);
+  // A raw peer reads the reason in the refuse frame.
+  raw_peer raw(ctx);
+  raw.connect(where);
+  auto reply = co_await raw.handshake(hello_of("erin"));
+  CHECK(reply.is(wire::decode_event::refuse));
+  CHECK(reply.reason == peer_errc::limit_exceeded);
+
+  co_await exchange(a, b, healthy, "at the limit");
+
+  // carol leaves: the slot is free again.
+  c.reset();
+  REQUIRE((co_await b.changed(pid("carol"), connection_status::disconnected)).has_value());
+  auto admitted = co_await d->connect(where);
+  CHECK_MESSAGE(admitted.has_value(), admitted.error().message());
+
+  // The limit holds on the connecting side too: both sides get the reason.
+  auto pe = props("erin");
+  pe.max_connections = 1;
+  node e(ctx, pe);
+  node f(ctx, props("frank"));
+  const auto where_f = co_await listening(f);
+  (void)co_await connect_link(e, f, where_f);
+  node g(ctx, props("gina"));
+  const auto where_g = co_await listening(g);
+  auto local = co_await e->connect(where_g);
+  REQUIRE_FALSE(local.has_value());
+  CHECK(local.error() == peer_errc::limit_exceeded);
+  auto on_g = co_await g.changed(pid("erin"), connection_status::failed);
+  REQUIRE(on_g.has_value());
+  CHECK(on_g->reason == peer_errc::limit_exceeded);
+}
+
+CO_TEST_CASE("max_connections: concurrent connects at the limit are refused with limit_exceeded, never accepted")
+{
+  auto pb = props("bob");
+  pb.max_connections = 1;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+
+  constexpr std::size_t callers = 4;
+  std::vector<std::unique_ptr<node>> nodes;
+  std::vector<std::optional<peergraph::expected<connection_id, peer_error>>> results(callers);
+  for (std::size_t i = 0; i < callers; ++i) {
+    nodes.push_back(std::make_unique<node>(ctx, props("caller-" + std::to_string(i))));
+    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*nodes[i])->connect(where); },
+                   asio::detached);
+  }
+  for (int i = 0; i < 400 && std::any_of(results.begin(), results.end(), [](auto& r) { return !r; }); ++i)
+    co_await pause(5ms);
+  co_await pause(200ms); // time for a connection that was accepted and then dropped to show it
+
+  std::size_t admitted = 0;
+  std::size_t winner = callers;
+  for (std::size_t i = 0; i < callers; ++i) {
+    REQUIRE(results[i].has_value());
+    if (results[i]->has_value()) {
+      ++admitted;
+      winner = i;
+    } else {
+      CHECK_MESSAGE(results[i]->error() == peer_errc::limit_exceeded, "caller " << i << ": "
+                                                                                 << results[i]->error().message());
+    }
+    // A caller told "connected" must not be dropped right after: the limit is a refusal, not a disconnect.
+    CHECK_MESSAGE(nodes[i]->count([](const graph_event& e) {
+                    const auto* c = std::get_if<connection_changed>(&e);
+                    return c != nullptr && c->status == connection_status::disconnected;
+                  }) == 0,
+                  "caller " << i << " was connected, then disconnected");
+  }
+  CHECK(admitted == 1);
+  auto list = co_await b->connections();
+  REQUIRE(list.has_value());
+  CHECK(list->size() == 1);
+  if (admitted == 1 && winner < callers) {
+    auto on_b = co_await b.changed(nodes[winner]->peer(), connection_status::connected);
+    REQUIRE(on_b.has_value());
+    co_await exchange(*nodes[winner], b, node_link{**results[winner], on_b->id}, "the one admitted");
+  }
+}
+
+CO_TEST_CASE("max_pending_handshakes: extra connections are closed at once; a real one works once they go away")
+{
+  auto pb = props("bob");
+  pb.max_pending_handshakes = 4;
+  pb.handshake_timeout = 3s;
+  node b(ctx, pb);
+  const auto where = co_await listening(b);
+  node carol(ctx, props("carol"));
+  const auto healthy = co_await connect_link(carol, b, where); // established: not a pending handshake
+
+  std::vector<std::unique_ptr<raw_peer>> holders;
+  for (std::size_t i = 0; i < pb.max_pending_handshakes; ++i) {
+    holders.push_back(std::make_unique<raw_peer>(ctx));
+    holders.back()->connect(where);
+  }
+  co_await pause(100ms);
+
+  for (int i = 0; i < 4; ++i) {
+    raw_peer extra(ctx);
+    extra.connect(where);
+    auto end = co_await extra.wait_end(1s);
+    CHECK_MESSAGE(end.closed, "extra " << i << " was not closed: " << end.error.message());
+    CHECK(end.bytes == 0);
+    CHECK(end.after < 300ms);
+  }
+  // A real node is turned away while the slots are taken (it reads the end of the stream).
+  node a(ctx, props("alice"));
+  const auto start = clock_type::now();
+  auto turned_away = co_await a->connect(where);
+  REQUIRE_FALSE(turned_away.has_value());
+  CHECK(turned_away.error() == peer_errc::connection_failed);
+  CHECK(since(start) < 1000ms);
+  // The holders are still waiting in their handshakes.
+  for (auto& holder : holders)
+    CHECK((co_await holder->wait_end(20ms)).error == asio::error::timed_out);
+
+  for (auto& holder : holders)
+    holder->socket().close();
+  co_await pause(100ms);
+  auto admitted = co_await a->connect(where);
+  CHECK_MESSAGE(admitted.has_value(), admitted.error().message());
+  co_await exchange(carol, b, healthy, "after the pending limit");
+}
+
+CO_TEST_CASE("event_queue_depth: an unread event queue holds the sender back with bounded memory; all arrives in order")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 2;
+  node b(ctx, pb, /*pump=*/false);
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  auto id = co_await a->connect(where);
+  REQUIRE(id.has_value());
+
+  constexpr std::uint32_t count = 600;
+  constexpr std::size_t size = 64 * 1024 + 4; // 600 x 64 KiB: 37.5 MiB, far beyond the kernel buffers
+  const auto block = pattern(3, size);
+  const auto heap_before = heap_in_use();
+  std::uint32_t completed = 0;
+  bool failed = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (std::uint32_t i = 0; i < count && !failed; ++i) {
+      std::array<asio::const_buffer, 2> parts{asio::buffer(&i, sizeof i), asio::buffer(block.data() + 4, size - 4)};
+      if (!(co_await a->send_data(*id, chat_type, parts)).has_value())
+        failed = true;
+      else
+        ++completed;
+    }
+  }, asio::detached);
+
+  // Wait until the sender stops making progress (at most 5 s).
+  std::uint32_t seen = 0;
+  for (int i = 0; i < 50; ++i) {
+    seen = completed;
+    co_await pause(100ms);
+    if (completed == seen && i >= 2)
+      break;
+  }
+  const std::size_t held_heap = heap_in_use() > heap_before ? heap_in_use() - heap_before : 0;
+  const std::size_t accepted = std::size_t{completed} * size;
+  const std::size_t kernel = kernel_buffer_max("/proc/sys/net/ipv4/tcp_wmem") +
+                             kernel_buffer_max("/proc/sys/net/ipv4/tcp_rmem");
+  MESSAGE("held back after " << completed << " of " << count << " messages (" << accepted << " bytes); heap grew by "
+                             << held_heap << " bytes");
+  CHECK_FALSE(failed);
+  CHECK(completed < count);
+  CHECK(accepted <= kernel + (pb.event_queue_depth + 2) * size);
+  CHECK(held_heap <= (pb.event_queue_depth + 4) * size + 512 * 1024);
+
+  // The consumer resumes: everything arrives, in order.
+  for (std::uint32_t i = 0; i < count; ++i) {
+    std::optional<incoming_data> data;
+    for (int k = 0; k < 100 && !data; ++k) {
+      auto e = co_await b->next_event();
+      REQUIRE(e.has_value());
+      if (auto* d = std::get_if<incoming_data>(&*e))
+        data = std::move(*d);
+    }
+    REQUIRE(data.has_value());
+    REQUIRE(data->payload.size() == size);
+    REQUIRE(seq_of(data->payload.bytes()) == i);
+    REQUIRE(std::equal(block.begin() + 4, block.end(), data->payload.begin() + 4));
+  }
+  for (int i = 0; i < 200 && completed < count; ++i)
+    co_await pause(5ms);
+  CHECK(completed == count);
+}
+
+CO_TEST_CASE("a raw reader that stops reading holds the node's small sends back with bounded memory")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  auto r = std::make_unique<raw_peer>(ctx);
+  r->socket().open(tcp::v4());
+  r->socket().set_option(asio::socket_base::receive_buffer_size(64 * 1024));
+  r->connect(where);
+  auto reply = co_await r->handshake(hello_of("sink"));
+  REQUIRE(reply.is(wire::decode_event::accept));
+  auto on_b = co_await b.changed(pid("sink"), connection_status::connected);
+  REQUIRE(on_b.has_value());
+
+  constexpr std::uint32_t count = 60'000;
+  constexpr std::size_t size = 200; // small: copied into the staging buffer
+  const auto heap_before = heap_in_use();
+  std::uint32_t completed = 0;
+  bool failed = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    for (std::uint32_t i = 0; i < count && !failed; ++i) {
+      const auto message = numbered(i, size);
+      if (!(co_await b->send_data(on_b->id, chat_type, asio::buffer(message))).has_value())
+        failed = true;
+      else
+        ++completed;
+    }
+  }, asio::detached);
+  std::uint32_t seen = 0;
+  for (int i = 0; i < 50; ++i) {
+    seen = completed;
+    co_await pause(100ms);
+    if (completed == seen && i >= 2)
+      break;
+  }
+  const std::size_t held_heap = heap_in_use() > heap_before ? heap_in_use() - heap_before : 0;
+  const std::size_t accepted = std::size_t{completed} * (size + wire::data_frame_header_size);
+  MESSAGE("held back after " << completed << " of " << count << " messages (" << accepted << " bytes); heap grew by "
+                             << held_heap << " bytes");
+  CHECK_FALSE(failed);
+  CHECK(completed < count);
+  CHECK(accepted <= kernel_buffer_max("/proc/sys/net/ipv4/tcp_wmem") + 256 * 1024 + 64 * 1024);
+  CHECK(held_heap <= 1024 * 1024);
+
+  // Meanwhile the node's other connection is not held back.
+  co_await exchange(a, b, healthy, "while a reader stalls");
+
+  // The reader resumes: every message arrives, in order.
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto message = co_await r->next_message(2s);
+    REQUIRE_MESSAGE(message.has_value(), "message " << i << " missing");
+    REQUIRE(message->size() == size);
+    REQUIRE(seq_of(*message) == i);
+  }
+  for (int i = 0; i < 200 && completed < count; ++i)
+    co_await pause(5ms);
+  CHECK(completed == count);
+}
+
+// ---- faults ------------------------------------------------------------------------------------------------------
+
+CO_TEST_CASE("a reset in the middle of a frame: disconnected connection_reset, no partial data, others unharmed")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  const std::array<std::size_t, 2> lengths{1000, 1024 * 1024}; // the read buffer path and the direct read path
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    const std::string name = "resetter-" + std::to_string(i);
+    auto r = co_await raw_handshake(ctx, b, where, name);
+    REQUIRE(r.raw->send(wire::encode_data_header(chat_type, lengths[i])));
+    REQUIRE(r.raw->send(pattern(2, std::min<std::size_t>(lengths[i] / 2, 100'000))));
+    co_await pause(20ms); // the node has read the partial frame
+    r.raw->reset();
+    const auto start = clock_type::now();
+    auto gone = co_await b.changed(pid(name), connection_status::disconnected, 1500ms);
+    REQUIRE_MESSAGE(gone.has_value(), "no disconnect after a reset, payload " << lengths[i]);
+    CHECK(since(start) < 1000ms);
+    CHECK(gone->reason == peer_errc::connection_reset);
+    CHECK(b.count([&](const graph_event& e) { return is_data_on(e, r.on_node); }) == 0);
+  }
+  co_await exchange(a, b, healthy, "after resets");
+}
+
+CO_TEST_CASE("connection refused: connect() and the failed event say connection_refused; the node stays healthy")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  node a(ctx, props("alice"));
+  const auto healthy = co_await connect_link(a, b, where);
+
+  tcp::endpoint closed_port;
+  {
+    tcp::acceptor probe(ctx, any_v4);
+    closed_port = probe.local_endpoint();
+  }
+  const auto start = clock_type::now();
+  auto refused = co_await a->connect(closed_port);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::connection_refused);
+  CHECK(since(start) < 1000ms);
+  auto failed = co_await a.changed([](const connection_changed& c) { return c.status == connection_status::failed; });
+  REQUIRE(failed.has_value());
+  CHECK(failed->reason == peer_errc::connection_refused);
+  co_await exchange(a, b, healthy, "after a refused connect");
+}
+
+CO_TEST_CASE("connect timeout: a listener whose backlog is full never answers the SYN; connect() times out")
+{
+  // With its accept queue full, Linux drops new SYNs (net.ipv4.tcp_abort_on_overflow = 0), so the TCP connect
+  // stays in progress: the connect timeout, not the handshake timeout, must end it. Checked first with a probe.
+  tcp::acceptor full(ctx);
+  full.open(tcp::v4());
+  full.bind(any_v4);
+  full.listen(0);
+  const auto where_full = full.local_endpoint();
+  tcp::socket queued(ctx);
+  queued.connect(where_full); // fills the queue (never accepted)
+  tcp::socket probe(ctx);
+  probe.open(tcp::v4());
+  probe.non_blocking(true);
+  std::error_code probe_error;
+  probe.connect(where_full, probe_error);
+  {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer t(ctx);
+    t.expires_after(200ms);
+    auto r = co_await (probe.async_wait(tcp::socket::wait_write, use_tuple) || t.async_wait(use_tuple));
+    if (r.index() == 0) {
+      MESSAGE("skipped: this kernel completes connections past a full backlog, so no connect can be kept pending");
+      co_return;
+    }
+  }
+
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  auto pa = props("alice");
+  pa.connect_timeout = 300ms;
+  pa.handshake_timeout = 5s;
+  node a(ctx, pa);
+  const auto healthy = co_await connect_link(a, b, where);
+
+  const auto start = clock_type::now();
+  auto timed_out = co_await a->connect(where_full);
+  const auto took = since(start);
+  REQUIRE_FALSE(timed_out.has_value());
+  CHECK(timed_out.error() == peer_errc::timed_out);
+  CHECK(took >= 250ms);
+  CHECK(took < 2000ms); // far below the handshake timeout of 5 s
+  auto failed = co_await a.changed([](const connection_changed& c) { return c.status == connection_status::failed; });
+  REQUIRE(failed.has_value());
+  CHECK(failed->reason == peer_errc::timed_out);
+  co_await exchange(a, b, healthy, "after a connect timeout");
+}
+
+CO_TEST_CASE("close during sends on several connections: every send completes; what succeeded arrives, in order")
+{
+  node a(ctx, props("alice"));
+  // Receivers with a queue of one event and nobody reading: a's sends pile up.
+  std::vector<std::unique_ptr<node>> receivers;
+  std::vector<connection_id> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto p = props("receiver-" + std::to_string(i));
+    p.event_queue_depth = 1;
+    receivers.push_back(std::make_unique<node>(ctx, p, /*pump=*/false));
+    const auto where = co_await listening(*receivers.back());
+    auto id = co_await a->connect(where);
+    REQUIRE(id.has_value());
+    ids.push_back(*id);
+  }
+
+  // Receiver 0 gets large messages, receiver 1 small ones (through the staging buffer), receiver 2 both.
+  struct outcome
+  {
+    bool done = false;
+    std::error_code error;
+  };
+  constexpr std::uint32_t per_connection = 400;
+  std::vector<std::vector<outcome>> outcomes(ids.size(), std::vector<outcome>(per_connection));
+  auto size_for = [](std::size_t connection, std::uint32_t seq) -> std::size_t {
+    if (connection == 0)
+      return 1024 * 1024;
+    if (connection == 1)
+      return 200;
+    return seq % 2 == 0 ? 300 * 1024 : 100;
+  };
+  for (std::size_t c = 0; c < ids.size(); ++c) {
+    asio::co_spawn(ctx, [&, c]() -> asio::awaitable<void> {
+      // One coroutine per connection sends in sequence; the large ones also run concurrently below.
+      for (std::uint32_t seq = 0; seq < per_connection; ++seq) {
+        const auto message = numbered(seq, size_for(c, seq));
+        auto r = co_await a->send_data(ids[c], chat_type, asio::buffer(message));
+        outcomes[c][seq].error = r ? std::error_code{} : r.error().as_error_code();
+        outcomes[c][seq].done = true;
+        if (!r) {
+          for (std::uint32_t rest = seq + 1; rest < per_connection; ++rest) {
+            outcomes[c][rest].done = true;
+            outcomes[c][rest].error = peer_errc::operation_aborted; // never started
+          }
+          co_return;
+        }
+      }
+    }, asio::detached);
+  }
+  co_await pause(200ms);
+  REQUIRE((co_await a->close()).has_value());
+
+  // Every send completes, within a bounded time.
+  for (int i = 0; i < 400; ++i) {
+    bool all = true;
+    for (const auto& list : outcomes)
+      all = all && std::all_of(list.begin(), list.end(), [](const outcome& o) { return o.done; });
+    if (all)
+      break;
+    co_await pause(5ms);
+  }
+  for (std::size_t c = 0; c < ids.size(); ++c) {
+    std::uint32_t succeeded = 0;
+    for (std::uint32_t seq = 0; seq < per_connection; ++seq) {
+      REQUIRE_MESSAGE(outcomes[c][seq].done, "connection " << c << " send " << seq << " never completed");
+      if (!outcomes[c][seq].error) {
+        CHECK_MESSAGE(succeeded == seq, "connection " << c << ": send " << seq << " succeeded after a failure");
+        ++succeeded;
+      } else {
+        CHECK_MESSAGE(outcomes[c][seq].error == peer_errc::operation_aborted,
+                      "connection " << c << " send " << seq << ": " << outcomes[c][seq].error.message());
+      }
+    }
+    // The receiver resumes: the successful sends arrive, in order, and nothing else does.
+    node& r = *receivers[c];
+    std::uint32_t delivered = 0;
+    std::optional<connection_changed> end;
+    for (int k = 0; k < 10'000 && !end; ++k) {
+      auto e = co_await r->next_event();
+      REQUIRE(e.has_value());
+      if (auto* d = std::get_if<incoming_data>(&*e)) {
+        REQUIRE(d->payload.size() == size_for(c, delivered));
+        CHECK(seq_of(d->payload.bytes()) == delivered);
+        ++delivered;
+      } else if (auto* ch = std::get_if<connection_changed>(&*e); ch && ch->status == connection_status::disconnected) {
+        end = *ch;
+      }
+    }
+    REQUIRE_MESSAGE(end.has_value(), "receiver " << c << " never saw the disconnect");
+    CHECK(end->reason.has_value());
+    MESSAGE("connection " << c << ": " << succeeded << " sends succeeded, " << delivered << " delivered, then "
+                          << (end->reason ? end->reason->message() : std::string("?")));
+    CHECK_MESSAGE(delivered == succeeded, "connection " << c << ": " << succeeded << " sends reported success but "
+                                                        << delivered << " arrived");
+  }
+}
+
+namespace {
+
+/// Everything in flight on node `a` at once, to close or destroy it: a pending next_event, pending sends on an
+/// established connection, an outgoing connect in its TCP connect (when the kernel allows), an outgoing connect in
+/// its handshake, and incoming handshakes. Returns once all are in flight.
+struct in_flight
+{
+  std::vector<std::optional<std::error_code>> sends;
+  std::optional<peergraph::expected<connection_id, peer_error>> connect_syn;
+  std::optional<peergraph::expected<connection_id, peer_error>> connect_handshake;
+  bool syn_pending_possible = false;
+  std::vector<std::unique_ptr<raw_peer>> incoming;
+  std::unique_ptr<tcp::acceptor> silent;
+  std::unique_ptr<tcp::acceptor> full;
+  std::unique_ptr<tcp::socket> queued;
+  std::unique_ptr<tcp::socket> probe;
+
+  [[nodiscard]] bool all_done() const
+  {
+    return std::all_of(sends.begin(), sends.end(), [](const auto& s) { return s.has_value(); }) &&
+           (!syn_pending_possible || connect_syn.has_value()) && connect_handshake.has_value();
+  }
+};
+
+asio::awaitable<void> start_in_flight(asio::io_context& ctx, node& a, node& b, in_flight& f,
+                                      const std::vector<std::byte>& block)
+{
+  const auto where_a = co_await listening(a);
+  const auto where_b = co_await listening(b);
+  auto id = co_await a->connect(where_b);
+  REQUIRE(id.has_value());
+
+  f.sends.resize(8);
+  for (std::size_t i = 0; i < f.sends.size(); ++i)
+    asio::co_spawn(ctx, [&f, &a, &block, i, cid = *id]() -> asio::awaitable<void> {
+      auto r = co_await a->send_data(cid, chat_type, asio::buffer(block));
+      f.sends[i] = r ? std::error_code{} : r.error().as_error_code();
+    }, asio::detached);
+
+  // A listener that accepts the TCP connection but never speaks: a's connect waits in its handshake.
+  f.silent = std::make_unique<tcp::acceptor>(ctx, any_v4);
+  asio::co_spawn(ctx, [&f, &a, where = f.silent->local_endpoint()]() -> asio::awaitable<void> {
+    f.connect_handshake = co_await a->connect(where);
+  }, asio::detached);
+
+  // A listener with a full backlog: a's connect waits in the TCP connect itself.
+  f.full = std::make_unique<tcp::acceptor>(ctx);
+  f.full->open(tcp::v4());
+  f.full->bind(any_v4);
+  f.full->listen(0);
+  f.queued = std::make_unique<tcp::socket>(ctx);
+  f.queued->connect(f.full->local_endpoint());
+  f.probe = std::make_unique<tcp::socket>(ctx);
+  f.probe->open(tcp::v4());
+  f.probe->non_blocking(true);
+  std::error_code ignored;
+  f.probe->connect(f.full->local_endpoint(), ignored);
+  {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer t(ctx);
+    t.expires_after(100ms);
+    auto r = co_await (f.probe->async_wait(tcp::socket::wait_write, use_tuple) || t.async_wait(use_tuple));
+    f.syn_pending_possible = r.index() == 1;
+  }
+  if (f.syn_pending_possible)
+    asio::co_spawn(ctx, [&f, &a, where = f.full->local_endpoint()]() -> asio::awaitable<void> {
+      f.connect_syn = co_await a->connect(where);
+    }, asio::detached);
+
+  // Incoming handshakes: half a hello each.
+  auto hello = wire::encode_hello(hello_of("incoming"));
+  REQUIRE(hello.has_value());
+  for (int i = 0; i < 3; ++i) {
+    f.incoming.push_back(std::make_unique<raw_peer>(ctx));
+    f.incoming.back()->connect(where_a);
+    REQUIRE(f.incoming.back()->send(std::span<const std::byte>(*hello).first(10)));
+  }
+  co_await pause(100ms); // everything is now in flight
+  CHECK_FALSE(f.all_done());
+}
+
+/// Checks that everything started by start_in_flight completed with operation_aborted (sends may also have
+/// succeeded before the close) and that the incoming handshakes were closed.
+asio::awaitable<void> check_in_flight_aborted(in_flight& f, node& a)
+{
+  for (int i = 0; i < 400 && (!f.all_done() || !a.log().ended); ++i)
+    co_await pause(5ms);
+  REQUIRE_MESSAGE(a.log().ended.has_value(), "the pending next_event never completed");
+  CHECK(*a.log().ended == peer_errc::operation_aborted);
+  std::size_t aborted = 0;
+  for (std::size_t i = 0; i < f.sends.size(); ++i) {
+    REQUIRE_MESSAGE(f.sends[i].has_value(), "send " << i << " never completed");
+    if (*f.sends[i]) {
+      CHECK_MESSAGE(*f.sends[i] == peer_errc::operation_aborted, "send " << i << ": " << f.sends[i]->message());
+      ++aborted;
+    }
+  }
+  CHECK(aborted > 0);
+  REQUIRE_MESSAGE(f.connect_handshake.has_value(), "the connect in its handshake never completed");
+  REQUIRE_FALSE(f.connect_handshake->has_value());
+  CHECK(f.connect_handshake->error() == peer_errc::operation_aborted);
+  if (f.syn_pending_possible) {
+    REQUIRE_MESSAGE(f.connect_syn.has_value(), "the connect in its TCP connect never completed");
+    REQUIRE_FALSE(f.connect_syn->has_value());
+    CHECK(f.connect_syn->error() == peer_errc::operation_aborted);
+  } else {
+    MESSAGE("no connect pending in its TCP connect: this kernel completes connections past a full backlog");
+  }
+  for (auto& raw : f.incoming) {
+    auto end = co_await raw->wait_end(1s);
+    CHECK_MESSAGE(end.closed, "an incoming handshake stayed open after the close");
+  }
+}
+
+} // namespace
+
+CO_TEST_CASE("close with everything in flight: each pending operation gets operation_aborted, later ones invalid_graph")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 1;
+  node b(ctx, pb, /*pump=*/false);
+  auto pa = props("alice");
+  pa.connect_timeout = 5s;
+  pa.handshake_timeout = 5s;
+  node a(ctx, pa);
+  const auto block = pattern(9, 2 * 1024 * 1024);
+  in_flight f;
+  co_await start_in_flight(ctx, a, b, f, block);
+
+  const auto start = clock_type::now();
+  REQUIRE((co_await a->close()).has_value());
+  co_await check_in_flight_aborted(f, a);
+  CHECK(since(start) < 2000ms); // not the 5 s timeouts
+
+  // The remote sees the connection end, with a reason.
+  b.start_pump();
+  auto gone = co_await b.changed(pid("alice"), connection_status::disconnected);
+  REQUIRE(gone.has_value());
+  CHECK(gone->reason.has_value());
+
+  // Afterwards every operation is invalid_graph.
+  const std::string text = "late";
+  const tcp::endpoint somewhere{asio::ip::address_v4::loopback(), 9};
+  CHECK((co_await a->connect(somewhere)).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->open_direct_connection(pid("bob"), somewhere)).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->listen(any_v4)).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->send_data(connection_id(1), chat_type, asio::buffer(text))).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->close_direct_connection(connection_id(1))).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->connections()).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->status()).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->set_event_filter({})).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->next_event()).error() == peer_errc::invalid_graph);
+  CHECK((co_await a->close()).error() == peer_errc::invalid_graph);
+}
+
+CO_TEST_CASE("destroying a graph with everything in flight completes each pending operation with operation_aborted")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 1;
+  node b(ctx, pb, /*pump=*/false);
+  auto pa = props("alice");
+  pa.connect_timeout = 5s;
+  pa.handshake_timeout = 5s;
+  auto a = std::make_unique<node>(ctx, pa);
+  const auto log = a->shared_log();
+  const auto block = pattern(9, 2 * 1024 * 1024);
+  in_flight f;
+  co_await start_in_flight(ctx, *a, b, f, block);
+
+  const auto start = clock_type::now();
+  a.reset(); // the graph's destructor closes it
+  for (int i = 0; i < 400 && (!f.all_done() || !log->ended); ++i)
+    co_await pause(5ms);
+  CHECK(since(start) < 2000ms);
+  REQUIRE_MESSAGE(log->ended.has_value(), "the pending next_event never completed");
+  CHECK(*log->ended == peer_errc::operation_aborted);
+  std::size_t aborted = 0;
+  for (std::size_t i = 0; i < f.sends.size(); ++i) {
+    REQUIRE_MESSAGE(f.sends[i].has_value(), "send " << i << " never completed");
+    if (*f.sends[i]) {
+      CHECK(*f.sends[i] == peer_errc::operation_aborted);
+      ++aborted;
+    }
+  }
+  CHECK(aborted > 0);
+  REQUIRE(f.connect_handshake.has_value());
+  CHECK(f.connect_handshake->error() == peer_errc::operation_aborted);
+  if (f.syn_pending_possible) {
+    REQUIRE(f.connect_syn.has_value());
+    CHECK(f.connect_syn->error() == peer_errc::operation_aborted);
+  }
+  for (auto& raw : f.incoming)
+    CHECK((co_await raw->wait_end(1s)).closed);
+  b.start_pump();
+  auto gone = co_await b.changed(pid("alice"), connection_status::disconnected);
+  REQUIRE(gone.has_value());
+  CHECK(gone->reason.has_value());
+}
+
+TEST_SUITE_END();
