@@ -104,8 +104,13 @@ class initiate_send_data;
 /// A node of a peer graph, on any Asio executor.
 ///
 /// Every operation returns an awaitable of `expected<T, peer_error>` by default and accepts any Asio completion
-/// token. All state of a graph lives on one strand of its executor, so a multi-threaded executor is safe and
-/// operations may be started from any thread. A graph that was closed yields invalid_graph from every operation; a
+/// token. All state of a graph lives on one serialized context, so a multi-threaded executor is safe and
+/// operations may be started from any thread: that context is a strand of the executor, or the executor itself
+/// when it is a strand or an io_context's executor. An io_context is taken to be run by one thread (an implicit
+/// strand, as in most programs); to run one io_context on several threads, give the graph a strand of it
+/// (asio::make_strand). Operations started on the graph's context, such as from a coroutine spawned on the same
+/// single-threaded io_context, take the fast path: send_data and next_event complete without suspending when they
+/// can. A graph that was closed yields invalid_graph from every operation; a
 /// default-constructed or moved-from graph yields not_initialized.
 ///
 /// @code
@@ -263,7 +268,7 @@ public:
   auto close(CompletionToken&& token = {});
 
 private:
-  void close_on_strand() noexcept;
+  void close_on_context() noexcept;
 
   std::shared_ptr<detail::graph_state<Executor>> state_;
 };

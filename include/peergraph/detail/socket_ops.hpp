@@ -95,7 +95,8 @@ struct zero_copy_notifications
 ///
 /// Each notification covers an inclusive range [ee_info, ee_data] of the socket's zero-copy send calls; ranges may be
 /// coalesced, so the count of calls they cover is what tells how many sends have been released.
-inline void read_zero_copy_notifications([[maybe_unused]] int fd, [[maybe_unused]] zero_copy_notifications& state) noexcept
+inline void read_zero_copy_notifications([[maybe_unused]] int fd,
+                                         [[maybe_unused]] zero_copy_notifications& state) noexcept
 {
 #if PEERGRAPH_HAS_MSG_ZEROCOPY
   for (int guard = 0; guard < 1024; ++guard) {

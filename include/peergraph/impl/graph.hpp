@@ -1,8 +1,8 @@
 //
 // peergraph/impl/graph.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~
-// Template bodies of graph.hpp: the graph's shared state on its strand, the handshake, the per-connection reader and
-// the initiation objects of the graph operations.
+// Template bodies of graph.hpp: the graph's shared state on its serialized context, the handshake, the
+// per-connection reader and the initiation objects of the graph operations.
 //
 #pragma once
 
@@ -24,6 +24,7 @@
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
+#include <asio/io_context.hpp>
 #include <asio/strand.hpp>
 
 #include <algorithm>
@@ -36,18 +37,58 @@
 
 namespace peergraph::detail {
 
-/// The strand a graph serialises its state on: the executor itself when it already is a strand.
+/// The serialized context a graph keeps its state on: a strand of a multi-threaded executor, or the executor itself
+/// when it already serializes its handlers (a strand, or an io_context, taken to be run by one thread as an implicit
+/// strand).
 template <class Executor>
-struct graph_strand
+struct graph_context
 {
   using type = asio::strand<Executor>;
   static type make(const Executor& ex) { return asio::make_strand(ex); }
+  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
 };
+
 template <class InnerExecutor>
-struct graph_strand<asio::strand<InnerExecutor>>
+struct graph_context<asio::strand<InnerExecutor>>
 {
   using type = asio::strand<InnerExecutor>;
   static type make(const type& ex) { return ex; }
+  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
+};
+
+template <>
+struct graph_context<asio::io_context::executor_type>
+{
+  using type = asio::io_context::executor_type;
+  static type make(const type& ex) { return ex; }
+  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
+};
+
+/// any_io_executor: the wrapped executor decides, as above.
+template <>
+struct graph_context<asio::any_io_executor>
+{
+  using type = asio::any_io_executor;
+
+  static type make(const asio::any_io_executor& ex)
+  {
+    if (ex.target<asio::io_context::executor_type>() != nullptr ||
+        ex.target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
+        ex.target<asio::strand<asio::any_io_executor>>() != nullptr)
+      return ex;
+    return asio::make_strand(ex);
+  }
+
+  static bool running_in_this_thread(const type& context) noexcept
+  {
+    if (const auto* io = context.target<asio::io_context::executor_type>())
+      return io->running_in_this_thread();
+    if (const auto* io_strand = context.target<asio::strand<asio::io_context::executor_type>>())
+      return io_strand->running_in_this_thread();
+    if (const auto* any_strand = context.target<asio::strand<asio::any_io_executor>>())
+      return any_strand->running_in_this_thread();
+    return false;
+  }
 };
 
 /// Payloads at least this large are read from the socket straight into the event's buffer, past the read buffer.
@@ -61,13 +102,13 @@ template <class Executor>
 class graph_state : public std::enable_shared_from_this<graph_state<Executor>>
 {
 public:
-  using strand_type = typename graph_strand<Executor>::type;
-  using socket_type = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
-  using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, strand_type>;
+  using context_type = typename graph_context<Executor>::type;
+  using socket_type = asio::basic_stream_socket<asio::ip::tcp, context_type>;
+  using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, context_type>;
   using timer_type =
-      asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, strand_type>;
+      asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, context_type>;
   using channel_type =
-      asio::experimental::basic_channel<strand_type, ring_channel_traits<>, void(std::error_code, graph_event)>;
+      asio::experimental::basic_channel<context_type, ring_channel_traits<>, void(std::error_code, graph_event)>;
 
   /// An established connection.
   struct connection
@@ -107,18 +148,18 @@ public:
   };
 
   graph_state(const Executor& executor, graph_properties properties)
-      : executor_(executor), strand_(graph_strand<Executor>::make(executor)), properties_(std::move(properties)),
-        node_(node_id::generate()), filter_(properties_.events), events_(strand_, properties_.event_queue_depth)
+      : executor_(executor), context_(graph_context<Executor>::make(executor)), properties_(std::move(properties)),
+        node_(node_id::generate()), filter_(properties_.events), events_(context_, properties_.event_queue_depth)
   {
   }
 
   [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
-  [[nodiscard]] const strand_type& strand() const noexcept { return strand_; }
+  [[nodiscard]] const context_type& context() const noexcept { return context_; }
   [[nodiscard]] node_id local_node() const noexcept { return node_; }
-  [[nodiscard]] bool on_strand() const noexcept { return strand_.running_in_this_thread(); }
+  [[nodiscard]] bool on_context() const noexcept { return graph_context<Executor>::running_in_this_thread(context_); }
   [[nodiscard]] bool closed() const noexcept { return closed_; }
 
-  // ---- operations, each run on the strand -------------------------------------------------------------------
+  // ---- operations, each run on the context ------------------------------------------------------------------
 
   asio::awaitable<expected<asio::ip::tcp::endpoint, peer_error>> listen(asio::ip::tcp::endpoint endpoint)
   {
@@ -126,7 +167,7 @@ public:
       co_return unexpected(peer_error(peer_errc::invalid_graph));
     if (acceptor_)
       co_return unexpected(peer_error(peer_errc::already_listening));
-    acceptor_type acceptor(strand_);
+    acceptor_type acceptor(context_);
     std::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
     if (!ec)
@@ -143,7 +184,7 @@ public:
     if (ec)
       co_return unexpected(peer_error(ec));
     acceptor_.emplace(std::move(acceptor));
-    asio::co_spawn(strand_, accept_loop(), asio::detached);
+    asio::co_spawn(context_, accept_loop(), asio::detached);
     update_status();
     co_return bound;
   }
@@ -156,7 +197,7 @@ public:
     if (kind == connection_kind::direct && (!expected_peer || expected_peer->empty()))
       co_return unexpected(peer_error(peer_errc::invalid_argument));
     const connection_id id = next_id();
-    auto attempt = std::make_shared<pending>(strand_, kind);
+    auto attempt = std::make_shared<pending>(context_, kind);
     pending_.emplace(id.value(), attempt);
     auto result = co_await connect_and_handshake(attempt, id, address, std::move(expected_peer));
     pending_.erase(id.value());
@@ -198,7 +239,7 @@ public:
 
   void set_filter(event_filter filter) { filter_ = std::move(filter); }
 
-  /// Starts an event receive on the strand; the handler gets operation_aborted when the graph closes meanwhile.
+  /// Starts an event receive on the context; the handler gets operation_aborted when the graph closes meanwhile.
   template <class Handler>
   void receive_event(Handler&& handler)
   {
@@ -263,7 +304,7 @@ private:
   /// A connection in its handshake: the socket and what the handshake learned, shared with its deadline.
   struct pending
   {
-    pending(const strand_type& strand, connection_kind kind_) : socket(strand), deadline(strand), kind(kind_) {}
+    pending(const context_type& context, connection_kind kind_) : socket(context), deadline(context), kind(kind_) {}
     socket_type socket;
     timer_type deadline;
     connection_kind kind; // for an incoming connection: what the remote's hello asked for
@@ -332,7 +373,7 @@ private:
   {
     auto self = this->shared_from_this();
     while (!closed_ && acceptor_) {
-      auto attempt = std::make_shared<pending>(strand_, connection_kind::neighbor);
+      auto attempt = std::make_shared<pending>(context_, connection_kind::neighbor);
       auto [ec] = co_await acceptor_->async_accept(attempt->socket, asio_compat::use_awaitable_tuple);
       if (closed_ || !acceptor_)
         co_return;
@@ -347,7 +388,7 @@ private:
         attempt->socket.close(ignored); // too many handshakes at once: refuse without reading anything
         continue;
       }
-      asio::co_spawn(strand_, serve_incoming(std::move(attempt)), asio::detached);
+      asio::co_spawn(context_, serve_incoming(std::move(attempt)), asio::detached);
     }
   }
 
@@ -456,7 +497,8 @@ private:
   {
     for (;;) {
       while (state.begin < state.end) {
-        auto r = state.decoder.decode(std::span<const std::byte>(state.buffer).subspan(state.begin, state.end - state.begin));
+        const std::span<const std::byte> input(state.buffer.data() + state.begin, state.end - state.begin);
+        auto r = state.decoder.decode(input);
         if (!r)
           co_return unexpected(r.error());
         state.begin += r->consumed;
@@ -531,7 +573,7 @@ private:
     connections_.emplace(id.value(), c);
     emit(connection_changed{id, kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
     update_status();
-    asio::co_spawn(strand_, read_loop(c, std::move(state)), asio::detached);
+    asio::co_spawn(context_, read_loop(c, std::move(state)), asio::detached);
     arm_keepalive(c);
   }
 
@@ -743,7 +785,7 @@ private:
     if (c->flush_posted)
       return;
     c->flush_posted = true;
-    asio::post(strand_, [self = this->shared_from_this(), c] {
+    asio::post(context_, [self = this->shared_from_this(), c] {
       c->flush_posted = false;
       self->flush_staged(*c);
     });
@@ -832,7 +874,7 @@ private:
   }
 
   Executor executor_;
-  strand_type strand_;
+  context_type context_;
   graph_properties properties_;
   node_id node_;
   event_filter filter_;
@@ -848,11 +890,11 @@ private:
   bool closed_ = false;
 };
 
-/// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's strand and completes `handler`
+/// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's context and completes `handler`
 /// with `void(std::error_code, T)` (or `void(std::error_code)` for T = void). The arguments are passed as parameters,
 /// which the coroutine frame owns; a capturing lambda coroutine would read its captures after the lambda is gone.
 template <class T, class State, class Handler, class Operation, class... Args>
-void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Operation operation, Args... args)
+void run_on_context(const std::shared_ptr<State>& state, Handler&& handler, Operation operation, Args... args)
 {
   auto completion = bound_completion(std::forward<Handler>(handler),
                                      [](auto&& h, std::exception_ptr e, expected<T, peer_error> result) {
@@ -865,7 +907,7 @@ void run_on_strand(const std::shared_ptr<State>& state, Handler&& handler, Opera
                                        else
                                          std::move(h)(to_error_code(result.error()), T{});
                                      });
-  asio::co_spawn(state->strand(), operation(state, std::move(args)...), std::move(completion));
+  asio::co_spawn(state->context(), operation(state, std::move(args)...), std::move(completion));
 }
 
 /// Completes `handler` with not_initialized, through its executor (never inline).
@@ -888,14 +930,14 @@ class initiate_send_data
 {
 public:
   using state_type = graph_state<Executor>;
-  using executor_type = typename state_type::strand_type;
+  using executor_type = typename state_type::context_type;
 
   initiate_send_data(std::shared_ptr<state_type> state, connection_id id, bool may_stage)
       : state_(std::move(state)), id_(id), may_stage_(may_stage)
   {
   }
 
-  [[nodiscard]] executor_type get_executor() const noexcept { return state_->strand(); }
+  [[nodiscard]] executor_type get_executor() const noexcept { return state_->context(); }
 
   bool try_immediate(std::error_code& ec, send_request& request) const
   {
@@ -907,8 +949,8 @@ public:
       ec = request.refused;
       return true;
     }
-    if (!state_->on_strand())
-      return false; // the state may only be read on the strand: go the asynchronous way
+    if (!state_->on_context())
+      return false; // the state may only be read on its context: go the asynchronous way
     peer_error error;
     auto* socket = state_->socket_for(id_, error);
     if (socket == nullptr) {
@@ -932,14 +974,16 @@ public:
       return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
     auto completion = bound_completion(std::forward<Handler>(handler),
                                        [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
-    asio::dispatch(state_->strand(), [state = state_, id = id_, may_stage = may_stage_,
+    asio::dispatch(state_->context(), [state = state_, id = id_, may_stage = may_stage_,
                                       completion = std::move(completion), request = std::move(request)]() mutable {
       peer_error error;
       auto* target = request.refused ? nullptr : state->socket_for(id, error);
       const bool staged = target != nullptr && may_stage && state->stage_frame(id, request.buffers);
       if (target == nullptr || staged) {
-        const std::error_code ec = staged ? std::error_code{} : request.refused ? request.refused : to_error_code(error);
-        auto ex = asio::get_associated_executor(completion, state->strand());
+        std::error_code ec;
+        if (!staged)
+          ec = request.refused ? request.refused : to_error_code(error);
+        auto ex = asio::get_associated_executor(completion, state->context());
         asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
         return;
       }
@@ -970,7 +1014,7 @@ public:
       ec = make_error_code(peer_errc::not_initialized);
       return true;
     }
-    if (!state_->on_strand())
+    if (!state_->on_context())
       return false;
     if (state_->closed()) {
       ec = make_error_code(peer_errc::invalid_graph);
@@ -984,9 +1028,10 @@ public:
   {
     if (!state_)
       return complete_not_initialized<graph_event>(asio::system_executor(), std::forward<Handler>(handler));
-    asio::dispatch(state_->strand(), [state = state_, h = std::decay_t<Handler>(std::forward<Handler>(handler))]() mutable {
+    auto h = std::decay_t<Handler>(std::forward<Handler>(handler));
+    asio::dispatch(state_->context(), [state = state_, h = std::move(h)]() mutable {
       if (state->closed()) {
-        auto ex = asio::get_associated_executor(h, state->strand());
+        auto ex = asio::get_associated_executor(h, state->context());
         asio::post(ex, [h = std::move(h)]() mutable {
           std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
         });
@@ -1027,7 +1072,7 @@ template <class Executor>
 basic_graph<Executor>& basic_graph<Executor>::operator=(basic_graph&& other) noexcept
 {
   if (this != &other) {
-    close_on_strand();
+    close_on_context();
     state_ = std::move(other.state_);
   }
   return *this;
@@ -1036,16 +1081,16 @@ basic_graph<Executor>& basic_graph<Executor>::operator=(basic_graph&& other) noe
 template <class Executor>
 basic_graph<Executor>::~basic_graph()
 {
-  close_on_strand();
+  close_on_context();
 }
 
 template <class Executor>
-void basic_graph<Executor>::close_on_strand() noexcept
+void basic_graph<Executor>::close_on_context() noexcept
 {
   if (!state_)
     return;
-  const auto strand = state_->strand();
-  asio::dispatch(strand, [state = std::move(state_)] { state->close(); });
+  const auto context = state_->context();
+  asio::dispatch(context, [state = std::move(state_)] { state->close(); });
 }
 
 template <class Executor>
@@ -1070,7 +1115,7 @@ auto basic_graph<Executor>::listen(const asio::ip::tcp::endpoint& endpoint, Comp
       [state = state_](auto handler, asio::ip::tcp::endpoint ep) {
         if (!state)
           return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<result_type>(
+        detail::run_on_context<result_type>(
             state, std::move(handler), [](auto s, asio::ip::tcp::endpoint e) { return s->listen(e); }, ep);
       },
       token, endpoint);
@@ -1085,7 +1130,7 @@ auto basic_graph<Executor>::connect(const asio::ip::tcp::endpoint& address, std:
       [state = state_](auto handler, asio::ip::tcp::endpoint ep, std::optional<peer_id> peer) {
         if (!state)
           return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<connection_id>(
+        detail::run_on_context<connection_id>(
             state, std::move(handler),
             [](auto s, asio::ip::tcp::endpoint e, std::optional<peer_id> p) {
               return s->connect(e, connection_kind::neighbor, std::move(p));
@@ -1104,7 +1149,7 @@ auto basic_graph<Executor>::open_direct_connection(const peer_id& peer, const as
       [state = state_](auto handler, asio::ip::tcp::endpoint ep, peer_id remote) {
         if (!state)
           return detail::complete_not_initialized<connection_id>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<connection_id>(
+        detail::run_on_context<connection_id>(
             state, std::move(handler),
             [](auto s, asio::ip::tcp::endpoint e, peer_id p) {
               return s->connect(e, connection_kind::direct, std::optional<peer_id>(std::move(p)));
@@ -1158,7 +1203,7 @@ auto basic_graph<Executor>::close_direct_connection(connection_id id, Completion
       [state = state_](auto handler, connection_id cid) {
         if (!state)
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<void>(
+        detail::run_on_context<void>(
             state, std::move(handler),
             [](auto s, connection_id c) -> asio::awaitable<expected<void, peer_error>> {
               co_return s->close_direct_connection(c);
@@ -1177,7 +1222,7 @@ auto basic_graph<Executor>::connections(connection_kinds kinds, CompletionToken&
       [state = state_](auto handler, connection_kinds k) {
         if (!state)
           return detail::complete_not_initialized<result_type>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<result_type>(
+        detail::run_on_context<result_type>(
             state, std::move(handler),
             [](auto s, connection_kinds which) -> asio::awaitable<expected<result_type, peer_error>> {
               if (s->closed())
@@ -1197,7 +1242,7 @@ auto basic_graph<Executor>::status(CompletionToken&& token)
       [state = state_](auto handler) {
         if (!state)
           return detail::complete_not_initialized<graph_status>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<graph_status>(state, std::move(handler),
+        detail::run_on_context<graph_status>(state, std::move(handler),
                                             [](auto s) -> asio::awaitable<expected<graph_status, peer_error>> {
                                               if (s->closed())
                                                 co_return unexpected(peer_error(peer_errc::invalid_graph));
@@ -1223,7 +1268,7 @@ auto basic_graph<Executor>::set_event_filter(event_filter filter, CompletionToke
       [state = state_](auto handler, event_filter f) {
         if (!state)
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<void>(
+        detail::run_on_context<void>(
             state, std::move(handler),
             [](auto s, event_filter replacement) -> asio::awaitable<expected<void, peer_error>> {
               if (s->closed())
@@ -1244,7 +1289,7 @@ auto basic_graph<Executor>::close(CompletionToken&& token)
       [state = state_](auto handler) {
         if (!state)
           return detail::complete_not_initialized<void>(asio::system_executor(), std::move(handler));
-        detail::run_on_strand<void>(state, std::move(handler),
+        detail::run_on_context<void>(state, std::move(handler),
                                     [](auto s) -> asio::awaitable<expected<void, peer_error>> {
                                       if (s->closed())
                                         co_return unexpected(peer_error(peer_errc::invalid_graph));
