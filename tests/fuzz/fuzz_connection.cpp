@@ -56,9 +56,12 @@ using tcp = asio::ip::tcp;
 
 /// Longest any step of one input may take before the node counts as hung.
 constexpr std::chrono::milliseconds step_limit{5000};
-/// The node's handshake timeout, and how long a silent client stays silent (longer).
-constexpr std::chrono::milliseconds node_handshake_timeout{40};
-constexpr std::chrono::milliseconds silent_client_wait{60};
+/// The node's handshake timeout (short, so that silent clients cost little), and how long a silent client waits for
+/// the node to close a connection whose handshake did not complete (longer).
+constexpr std::chrono::milliseconds node_handshake_timeout{20};
+constexpr std::chrono::milliseconds silent_client_wait{250};
+/// A step slower than this is reported (the machine may be busy; step_limit is the real bound).
+constexpr std::chrono::milliseconds slow_step{1000};
 /// The node's maximum frame size: large enough for payloads that the node reads past its read buffer.
 constexpr std::uint64_t node_max_frame_size = 64 * 1024;
 /// A fresh graph checks that the node still accepts connections every this many inputs.
@@ -247,13 +250,8 @@ public:
     probe_properties.peer = *peer_id::make("fuzz-probe");
     probe_ = graph(ctx_.get_executor(), probe_properties);
     probe_node_ = probe_.local_node();
-    bool connected = false;
-    probe_.connect(endpoint_, std::nullopt, [&](std::error_code ec, connection_id id) {
-      PEERGRAPH_FUZZ_CHECK(!ec);
-      probe_id_ = id;
-      connected = true;
-    });
-    run_until([&] { return connected && static_cast<bool>(probe_at_node_); }, "the probe's connection");
+    probe_id_ = connect_peer(probe_, "the probe's connection");
+    run_until([&] { return static_cast<bool>(probe_at_node_); }, "the probe's connection on the node");
     asio::co_spawn(ctx_, probe_events(), asio::detached);
     fresh_peer();
   }
@@ -315,8 +313,11 @@ public:
         settle();
     }
 
-    if (silent && !node_closed)
-      ctx_.run_for(silent_client_wait);
+    if (silent) {
+      // A silent client: the node closes a connection whose handshake never completes when its handshake timeout
+      // passes; an established connection may stay silent for as long as it likes.
+      run_for_until([&] { return node_closed || !connected_now_.empty(); }, silent_client_wait);
+    }
     if (reset) {
       settle(); // the node has read what there is: the reset finds it waiting for more
       client.set_option(asio::socket_base::linger(true, 0), ec);
@@ -326,6 +327,7 @@ public:
       client.shutdown(tcp::socket::shutdown_send, ec);
       run_until([&] { return node_closed; }, "the node closing the connection after the client's end");
     }
+    settle(); // the events of what the node did are queued by now: take them all
     run_until([&] { return open_.empty() && sends_done_ == sends_started_; },
               "the node reporting the connection's end and completing its sends");
     settle();
@@ -339,6 +341,16 @@ public:
       client.close(ec);
     }
     check_health();
+  }
+
+  /// One line on what the checks covered, for the end of a run.
+  void print_stats() const
+  {
+    std::fprintf(stderr,
+                 "fuzz_connection: %llu inputs; %llu established with delivery checked, %llu data frames and %llu "
+                 "pongs matched; node healthy throughout\n",
+                 static_cast<unsigned long long>(inputs_), static_cast<unsigned long long>(stats_.established),
+                 static_cast<unsigned long long>(stats_.frames), static_cast<unsigned long long>(stats_.pongs));
   }
 
 private:
@@ -375,14 +387,28 @@ private:
   template <class Predicate>
   void run_until(Predicate done, const char* what)
   {
-    const auto deadline = std::chrono::steady_clock::now() + step_limit;
+    const auto start = std::chrono::steady_clock::now();
+    if (!run_for_until(done, step_limit))
+      hung(what);
+    const auto took = std::chrono::steady_clock::now() - start;
+    if (took > slow_step)
+      std::fprintf(stderr, "fuzz_connection: slow step (%lld ms): %s\n",
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()), what);
+  }
+
+  /// Runs the node until `done()` or for at most `limit`; whether `done()`.
+  template <class Predicate>
+  bool run_for_until(Predicate done, std::chrono::milliseconds limit)
+  {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!done()) {
       if (std::chrono::steady_clock::now() >= deadline)
-        hung(what);
+        return false;
       if (ctx_.stopped())
         ctx_.restart();
-      ctx_.run_one_for(10ms);
+      ctx_.run_one_for(5ms);
     }
+    return true;
   }
 
   /// Runs every handler that is ready, until nothing is ready twice in a row (bounded).
@@ -396,7 +422,7 @@ private:
     }
   }
 
-  void check_node_output(const expectation& expected, std::span<const std::byte> received) const
+  void check_node_output(const expectation& expected, std::span<const std::byte> received)
   {
     // The node tells nothing, not even its peer id, to a client that did not complete a valid hello.
     if (!expected.hello)
@@ -426,9 +452,10 @@ private:
     // Pongs answer pings with the same tokens, in order; the last ones may be lost when the connection ends.
     PEERGRAPH_FUZZ_CHECK(pongs.size() <= expected.pings.size());
     PEERGRAPH_FUZZ_CHECK(std::equal(pongs.begin(), pongs.end(), expected.pings.begin()));
+    stats_.pongs += pongs.size();
   }
 
-  void check_delivery(const expectation& expected, bool reset) const
+  void check_delivery(const expectation& expected, bool reset)
   {
     // Data arrives only on connections established during this input; attribute it when exactly one was.
     if (connected_now_.empty()) {
@@ -451,6 +478,8 @@ private:
     } else {
       PEERGRAPH_FUZZ_CHECK(delivered == expected.frames);
     }
+    ++stats_.established;
+    stats_.frames += delivered.size();
   }
 
   /// The node still serves its other connection, lists nothing else, and (now and then) accepts a new peer.
@@ -474,6 +503,28 @@ private:
       fresh_peer();
   }
 
+  /// Connects `peer` to the node. The node's handshake timeout is short, so an attempt may time out when the machine
+  /// is busy: a few attempts are allowed, and none may hang.
+  connection_id connect_peer(graph& peer, const char* what)
+  {
+    std::error_code error;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      bool done = false;
+      connection_id id;
+      peer.connect(endpoint_, std::nullopt, [&](std::error_code ec, connection_id c) {
+        error = ec;
+        id = c;
+        done = true;
+      });
+      run_until([&] { return done; }, what);
+      if (!error)
+        return id;
+      std::fprintf(stderr, "fuzz_connection: %s failed (%s), trying again\n", what, error.message().c_str());
+    }
+    std::fprintf(stderr, "fuzz_connection: %s failed 5 times\n", what);
+    std::abort();
+  }
+
   /// A new graph connects to the node, sends one message, and leaves.
   void fresh_peer()
   {
@@ -484,14 +535,8 @@ private:
     fresh_node_ = fresh.local_node();
     fresh_received_ = 0;
     fresh_left_ = false;
-    bool connected = false;
-    connection_id id;
-    fresh.connect(endpoint_, std::nullopt, [&](std::error_code ec, connection_id c) {
-      PEERGRAPH_FUZZ_CHECK(!ec);
-      id = c;
-      connected = true;
-    });
-    run_until([&] { return connected; }, "a new peer's connection");
+    const connection_id id = connect_peer(fresh, "a new peer's connection");
+    fresh_left_ = false; // an attempt that failed does not count
     fresh.send_data(id, probe_type, asio::buffer(probe_message_), [](std::error_code ec) { PEERGRAPH_FUZZ_CHECK(!ec); });
     run_until([&] { return fresh_received_ == 1; }, "a new peer's message");
     bool closed = false;
@@ -511,8 +556,11 @@ private:
       if (auto* change = std::get_if<connection_changed>(&*event)) {
         PEERGRAPH_FUZZ_CHECK(change->reason.has_value() == (change->status != connection_status::connected));
         if (change->remote_node == probe_node_) {
-          PEERGRAPH_FUZZ_CHECK(change->status == connection_status::connected); // the probe never leaves
-          probe_at_node_ = change->id;
+          PEERGRAPH_FUZZ_CHECK(change->status != connection_status::disconnected); // the probe never leaves
+          if (change->status == connection_status::connected) {
+            PEERGRAPH_FUZZ_CHECK(!probe_at_node_);
+            probe_at_node_ = change->id;
+          }
         } else if (fresh_node_ && change->remote_node == fresh_node_) {
           if (change->status == connection_status::disconnected)
             fresh_left_ = true;
@@ -571,7 +619,7 @@ private:
       auto event = co_await probe_.next_event();
       PEERGRAPH_FUZZ_CHECK(event.has_value());
       if (auto* change = std::get_if<connection_changed>(&*event)) {
-        PEERGRAPH_FUZZ_CHECK(change->status == connection_status::connected); // never dropped
+        PEERGRAPH_FUZZ_CHECK(change->status != connection_status::disconnected); // never dropped
       } else if (auto* data = std::get_if<incoming_data>(&*event)) {
         PEERGRAPH_FUZZ_CHECK(data->connection == probe_id_ && data->type == probe_type);
         PEERGRAPH_FUZZ_CHECK(data->payload.bytes().size() == node_reply_.size());
@@ -596,6 +644,12 @@ private:
   std::uint64_t fresh_received_ = 0;
   bool fresh_left_ = false;
   std::uint64_t inputs_ = 0;
+  struct
+  {
+    std::uint64_t established = 0; // inputs whose connection was established and its delivery checked
+    std::uint64_t frames = 0;      // data frames checked against the client's stream
+    std::uint64_t pongs = 0;       // pongs checked against the client's pings
+  } stats_;
 
   std::set<std::uint64_t> open_;               // established connections of clients, on the node
   std::vector<std::uint64_t> connected_now_;   // established during the current input
@@ -606,12 +660,19 @@ private:
   std::vector<std::byte> large_message_ = std::vector<std::byte>(20 * 1024, std::byte{0x5A});
 };
 
+/// The node of the run, reachable for the summary at exit (and for the leak checker: it is never freed).
+harness* instance = nullptr;
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
   // One node for the whole run, never destroyed: it must stay healthy across every input.
-  static harness* const node = new harness();
+  static harness* const node = [] {
+    instance = new harness();
+    std::atexit([] { instance->print_stats(); });
+    return instance;
+  }();
   node->run(fuzz::as_bytes(data, size));
   return 0;
 }

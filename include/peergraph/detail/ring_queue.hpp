@@ -2,14 +2,11 @@
 // peergraph/detail/ring_queue.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // A FIFO on a circular array that keeps its storage, so a queue that is filled and drained over and over allocates
-// only while it grows to its working size. It replaces std::deque (which allocates and frees a block every few
-// elements) as the buffer of the graph's event channel.
+// only while it grows to its working size (std::deque allocates and frees a block every few elements).
 //
 #pragma once
 
 #include <peergraph/config.hpp>
-
-#include <asio/experimental/channel_traits.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -18,7 +15,7 @@
 
 namespace peergraph::detail {
 
-/// The subset of std::deque's interface that Asio's channel uses: push_back, front, pop_front, size, clear.
+/// A FIFO with std::deque's push_back, front, pop_front, size and clear.
 template <class T>
 class ring_queue
 {
@@ -110,23 +107,6 @@ private:
   std::size_t capacity_ = 0;
   std::size_t head_ = 0;
   std::size_t size_ = 0;
-};
-
-/// Asio channel traits whose buffer is a ring_queue.
-template <class... Signatures>
-struct ring_channel_traits : asio::experimental::channel_traits<Signatures...>
-{
-  template <class... NewSignatures>
-  struct rebind
-  {
-    using other = ring_channel_traits<NewSignatures...>;
-  };
-
-  template <class Element>
-  struct container
-  {
-    using type = ring_queue<Element>;
-  };
 };
 
 } // namespace peergraph::detail

@@ -9,7 +9,7 @@
 #include <peergraph/detail/asio_compat.hpp>
 #include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/bound_completion.hpp>
-#include <peergraph/detail/ring_queue.hpp>
+#include <peergraph/detail/event_queue.hpp>
 #include <peergraph/wire.hpp>
 
 #include <asio/basic_socket_acceptor.hpp>
@@ -18,9 +18,6 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
-#include <asio/experimental/basic_channel.hpp>
-#include <asio/experimental/channel_error.hpp>
-#include <asio/experimental/channel_traits.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
@@ -107,8 +104,6 @@ public:
   using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, context_type>;
   using timer_type =
       asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, context_type>;
-  using channel_type =
-      asio::experimental::basic_channel<context_type, ring_channel_traits<>, void(std::error_code, graph_event)>;
 
   /// An established connection.
   struct connection
@@ -243,22 +238,11 @@ public:
   template <class Handler>
   void receive_event(Handler&& handler)
   {
-    events_.async_receive(bound_completion(
-        std::forward<Handler>(handler), [](auto&& h, std::error_code ec, graph_event event) {
-          if (ec == asio::experimental::error::channel_closed || ec == asio::experimental::error::channel_cancelled)
-            ec = asio::error::operation_aborted;
-          std::move(h)(ec, std::move(event));
-        }));
+    events_.async_pop(std::forward<Handler>(handler));
   }
 
   /// Takes a queued event without waiting; false when none is queued.
-  bool try_receive_event(std::error_code& ec, graph_event& event)
-  {
-    return events_.try_receive([&](std::error_code e, graph_event v) {
-      ec = e;
-      event = std::move(v);
-    });
-  }
+  bool try_receive_event(graph_event& event) { return events_.try_pop(event); }
 
   /// The connection's socket, for send_data; nullptr with the reason when there is none.
   socket_type* socket_for(connection_id id, peer_error& error) noexcept
@@ -695,10 +679,17 @@ private:
       }
       if (frame_done && current) {
         if (deliver_current && c->registered) {
-          auto [send_error] = co_await events_.async_send(std::error_code{}, graph_event(std::move(*current)),
-                                                          asio_compat::use_awaitable_tuple);
-          if (send_error)
-            break; // the graph closed
+          graph_event event(std::move(*current));
+          bool graph_closed = false;
+          while (!graph_closed && !events_.try_push(event)) {
+            auto [wait_error] = co_await asio::async_initiate<decltype(asio_compat::use_awaitable_tuple),
+                                                              void(std::error_code)>(
+                [this](auto handler) { events_.async_wait_space(std::move(handler)); },
+                asio_compat::use_awaitable_tuple);
+            graph_closed = static_cast<bool>(wait_error);
+          }
+          if (graph_closed)
+            break;
         }
         current.reset();
       }
@@ -857,7 +848,7 @@ private:
   {
     if (closed_ || !filter_.matches(event))
       return;
-    events_.async_send(std::error_code{}, std::move(event), [](std::error_code) {});
+    events_.force_push(event);
   }
 
   void update_status()
@@ -878,7 +869,7 @@ private:
   graph_properties properties_;
   node_id node_;
   event_filter filter_;
-  channel_type events_;
+  event_queue<context_type> events_;
   std::optional<acceptor_type> acceptor_;
   std::unordered_map<std::uint64_t, std::shared_ptr<connection>> connections_;
   std::unordered_map<std::uint64_t, std::shared_ptr<pending>> pending_;
@@ -1020,7 +1011,8 @@ public:
       ec = make_error_code(peer_errc::invalid_graph);
       return true;
     }
-    return state_->try_receive_event(ec, event);
+    ec = {};
+    return state_->try_receive_event(event);
   }
 
   template <class Handler>

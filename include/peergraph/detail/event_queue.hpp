@@ -1,0 +1,213 @@
+//
+// peergraph/detail/event_queue.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The bounded queue between a graph's connection readers and next_event(). Readers that find it full wait until it
+// has drained to half its depth (not for every single free slot), so a fast reader and a slower consumer meet once
+// per half-queue rather than once per event. Used only on the graph's serialized context.
+//
+#pragma once
+
+#include <peergraph/detail/ring_queue.hpp>
+#include <peergraph/event.hpp>
+
+#include <asio/associated_allocator.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/error.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+#include <asio/recycling_allocator.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace peergraph::detail {
+
+/// A waiting operation with a type-erased completion handler, linked into a FIFO.
+template <class... Args>
+class waiting_completion
+{
+public:
+  /// Delivers the result through the handler's executor (never inline) and frees the operation.
+  virtual void complete(std::error_code ec, Args... args) = 0;
+
+  waiting_completion* next = nullptr;
+
+protected:
+  waiting_completion() noexcept = default;
+  waiting_completion(const waiting_completion&) = delete;
+  waiting_completion& operator=(const waiting_completion&) = delete;
+  ~waiting_completion() = default;
+};
+
+template <class Handler, class Executor, class... Args>
+class waiting_completion_for final : public waiting_completion<Args...>
+{
+public:
+  using allocator_type = typename std::allocator_traits<asio::associated_allocator_t<
+      Handler, asio::recycling_allocator<void>>>::template rebind_alloc<waiting_completion_for>;
+
+  static waiting_completion<Args...>* create(Handler&& handler, const Executor& fallback)
+  {
+    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
+    auto* op = std::allocator_traits<allocator_type>::allocate(alloc, 1);
+    std::allocator_traits<allocator_type>::construct(alloc, op, std::move(handler), fallback);
+    return op;
+  }
+
+  waiting_completion_for(Handler&& handler, const Executor& fallback)
+      : handler_(std::move(handler)),
+        work_(asio::prefer(asio::get_associated_executor(handler_, fallback), asio::execution::outstanding_work.tracked))
+  {
+  }
+
+  void complete(std::error_code ec, Args... args) override
+  {
+    auto handler = std::move(handler_);
+    auto work = std::move(work_);
+    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
+    std::allocator_traits<allocator_type>::destroy(alloc, this);
+    std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
+    asio::post(work, [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
+      std::move(handler)(ec, std::move(values)...);
+    });
+  }
+
+private:
+  Handler handler_;
+  std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, Executor>>(),
+                                     asio::execution::outstanding_work.tracked))>
+      work_;
+};
+
+template <class... Args>
+class waiting_list
+{
+public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+
+  void push(waiting_completion<Args...>* op) noexcept
+  {
+    op->next = nullptr;
+    if (tail_ != nullptr)
+      tail_->next = op;
+    else
+      head_ = op;
+    tail_ = op;
+  }
+
+  waiting_completion<Args...>* pop() noexcept
+  {
+    auto* op = head_;
+    if (op != nullptr) {
+      head_ = op->next;
+      if (head_ == nullptr)
+        tail_ = nullptr;
+    }
+    return op;
+  }
+
+private:
+  waiting_completion<Args...>* head_ = nullptr;
+  waiting_completion<Args...>* tail_ = nullptr;
+};
+
+/// The event queue itself. `Executor` is the graph's context, the fallback executor of handlers without their own.
+template <class Executor>
+class event_queue
+{
+public:
+  event_queue(const Executor& executor, std::size_t depth) : executor_(executor), depth_(depth) {}
+
+  event_queue(const event_queue&) = delete;
+  event_queue& operator=(const event_queue&) = delete;
+  ~event_queue() { close(); }
+
+  [[nodiscard]] bool closed() const noexcept { return closed_; }
+
+  /// Takes the oldest event; false when there is none.
+  bool try_pop(graph_event& out)
+  {
+    if (items_.empty())
+      return false;
+    out = std::move(items_.front());
+    items_.pop_front();
+    if (items_.size() <= depth_ / 2)
+      while (auto* producer = producers_.pop())
+        producer->complete({});
+    return true;
+  }
+
+  /// Waits for an event: `handler(std::error_code, graph_event)`; operation_aborted when the queue closes first.
+  template <class Handler>
+  void async_pop(Handler&& handler)
+  {
+    using op = waiting_completion_for<std::decay_t<Handler>, Executor, graph_event>;
+    graph_event event;
+    if (closed_) {
+      op::create(std::forward<Handler>(handler), executor_)->complete(asio::error::operation_aborted, {});
+    } else if (try_pop(event)) {
+      op::create(std::forward<Handler>(handler), executor_)->complete({}, std::move(event));
+    } else {
+      consumers_.push(op::create(std::forward<Handler>(handler), executor_));
+    }
+  }
+
+  /// Hands `event` to a waiting consumer or queues it; false when the queue is full (wait with async_wait_space).
+  bool try_push(graph_event& event)
+  {
+    if (closed_)
+      return true; // dropped: nobody will ever read it
+    if (auto* consumer = consumers_.pop()) {
+      consumer->complete({}, std::move(event));
+      return true;
+    }
+    if (items_.size() >= depth_)
+      return false;
+    items_.push_back(std::move(event));
+    return true;
+  }
+
+  /// Queues an event of the graph itself whatever the depth: there are at most a few per connection, and they must
+  /// not be lost or hold anything up.
+  void force_push(graph_event& event)
+  {
+    if (!try_push(event))
+      items_.push_back(std::move(event));
+  }
+
+  /// Waits until the queue has drained to half its depth: `handler(std::error_code)`.
+  template <class Handler>
+  void async_wait_space(Handler&& handler)
+  {
+    using op = waiting_completion_for<std::decay_t<Handler>, Executor>;
+    auto* waiter = op::create(std::forward<Handler>(handler), executor_);
+    if (closed_ || items_.size() <= depth_ / 2)
+      waiter->complete(closed_ ? std::error_code(asio::error::operation_aborted) : std::error_code{});
+    else
+      producers_.push(waiter);
+  }
+
+  /// Completes every waiting consumer and producer with operation_aborted and drops the queued events.
+  void close()
+  {
+    closed_ = true;
+    items_.clear();
+    while (auto* consumer = consumers_.pop())
+      consumer->complete(asio::error::operation_aborted, {});
+    while (auto* producer = producers_.pop())
+      producer->complete(asio::error::operation_aborted);
+  }
+
+private:
+  Executor executor_;
+  std::size_t depth_;
+  ring_queue<graph_event> items_;
+  waiting_list<graph_event> consumers_;
+  waiting_list<> producers_;
+  bool closed_ = false;
+};
+
+} // namespace peergraph::detail
