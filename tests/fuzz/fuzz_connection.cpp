@@ -13,13 +13,16 @@
 //   bits 3-4  how the client ends: shutdown of its sending side (twice as likely), a reset (RST) once the node has
 //             read everything, or staying silent for a while first (the node's handshake timeout is shorter);
 //   bits 5-7  how the stream is cut into writes, the node running between them (0: one write).
-// The rest is the stream after the prefix.
+// The rest is the stream after the prefix. The node filters data by type (one client type is never delivered), has
+// a short event queue (its readers wait for room often), sends two messages on every connection it establishes, and
+// closes a connection when data of close_request_type arrives on it (a direct one; a neighbor one refuses).
 //
 // Checked, per input: the node never sends a byte before a valid hello arrived, and what it sends decodes without
 // error; it establishes the connection only after the client's accept, and then delivers exactly the client's
-// complete data frames, in order (a prefix of them after a reset), and answers pings with the same tokens, in order;
-// it closes the connection once the client has ended it, reports the end (connected, then disconnected, never data
-// outside), completes its own sends on it, and lists only its healthy connection afterwards. Then a well-behaved
+// complete data frames of the types it accepts, in order (a prefix of them after a reset or its own close), and
+// answers pings with the same tokens, in order; it closes the connection once the client has ended it, reports the
+// end (connected, then disconnected, never data outside), completes its own sends and closes, and lists only its
+// healthy connection afterwards. Then a well-behaved
 // peer on a connection that stays open across all inputs exchanges one message each way with the node, and every
 // few thousand inputs a fresh graph connects, sends and leaves. A breach aborts (a crash for libFuzzer), as does
 // anything that does not finish within a few seconds.
@@ -83,6 +86,21 @@ constexpr std::array<data_type, 4> client_types{data_type::from_string("0b1c2d3e
                                                 data_type::from_string("00000000-0000-0000-0000-000000000001"),
                                                 data_type::from_string("ffffffff-ffff-ffff-ffff-ffffffffffff")};
 
+/// Data of this type asks the node to close the connection it arrived on (close_direct_connection; refused on a
+/// neighbor connection), so that the client's bytes decide when the node closes in the middle of everything.
+constexpr data_type close_request_type = client_types[2];
+/// The node's event filter: its data is delivered, the rest (client_types[3], any type the fuzzer makes up) skipped.
+constexpr std::array<data_type, 5> node_data_types{client_types[0], client_types[1], client_types[2],
+                                                   data_type::from_string("6b29fc40-ca47-1067-b31d-00dd010662da"),
+                                                   probe_type};
+/// The node's event queue is short, so that its readers often wait for room (and the client for the readers).
+constexpr std::size_t node_event_queue_depth = 4;
+
+bool delivered_type(const data_type& type)
+{
+  return std::find(node_data_types.begin(), node_data_types.end(), type) != node_data_types.end();
+}
+
 [[noreturn]] void hung(const char* what)
 {
   std::fprintf(stderr, "fuzz_connection: %s did not happen within %lld ms\n", what,
@@ -106,7 +124,8 @@ struct expectation
   bool hello = false;    // a valid hello came through
   bool accepted = false; // the client accepted
   wire::hello_message client_hello;
-  std::vector<frame> frames; // complete data frames, in order
+  std::vector<frame> frames; // complete data frames of the types the node delivers, in order
+  std::optional<std::size_t> close_request; // the index in frames of the first close request
   std::vector<std::uint64_t> pings;
 };
 
@@ -141,7 +160,11 @@ expectation expect(std::span<const std::byte> stream)
       break;
     }
     if (r->frame_complete && current) {
-      e.frames.push_back(std::move(*current));
+      if (delivered_type(current->type)) {
+        if (current->type == close_request_type && !e.close_request)
+          e.close_request = e.frames.size();
+        e.frames.push_back(std::move(*current));
+      }
       current.reset();
     }
   }
@@ -234,6 +257,8 @@ public:
     properties.max_frame_size = node_max_frame_size;
     properties.handshake_timeout = node_handshake_timeout;
     properties.connect_timeout = 1s;
+    properties.event_queue_depth = node_event_queue_depth;
+    properties.events.data_types.assign(node_data_types.begin(), node_data_types.end());
     node_ = graph(ctx_.get_executor(), properties);
     bool listening = false;
     node_.listen(tcp::endpoint(asio::ip::address_v4::loopback(), 0), [&](std::error_code ec, tcp::endpoint bound) {
@@ -271,6 +296,7 @@ public:
 
     connected_now_.clear();
     data_.clear();
+    closed_by_node_.clear();
 
     tcp::socket client(ctx_);
     std::error_code ec;
@@ -303,10 +329,11 @@ public:
       if (cuts != 0 && piece + 1 < max_pieces)
         size = std::min(size, cuts == 1 ? std::size_t{1} : random.piece_size() * (cuts - 1));
       bool done = false;
-      asio::async_write(client, asio::buffer(stream.data() + written, size), [&](std::error_code write_error, std::size_t) {
-        write_failed = static_cast<bool>(write_error);
-        done = true;
-      });
+      asio::async_write(client, asio::buffer(stream.data() + written, size),
+                        [&](std::error_code write_error, std::size_t) {
+                          write_failed = static_cast<bool>(write_error);
+                          done = true;
+                        });
       run_until([&] { return done; }, "a write to the node");
       written += size;
       if (cuts != 0)
@@ -328,7 +355,7 @@ public:
       run_until([&] { return node_closed; }, "the node closing the connection after the client's end");
     }
     settle(); // the events of what the node did are queued by now: take them all
-    run_until([&] { return open_.empty() && sends_done_ == sends_started_; },
+    run_until([&] { return open_.empty() && sends_done_ == sends_started_ && closes_done_ == closes_started_; },
               "the node reporting the connection's end and completing its sends");
     settle();
 
@@ -347,10 +374,11 @@ public:
   void print_stats() const
   {
     std::fprintf(stderr,
-                 "fuzz_connection: %llu inputs; %llu established with delivery checked, %llu data frames and %llu "
-                 "pongs matched; node healthy throughout\n",
+                 "fuzz_connection: %llu inputs; %llu established with delivery checked (%llu closed by the node "
+                 "mid-stream), %llu data frames and %llu pongs matched; node healthy throughout\n",
                  static_cast<unsigned long long>(inputs_), static_cast<unsigned long long>(stats_.established),
-                 static_cast<unsigned long long>(stats_.frames), static_cast<unsigned long long>(stats_.pongs));
+                 static_cast<unsigned long long>(stats_.closed_by_node), static_cast<unsigned long long>(stats_.frames),
+                 static_cast<unsigned long long>(stats_.pongs));
   }
 
 private:
@@ -471,7 +499,15 @@ private:
     const std::vector<frame> none;
     const std::vector<frame>& delivered = it == data_.end() ? none : it->second;
     PEERGRAPH_FUZZ_CHECK(data_.size() <= 1);
-    if (reset) {
+    const bool closed_by_node = closed_by_node_.contains(connected_now_.front());
+    if (closed_by_node) {
+      // The node closed the connection when the close request arrived: it delivered the frames up to that one at
+      // least, and perhaps some that it had read before the request was handled; never others.
+      PEERGRAPH_FUZZ_CHECK(expected.close_request.has_value());
+      PEERGRAPH_FUZZ_CHECK(delivered.size() > *expected.close_request);
+      ++stats_.closed_by_node;
+    }
+    if (reset || closed_by_node) {
       // Bytes the kernel dropped with the reset may be missing at the end: a prefix, in order.
       PEERGRAPH_FUZZ_CHECK(delivered.size() <= expected.frames.size());
       PEERGRAPH_FUZZ_CHECK(std::equal(delivered.begin(), delivered.end(), expected.frames.begin()));
@@ -537,7 +573,8 @@ private:
     fresh_left_ = false;
     const connection_id id = connect_peer(fresh, "a new peer's connection");
     fresh_left_ = false; // an attempt that failed does not count
-    fresh.send_data(id, probe_type, asio::buffer(probe_message_), [](std::error_code ec) { PEERGRAPH_FUZZ_CHECK(!ec); });
+    fresh.send_data(id, probe_type, asio::buffer(probe_message_),
+                    [](std::error_code ec) { PEERGRAPH_FUZZ_CHECK(!ec); });
     run_until([&] { return fresh_received_ == 1; }, "a new peer's message");
     bool closed = false;
     fresh.close([&](std::error_code ec) {
@@ -576,9 +613,12 @@ private:
           PEERGRAPH_FUZZ_CHECK(count == ++probe_received_);
           node_.send_data(probe_at_node_, probe_type, asio::buffer(node_reply_),
                           [](std::error_code ec) { PEERGRAPH_FUZZ_CHECK(!ec); });
-        } else if (open_.contains(data->connection.value())) {
+        } else if (auto open = open_.find(data->connection.value()); open != open_.end()) {
+          PEERGRAPH_FUZZ_CHECK(delivered_type(data->type)); // the filter holds
           const auto bytes = data->payload.bytes();
           data_[data->connection.value()].push_back(frame{data->type, {bytes.begin(), bytes.end()}});
+          if (data->type == close_request_type)
+            request_close(data->connection, open->second);
         } else {
           PEERGRAPH_FUZZ_CHECK(fresh_node_ && data->type == probe_type); // the fresh peer's, else out of nowhere
           ++fresh_received_;
@@ -594,7 +634,7 @@ private:
     const std::uint64_t id = change.id.value();
     switch (change.status) {
     case connection_status::connected: {
-      PEERGRAPH_FUZZ_CHECK(open_.insert(id).second);
+      PEERGRAPH_FUZZ_CHECK(open_.emplace(id, change.kind).second);
       connected_now_.push_back(id);
       // The node sends on the connection while the client does what it does: a small (staged) and a large
       // (zero-copy) message; both must complete, whatever becomes of the connection.
@@ -611,6 +651,23 @@ private:
       PEERGRAPH_FUZZ_CHECK(!open_.contains(id));
       break;
     }
+  }
+
+  /// Closes a connection on the client's request: a direct one closes (or is already gone); a neighbor one stays.
+  void request_close(connection_id id, connection_kind kind)
+  {
+    ++closes_started_;
+    node_.close_direct_connection(id, [this, id, kind](std::error_code ec) {
+      ++closes_done_;
+      if (ec == peer_errc::connection_not_found)
+        return; // it ended meanwhile
+      if (kind == connection_kind::direct) {
+        PEERGRAPH_FUZZ_CHECK(!ec);
+        closed_by_node_.insert(id.value());
+      } else {
+        PEERGRAPH_FUZZ_CHECK(ec == peer_errc::not_direct_connection);
+      }
+    });
   }
 
   asio::awaitable<void> probe_events()
@@ -649,9 +706,13 @@ private:
     std::uint64_t established = 0; // inputs whose connection was established and its delivery checked
     std::uint64_t frames = 0;      // data frames checked against the client's stream
     std::uint64_t pongs = 0;       // pongs checked against the client's pings
+    std::uint64_t closed_by_node = 0; // connections the node closed on the client's request
   } stats_;
 
-  std::set<std::uint64_t> open_;               // established connections of clients, on the node
+  std::map<std::uint64_t, connection_kind> open_; // established connections of clients, on the node
+  std::set<std::uint64_t> closed_by_node_;     // closed by the node on request, current input
+  std::uint64_t closes_started_ = 0;
+  std::uint64_t closes_done_ = 0;
   std::vector<std::uint64_t> connected_now_;   // established during the current input
   std::map<std::uint64_t, std::vector<frame>> data_; // data the node delivered, by connection, current input
   std::uint64_t sends_started_ = 0;

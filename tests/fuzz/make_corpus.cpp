@@ -28,6 +28,9 @@ using bytes = std::vector<std::byte>;
 
 constexpr data_type chat = data_type::from_string("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
 constexpr data_type file = data_type::from_string("6b29fc40-ca47-1067-b31d-00dd010662da");
+// The connection target's node closes a connection on data of close_request and never delivers data of filtered.
+constexpr data_type close_request = data_type::from_string("00000000-0000-0000-0000-000000000001");
+constexpr data_type filtered = data_type::from_string("ffffffff-ffff-ffff-ffff-ffffffffffff");
 
 bytes cat(std::initializer_list<std::span<const std::byte>> parts)
 {
@@ -147,9 +150,10 @@ void frame_decoder_seeds(writer& w)
 {
   constexpr const char* t = "fuzz_frame_decoder";
   const std::string longest = longest_id();
-  w.put(t, "handshake_then_frames", {config(0, 4, 2), preamble, hello("chat", "alice", connection_kind::neighbor, "bob"),
-                                     accept(), data(chat, "hello"), ping(0x1122334455667788ULL),
-                                     pong(0x1122334455667788ULL), close(peer_errc::connection_closed, "bye")});
+  w.put(t, "handshake_then_frames",
+        {config(0, 4, 2), preamble, hello("chat", "alice", connection_kind::neighbor, "bob"), accept(),
+         data(chat, "hello"), ping(0x1122334455667788ULL), pong(0x1122334455667788ULL),
+         close(peer_errc::connection_closed, "bye")});
   w.put(t, "handshake_bytewise", {config(0, 3, 1), preamble, hello("g", "p"), accept(), data(file, "x")});
   w.put(t, "handshake_refused", {config(0, 5, 3), preamble, hello("chat", "alice"),
                                  refuse(peer_errc::connection_refused, "wrong graph")});
@@ -229,13 +233,19 @@ void connection_seeds(writer& w)
   w.put(t, "established_second_hello", {op(3), std::span(h).subspan(8)});
   w.put(t, "established_bad_reserved", {op(3), bytes{std::byte{1}, std::byte{1}}, bytes(26)});
   w.put(t, "direct_frames", {op(4, 0, 2), data(chat, "direct data"), ping(3)});
+  // Data of type ...0001 asks the node to close the connection (it can for a direct one); ffff... is filtered out.
+  w.put(t, "direct_close_request", {op(4, 0, 3), data(chat, "before"), data(close_request, "close"),
+                                    data(chat, "after"), ping(4), data(chat, "later")});
+  w.put(t, "neighbor_close_request", {op(3, 0, 2), data(close_request, "close"), data(chat, "stays")});
+  w.put(t, "filtered_type", {op(3), data(filtered, "skipped"), data(chat, "kept"), data(filtered, "")});
   w.put(t, "wrong_graph_frames", {op(5), data(chat, "x")});
   w.put(t, "wrong_expected_peer", {op(6), data(chat, "x")});
   // Structured (prefix 7): op bytes; 0-2 small data (length, payload), 3 large data (length - 16 KiB as u16,
   // filler seed), 4 ping and 5 pong (8 token bytes), 6 close (reason, text length, letters), 7 raw (length, bytes).
   w.put(t, "structured_small",
         {op(7), bytes{std::byte{0}, std::byte{5}}, text("hello"), bytes{std::byte{4}}, text("12345678"),
-         bytes{std::byte{9}, std::byte{3}}, text("abc"), bytes{std::byte{6}, std::byte{41}, std::byte{3}}, text("xyz")});
+         bytes{std::byte{9}, std::byte{3}}, text("abc"), bytes{std::byte{6}, std::byte{41}, std::byte{3}},
+         text("xyz")});
   w.put(t, "structured_large", {op(7, 0, 3), bytes{std::byte{3}, std::byte{0x10}, std::byte{0x00}, std::byte{0x42}},
                                 bytes{std::byte{4}}, text("pingpong")});
   w.put(t, "structured_too_large", {op(7), bytes{std::byte{3}, std::byte{0xFF}, std::byte{0xFF}, std::byte{1}}});

@@ -293,6 +293,7 @@ private:
     timer_type deadline;
     connection_kind kind; // for an incoming connection: what the remote's hello asked for
     bool timed_out = false;
+    bool holds_slot = false; // accepted by this node: counts against max_connections until it ends
     peer_id remote_peer;
     node_id remote_node;
   };
@@ -388,10 +389,14 @@ private:
     pending_.erase(id.value());
     --pending_incoming_;
     if (!result) {
-      // A node that never said who it is gets no event: there is nothing to report about it.
-      if (attempt->remote_node)
-        emit(connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
-                                attempt->remote_node, result.error()});
+      // A node that never said who it is gets no event: there is nothing to report about it. Incoming failures are
+      // the one kind of event a stranger can cause at will, so they are reported only while the queue has room.
+      if (attempt->remote_node && !closed_) {
+        graph_event failed{connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
+                                              attempt->remote_node, result.error()}};
+        if (filter_.matches(failed))
+          (void)events_.try_push(failed);
+      }
       co_return;
     }
     register_connection(*attempt, id, std::move(*result));
@@ -412,6 +417,7 @@ private:
       std::error_code ignored;
       attempt.socket.close(ignored);
       release_claim(attempt.remote_peer, id);
+      release_slot(attempt);
       if (attempt.timed_out)
         return unexpected(peer_error(peer_errc::timed_out));
       return unexpected(error);
@@ -439,6 +445,8 @@ private:
         co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none, asio_compat::use_awaitable_tuple);
       co_return fail(peer_error(verdict));
     }
+    attempt.holds_slot = true;
+    ++reserved_slots_;
     {
       const auto accept = wire::encode_accept();
       if (auto sent = co_await async_send(attempt.socket, asio::buffer(accept)); !sent)
@@ -456,8 +464,6 @@ private:
       if (claim == neighbors_.end() || claim->second.holder != id)
         co_return fail(peer_error(peer_errc::already_exists));
     }
-    if (connections_.size() >= properties_.max_connections)
-      co_return fail(peer_error(peer_errc::limit_exceeded));
     co_return std::move(state);
   }
 
@@ -520,7 +526,8 @@ private:
       return peer_errc::node_not_found;
     if (!initiator && remote.expected_peer && *remote.expected_peer != properties_.peer)
       return peer_errc::node_not_found;
-    if (connections_.size() >= properties_.max_connections)
+    // Handshakes that were accepted but have not finished hold a slot, so concurrent ones cannot overshoot.
+    if (connections_.size() + reserved_slots_ >= properties_.max_connections)
       return peer_errc::limit_exceeded;
     if (kind == connection_kind::neighbor) {
       const std::string& initiator_peer = initiator ? properties_.peer.str() : remote.peer.str();
@@ -536,6 +543,14 @@ private:
     return peer_errc{};
   }
 
+  void release_slot(pending& attempt) noexcept
+  {
+    if (attempt.holds_slot) {
+      attempt.holds_slot = false;
+      --reserved_slots_;
+    }
+  }
+
   void release_claim(const peer_id& peer, connection_id id)
   {
     if (peer.empty())
@@ -547,6 +562,7 @@ private:
 
   void register_connection(pending& attempt, connection_id id, handshake_result&& state)
   {
+    release_slot(attempt); // the connection itself counts from now on
     const connection_kind kind = attempt.kind;
     std::error_code ec;
     auto address = attempt.socket.remote_endpoint(ec);
@@ -714,7 +730,8 @@ private:
     return peer_error(ec);
   }
 
-  /// Sends a close frame now if the socket has no send in progress; false when it could not be sent whole.
+  /// Sends a close frame now, behind whatever is staged, when no send is in progress; false when it could not be
+  /// sent whole (the caller then closes the socket, which the remote sees as the end of the connection too).
   bool send_close_frame(connection& c, peer_errc reason)
   {
     flush_staged(c);
@@ -818,18 +835,19 @@ private:
     c->registered = false;
     c->keepalive.cancel();
     std::error_code ignored;
-    if (send_close_frame(*c, wire_reason)) {
-      c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
-      c->linger.expires_after(properties_.handshake_timeout);
-      c->linger.async_wait([weak = std::weak_ptr<connection>(c)](const std::error_code& ec) {
-        if (auto p = weak.lock(); p && !ec) {
-          std::error_code e;
-          p->socket.close(e);
-        }
-      });
-    } else {
+    if (!send_close_frame(*c, wire_reason)) {
+      // Sends are in progress: they complete with operation_aborted now, as closing promises.
       c->socket.close(ignored);
+      return;
     }
+    c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
+    c->linger.expires_after(properties_.handshake_timeout);
+    c->linger.async_wait([weak = std::weak_ptr<connection>(c)](const std::error_code& ec) {
+      if (auto p = weak.lock(); p && !ec) {
+        std::error_code e;
+        p->socket.close(e);
+      }
+    });
   }
 
   void remove_connection(const std::shared_ptr<connection>& c, const peer_error& reason)
@@ -877,6 +895,7 @@ private:
   std::uint64_t last_id_ = 0;
   std::uint64_t last_ping_token_ = 0;
   std::size_t pending_incoming_ = 0;
+  std::size_t reserved_slots_ = 0;
   graph_status status_ = graph_status::none;
   bool closed_ = false;
 };

@@ -1,0 +1,562 @@
+//
+// tests/netns/netns_node.cpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// One node of a peer graph per process, for the multi-host test (netns_test.sh): it listens, connects to its
+// neighbors, sends sequence-numbered messages to every neighbor, checks that each neighbor's messages arrive whole,
+// complete and in order, prints every connection event with a timestamp, and ends with one summary line per neighbor.
+//
+// Usage:
+//   netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N] [--interval-ms M]
+//              [--duration-s S] [--keepalive-ms K] [--message-bytes B] [--connect-attempts A] [--retry-ms R]
+//              [--expect-neighbors E]
+//
+// Each connection gets a sender as soon as it is established; it sends N messages, one every M milliseconds.
+// SIGUSR1 starts another batch of N on every connection still open (the sequence numbers go on). SIGTERM or SIGINT,
+// or the end of --duration-s, stops the node: it prints the summary, closes the graph and exits.
+//
+// Output, one record a line, `key=value` fields, times in seconds since the Unix epoch (comparable between
+// processes):
+//   listening t=.. node=P address=A:P
+//   event t=.. node=P status=connected|disconnected|failed connection=ID kind=K neighbor=Q [reason=R]
+//   milestone t=.. node=P neighbor=Q received=K in_order=yes|no      (every N messages from a neighbor)
+//   summary node=P neighbor=Q connection=ID sent=S send_error=E received=K in_order=yes|no corrupt=C
+//           disconnected=yes|no reason=R disconnect_t=T connected_t=T first_anomaly=X
+//   result node=P neighbors=N ok=yes|no stop=signal|deadline|fatal
+// Exit status 0 when every message that arrived was whole and in order and at least --expect-neighbors neighbors
+// connected, 1 otherwise, 2 for a usage error.
+//
+#include <peergraph.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using namespace peergraph::literals;
+using asio::ip::tcp;
+
+/// The data type of the test's messages.
+constexpr peergraph::data_type sequence_type = "3f6b2d8e-91c4-4a57-b0e3-6d2f8a1c9e74"_guid;
+
+/// Every message starts with its sequence number and its own length, both 64-bit little-endian.
+constexpr std::size_t header_size = 16;
+
+struct options
+{
+  std::string graph;
+  std::string peer;
+  std::optional<tcp::endpoint> listen;
+  std::vector<tcp::endpoint> connect;
+  std::uint64_t send_count = 100;
+  std::chrono::milliseconds interval{10};
+  std::chrono::seconds duration{30};
+  std::chrono::milliseconds keepalive{1000};
+  std::size_t message_bytes = 2000;
+  int connect_attempts = 50;
+  std::chrono::milliseconds retry{200};
+  std::size_t expect_neighbors = 0;
+};
+
+/// Seconds since the Unix epoch, with microseconds: the clock every process of the test shares.
+std::string timestamp()
+{
+  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch).count();
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld.%06lld", static_cast<long long>(us / 1'000'000),
+                static_cast<long long>(us % 1'000'000));
+  return text;
+}
+
+/// Writes one output record; flushed at once, since the test reads the output while the node runs.
+void emit(const std::string& record)
+{
+  std::fputs(record.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string to_text(const tcp::endpoint& endpoint)
+{
+  const auto address = endpoint.address();
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+std::string error_name(const peergraph::peer_error& error)
+{
+  return std::string(peergraph::peer_errc_name(error.code()));
+}
+
+/// The length of message `sequence`: it varies from header_size to `max_bytes`, so that some messages span several
+/// TCP segments and some share one.
+std::size_t message_size(std::uint64_t sequence, std::size_t max_bytes)
+{
+  const std::uint64_t span = max_bytes - header_size + 1;
+  return header_size + static_cast<std::size_t>((sequence * 7919U) % span);
+}
+
+std::byte pattern(std::uint64_t sequence, std::size_t index)
+{
+  return static_cast<std::byte>((sequence * 131U + index) & 0xffU);
+}
+
+void put_u64(std::byte* out, std::uint64_t value)
+{
+  for (std::size_t i = 0; i < 8; ++i)
+    out[i] = static_cast<std::byte>((value >> (8 * i)) & 0xffU);
+}
+
+std::uint64_t get_u64(const std::byte* in)
+{
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < 8; ++i)
+    value |= static_cast<std::uint64_t>(in[i]) << (8 * i);
+  return value;
+}
+
+void build_message(std::vector<std::byte>& message, std::uint64_t sequence, std::size_t max_bytes)
+{
+  message.resize(message_size(sequence, max_bytes));
+  put_u64(message.data(), sequence);
+  put_u64(message.data() + 8, message.size());
+  for (std::size_t i = header_size; i < message.size(); ++i)
+    message[i] = pattern(sequence, i);
+}
+
+/// True when `bytes` is a whole message as build_message() makes them; its sequence number goes to `sequence`.
+bool check_message(std::span<const std::byte> bytes, std::uint64_t& sequence)
+{
+  if (bytes.size() < header_size)
+    return false;
+  sequence = get_u64(bytes.data());
+  if (get_u64(bytes.data() + 8) != bytes.size())
+    return false;
+  for (std::size_t i = header_size; i < bytes.size(); ++i)
+    if (bytes[i] != pattern(sequence, i))
+      return false;
+  return true;
+}
+
+/// What a node knows about one of its connections.
+struct neighbor
+{
+  explicit neighbor(asio::io_context& ctx) : pace(ctx) {}
+
+  peergraph::connection_id id;
+  std::string peer;
+  std::string kind;
+  std::string connected_at;
+  asio::steady_timer pace; // paces the sender, and holds it while it has sent every message asked for
+  bool open = true;
+  bool idle = false;
+  std::uint64_t sent = 0;
+  std::string send_error = "none";
+  std::uint64_t received = 0;
+  std::uint64_t next_sequence = 0;
+  std::uint64_t corrupt = 0;
+  bool in_order = true;
+  std::string first_anomaly = "-";
+  bool disconnected = false;
+  std::string reason = "-";
+  std::string disconnected_at = "-";
+};
+
+class node
+{
+public:
+  node(asio::io_context& ctx, options opts, peergraph::graph graph)
+      : ctx_(ctx), opts_(std::move(opts)), graph_(std::move(graph)), signals_(ctx, SIGTERM, SIGINT, SIGUSR1),
+        deadline_(ctx), target_(opts_.send_count)
+  {
+  }
+
+  /// Starts everything; ctx.run() returns once the node has stopped.
+  void start()
+  {
+    wait_for_signal();
+    deadline_.expires_after(opts_.duration);
+    deadline_.async_wait([this](std::error_code ec) {
+      if (!ec)
+        stop("deadline");
+    });
+    asio::co_spawn(ctx_, handle_events(), asio::detached);
+    asio::co_spawn(ctx_, listen_and_connect(), asio::detached);
+  }
+
+  [[nodiscard]] int exit_code() const noexcept { return exit_code_; }
+
+private:
+  void wait_for_signal()
+  {
+    signals_.async_wait([this](std::error_code ec, int signal) {
+      if (ec || stopping_)
+        return;
+      if (signal == SIGUSR1) {
+        next_batch();
+        wait_for_signal();
+      } else {
+        stop("signal");
+      }
+    });
+  }
+
+  asio::awaitable<void> listen_and_connect()
+  {
+    auto bound = co_await graph_.listen(*opts_.listen);
+    if (!bound) {
+      emit("fatal t=" + timestamp() + " node=" + opts_.peer + " listen=" + to_text(*opts_.listen) +
+           " error=" + error_name(bound.error()));
+      fatal_ = true;
+      stop("fatal");
+      co_return;
+    }
+    emit("listening t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(*bound));
+    for (const auto& address : opts_.connect)
+      asio::co_spawn(ctx_, connect_to(address), asio::detached);
+  }
+
+  /// Connects to the neighbor at `address`, retrying while it is not up yet; a bounded number of attempts.
+  asio::awaitable<void> connect_to(tcp::endpoint address)
+  {
+    asio::steady_timer retry(ctx_);
+    retry_timers_.push_back(&retry);
+    for (int attempt = 1; attempt <= opts_.connect_attempts && !stopping_; ++attempt) {
+      auto id = co_await graph_.connect(address);
+      if (stopping_)
+        break;
+      if (id || id.error().code() == peergraph::peer_errc::already_exists) {
+        emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
+             " attempt=" + std::to_string(attempt) + " result=" + (id ? "connected" : "already_exists"));
+        break;
+      }
+      emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
+           " attempt=" + std::to_string(attempt) + " result=" + error_name(id.error()));
+      if (attempt == opts_.connect_attempts) {
+        fatal_ = true;
+        break;
+      }
+      std::error_code ec;
+      retry.expires_after(opts_.retry);
+      co_await retry.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    std::erase(retry_timers_, &retry);
+  }
+
+  asio::awaitable<void> handle_events()
+  {
+    for (;;) {
+      auto event = co_await graph_.next_event();
+      if (!event)
+        co_return; // the graph was closed
+      if (stopping_)
+        continue; // the summary is written; later events are the shutdown's own
+      if (auto* change = std::get_if<peergraph::connection_changed>(&*event))
+        on_connection_changed(*change);
+      else if (auto* data = std::get_if<peergraph::incoming_data>(&*event))
+        on_data(*data);
+    }
+  }
+
+  void on_connection_changed(const peergraph::connection_changed& change)
+  {
+    const char* status = change.status == peergraph::connection_status::connected      ? "connected"
+                         : change.status == peergraph::connection_status::disconnected ? "disconnected"
+                                                                                        : "failed";
+    std::string record = "event t=" + timestamp() + " node=" + opts_.peer + " status=" + status +
+                         " connection=" + std::to_string(change.id.value()) +
+                         " kind=" + std::string(to_string(change.kind)) +
+                         " neighbor=" + (change.remote_peer.empty() ? "-" : change.remote_peer.str());
+    if (change.reason)
+      record += " reason=" + error_name(*change.reason);
+    emit(record);
+
+    if (change.status == peergraph::connection_status::connected) {
+      auto n = std::make_unique<neighbor>(ctx_);
+      n->id = change.id;
+      n->peer = change.remote_peer.str();
+      n->kind = std::string(to_string(change.kind));
+      n->connected_at = timestamp();
+      neighbor& sender = *n;
+      neighbors_.insert_or_assign(change.id.value(), std::move(n));
+      asio::co_spawn(ctx_, send_to(sender), asio::detached);
+    } else if (change.status == peergraph::connection_status::disconnected) {
+      auto it = neighbors_.find(change.id.value());
+      if (it == neighbors_.end())
+        return;
+      neighbor& n = *it->second;
+      n.open = false;
+      n.disconnected = true;
+      n.reason = change.reason ? error_name(*change.reason) : "-";
+      n.disconnected_at = timestamp();
+      n.pace.cancel();
+    }
+  }
+
+  void on_data(const peergraph::incoming_data& data)
+  {
+    auto it = neighbors_.find(data.connection.value());
+    if (it == neighbors_.end()) {
+      emit("anomaly t=" + timestamp() + " node=" + opts_.peer + " data on unknown connection " +
+           std::to_string(data.connection.value()));
+      fatal_ = true;
+      return;
+    }
+    neighbor& n = *it->second;
+    std::uint64_t sequence = 0;
+    ++n.received;
+    if (data.type != sequence_type || !check_message(data.payload.bytes(), sequence)) {
+      ++n.corrupt;
+      note_anomaly(n, "corrupt_message_" + std::to_string(n.received));
+    } else if (sequence != n.next_sequence) {
+      note_anomaly(n, "expected_" + std::to_string(n.next_sequence) + "_got_" + std::to_string(sequence));
+      n.next_sequence = sequence + 1;
+    } else {
+      ++n.next_sequence;
+    }
+    if (opts_.send_count != 0 && n.received % opts_.send_count == 0)
+      emit("milestone t=" + timestamp() + " node=" + opts_.peer + " neighbor=" + n.peer +
+           " received=" + std::to_string(n.received) + " in_order=" + (n.in_order ? "yes" : "no"));
+  }
+
+  void note_anomaly(neighbor& n, std::string what)
+  {
+    if (n.in_order) {
+      n.first_anomaly = std::move(what);
+      emit("anomaly t=" + timestamp() + " node=" + opts_.peer + " neighbor=" + n.peer + " " + n.first_anomaly);
+    }
+    n.in_order = false;
+  }
+
+  /// Sends every message asked for so far on `n`, one per interval, until the connection or the node ends.
+  asio::awaitable<void> send_to(neighbor& n)
+  {
+    std::vector<std::byte> message;
+    auto next = std::chrono::steady_clock::now();
+    while (!stopping_ && n.open) {
+      std::error_code ec;
+      if (n.sent >= target_) {
+        n.idle = true;
+        n.pace.expires_at(std::chrono::steady_clock::time_point::max());
+        co_await n.pace.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        n.idle = false;
+        next = std::chrono::steady_clock::now();
+        continue;
+      }
+      build_message(message, n.sent, opts_.message_bytes);
+      auto sent = co_await graph_.send_data(n.id, sequence_type, asio::buffer(message));
+      if (!sent) {
+        if (!stopping_)
+          n.send_error = error_name(sent.error());
+        co_return;
+      }
+      ++n.sent;
+      next += opts_.interval;
+      n.pace.expires_at(next);
+      co_await n.pace.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  void next_batch()
+  {
+    target_ += opts_.send_count;
+    emit("batch t=" + timestamp() + " node=" + opts_.peer + " target=" + std::to_string(target_));
+    for (auto& [id, n] : neighbors_)
+      if (n->open && n->idle)
+        n->pace.cancel();
+  }
+
+  /// Writes the summary (the state at this moment, before the shutdown changes anything), then closes the graph and
+  /// cancels every wait, so that ctx.run() returns.
+  void stop(const char* why)
+  {
+    if (stopping_)
+      return;
+    stopping_ = true;
+    bool ok = !fatal_ && neighbors_.size() >= opts_.expect_neighbors;
+    for (const auto& [id, n] : neighbors_) {
+      ok = ok && n->in_order && n->corrupt == 0;
+      emit("summary node=" + opts_.peer + " neighbor=" + n->peer + " connection=" + std::to_string(id) +
+           " sent=" + std::to_string(n->sent) + " send_error=" + n->send_error +
+           " received=" + std::to_string(n->received) + " in_order=" + (n->in_order ? "yes" : "no") +
+           " corrupt=" + std::to_string(n->corrupt) + " disconnected=" + (n->disconnected ? "yes" : "no") +
+           " reason=" + n->reason + " disconnect_t=" + n->disconnected_at + " connected_t=" + n->connected_at +
+           " first_anomaly=" + n->first_anomaly);
+    }
+    emit("result node=" + opts_.peer + " neighbors=" + std::to_string(neighbors_.size()) +
+         " ok=" + (ok ? "yes" : "no") + " stop=" + why);
+    exit_code_ = ok ? 0 : 1;
+
+    std::error_code ignored;
+    signals_.cancel(ignored);
+    deadline_.cancel();
+    for (auto* timer : retry_timers_)
+      timer->cancel();
+    for (auto& [id, n] : neighbors_)
+      n->pace.cancel();
+    graph_.close(asio::detached);
+  }
+
+  asio::io_context& ctx_;
+  options opts_;
+  peergraph::graph graph_;
+  asio::signal_set signals_;
+  asio::steady_timer deadline_;
+  std::map<std::uint64_t, std::unique_ptr<neighbor>> neighbors_; // by connection id
+  std::vector<asio::steady_timer*> retry_timers_;                 // of the connectors still retrying
+  std::uint64_t target_;                                          // messages each connection is to send in all
+  bool stopping_ = false;
+  bool fatal_ = false;
+  int exit_code_ = 1;
+};
+
+std::optional<tcp::endpoint> parse_endpoint(std::string_view text)
+{
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos)
+    return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  const std::string_view port_text = text.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
+    return std::nullopt;
+  std::error_code address_error;
+  const auto address = asio::ip::make_address(std::string(host), address_error);
+  if (address_error)
+    return std::nullopt;
+  return tcp::endpoint(address, static_cast<unsigned short>(port));
+}
+
+template <class Integer>
+bool parse_number(std::string_view text, Integer& value)
+{
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+int usage(const std::string& problem)
+{
+  std::fprintf(stderr,
+               "netns_node: %s\n"
+               "usage: netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N]\n"
+               "                  [--interval-ms M] [--duration-s S] [--keepalive-ms K] [--message-bytes B]\n"
+               "                  [--connect-attempts A] [--retry-ms R] [--expect-neighbors E]\n",
+               problem.c_str());
+  return 2;
+}
+
+/// Reads the command line into `opts`; an empty string on success, else what is wrong.
+std::string parse_options(int argc, char** argv, options& opts)
+{
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view name = argv[i];
+    if (i + 1 >= argc)
+      return std::string(name) + " needs a value";
+    const std::string_view value = argv[++i];
+    bool good = true;
+    if (name == "--graph") {
+      opts.graph = value;
+    } else if (name == "--peer") {
+      opts.peer = value;
+    } else if (name == "--listen") {
+      opts.listen = parse_endpoint(value);
+      good = opts.listen.has_value();
+    } else if (name == "--connect") {
+      auto endpoint = parse_endpoint(value);
+      good = endpoint.has_value();
+      if (good)
+        opts.connect.push_back(*endpoint);
+    } else if (name == "--send-count") {
+      good = parse_number(value, opts.send_count);
+    } else if (name == "--interval-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms >= 0;
+      opts.interval = std::chrono::milliseconds(ms);
+    } else if (name == "--duration-s") {
+      long long s = 0;
+      good = parse_number(value, s) && s > 0;
+      opts.duration = std::chrono::seconds(s);
+    } else if (name == "--keepalive-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms >= 0;
+      opts.keepalive = std::chrono::milliseconds(ms);
+    } else if (name == "--message-bytes") {
+      good = parse_number(value, opts.message_bytes) && opts.message_bytes >= header_size &&
+             opts.message_bytes <= 1'000'000;
+    } else if (name == "--connect-attempts") {
+      good = parse_number(value, opts.connect_attempts) && opts.connect_attempts > 0;
+    } else if (name == "--retry-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms >= 0;
+      opts.retry = std::chrono::milliseconds(ms);
+    } else if (name == "--expect-neighbors") {
+      good = parse_number(value, opts.expect_neighbors);
+    } else {
+      return "unknown option " + std::string(name);
+    }
+    if (!good)
+      return "bad value for " + std::string(name) + ": " + std::string(value);
+  }
+  if (opts.graph.empty() || opts.peer.empty() || !opts.listen)
+    return "--graph, --peer and --listen are required";
+  return {};
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+  options opts;
+  if (auto problem = parse_options(argc, argv, opts); !problem.empty())
+    return usage(problem);
+
+  peergraph::graph_properties properties;
+  auto graph_id = peergraph::graph_id::make(opts.graph);
+  auto peer = peergraph::peer_id::make(opts.peer);
+  if (!graph_id || !peer)
+    return usage("invalid graph or peer id");
+  properties.graph = std::move(*graph_id);
+  properties.peer = std::move(*peer);
+  properties.friendly_name = opts.peer;
+  properties.keepalive_interval = opts.keepalive;
+  properties.connect_timeout = std::chrono::seconds(5);
+  properties.handshake_timeout = std::chrono::seconds(5);
+  properties.max_frame_size = std::max<std::uint64_t>(peergraph::min_max_frame_size, opts.message_bytes);
+
+  asio::io_context ctx;
+  auto graph = peergraph::graph::create(ctx.get_executor(), std::move(properties));
+  if (!graph)
+    return usage("graph properties: " + graph.error().message());
+
+  node n(ctx, std::move(opts), std::move(*graph));
+  n.start();
+  ctx.run();
+  return n.exit_code();
+}
