@@ -11,8 +11,10 @@
 //              [--expect-neighbors E]
 //
 // Each connection gets a sender as soon as it is established; it sends N messages, one every M milliseconds.
-// SIGUSR1 starts another batch of N on every connection still open (the sequence numbers go on). SIGTERM or SIGINT,
-// or the end of --duration-s, stops the node: it prints the summary, closes the graph and exits.
+// SIGUSR1 starts another batch of N on every connection still open (the sequence numbers go on). SIGUSR2 writes the
+// summary and freezes the node: it stops sending and ignores later events, but keeps its connections open, so that
+// several nodes can be summarised before any of them closes (a node's close is an event at its neighbors). SIGTERM
+// or SIGINT writes the summary if that is not done yet, closes the graph and exits; so does the end of --duration-s.
 //
 // Output, one record a line, `key=value` fields, times in seconds since the Unix epoch (comparable between
 // processes):
@@ -193,6 +195,8 @@ public:
       : ctx_(ctx), opts_(std::move(opts)), graph_(std::move(graph)), signals_(ctx, SIGTERM, SIGINT, SIGUSR1),
         deadline_(ctx), target_(opts_.send_count)
   {
+    std::error_code ignored; // without SIGUSR2 the node still works: it summarises on SIGTERM
+    signals_.add(SIGUSR2, ignored);
   }
 
   /// Starts everything; ctx.run() returns once the node has stopped.
@@ -202,7 +206,7 @@ public:
     deadline_.expires_after(opts_.duration);
     deadline_.async_wait([this](std::error_code ec) {
       if (!ec)
-        stop("deadline");
+        shut_down("deadline");
     });
     asio::co_spawn(ctx_, handle_events(), asio::detached);
     asio::co_spawn(ctx_, listen_and_connect(), asio::detached);
@@ -214,13 +218,17 @@ private:
   void wait_for_signal()
   {
     signals_.async_wait([this](std::error_code ec, int signal) {
-      if (ec || stopping_)
+      if (ec || closed_)
         return;
       if (signal == SIGUSR1) {
-        next_batch();
+        if (!stopping_)
+          next_batch();
+        wait_for_signal();
+      } else if (signal == SIGUSR2) {
+        summarize("signal");
         wait_for_signal();
       } else {
-        stop("signal");
+        shut_down("signal");
       }
     });
   }
@@ -232,7 +240,7 @@ private:
       emit("fatal t=" + timestamp() + " node=" + opts_.peer + " listen=" + to_text(*opts_.listen) +
            " error=" + error_name(bound.error()));
       fatal_ = true;
-      stop("fatal");
+      shut_down("fatal");
       co_return;
     }
     emit("listening t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(*bound));
@@ -390,9 +398,8 @@ private:
         n->pace.cancel();
   }
 
-  /// Writes the summary (the state at this moment, before the shutdown changes anything), then closes the graph and
-  /// cancels every wait, so that ctx.run() returns.
-  void stop(const char* why)
+  /// Writes the summary: the state at this moment. From then on the node sends nothing and ignores every event.
+  void summarize(const char* why)
   {
     if (stopping_)
       return;
@@ -410,14 +417,23 @@ private:
     emit("result node=" + opts_.peer + " neighbors=" + std::to_string(neighbors_.size()) +
          " ok=" + (ok ? "yes" : "no") + " stop=" + why);
     exit_code_ = ok ? 0 : 1;
+    for (auto& [id, n] : neighbors_)
+      n->pace.cancel();
+  }
 
+  /// Writes the summary unless it is written, then closes the graph and cancels every wait, so that ctx.run()
+  /// returns.
+  void shut_down(const char* why)
+  {
+    summarize(why);
+    if (closed_)
+      return;
+    closed_ = true;
     std::error_code ignored;
     signals_.cancel(ignored);
     deadline_.cancel();
     for (auto* timer : retry_timers_)
       timer->cancel();
-    for (auto& [id, n] : neighbors_)
-      n->pace.cancel();
     graph_.close(asio::detached);
   }
 
@@ -429,7 +445,8 @@ private:
   std::map<std::uint64_t, std::unique_ptr<neighbor>> neighbors_; // by connection id
   std::vector<asio::steady_timer*> retry_timers_;                 // of the connectors still retrying
   std::uint64_t target_;                                          // messages each connection is to send in all
-  bool stopping_ = false;
+  bool stopping_ = false; // the summary is written
+  bool closed_ = false;
   bool fatal_ = false;
   int exit_code_ = 1;
 };

@@ -620,6 +620,8 @@ private:
 
     while (!reason) {
       if (input.empty()) {
+        if (!state.buffer.empty())
+          state.buffer = {}; // the handshake's bytes are used up: an idle connection keeps no buffer
         if (!buffer) {
           auto [wait_error] =
               co_await c->socket.async_wait(asio::socket_base::wait_read, asio_compat::use_awaitable_tuple);
@@ -709,8 +711,6 @@ private:
         }
         current.reset();
       }
-      if (input.empty() && !state.buffer.empty())
-        state.buffer = {}; // the handshake's bytes are used up
     }
 
     c->linger.cancel();
