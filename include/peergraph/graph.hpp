@@ -54,9 +54,9 @@ struct graph_properties
   std::chrono::milliseconds connect_timeout{10'000};
   /// Time allowed for a handshake to complete, in either direction; a peer that is slower is disconnected.
   std::chrono::milliseconds handshake_timeout{10'000};
-  /// When nothing arrives on a connection for this long, it is pinged; when nothing arrives for another interval,
-  /// the remote is taken for gone (a half-open connection) and the connection ends with timed_out. So a dead peer is
-  /// detected within two intervals. 0 turns keepalive off.
+  /// Checked once per interval: a connection on which nothing arrived during the last interval is pinged; one on
+  /// which nothing arrived for a further interval after the ping is taken for gone (a half-open connection) and ends
+  /// with timed_out. So a dead peer is detected two to three intervals after it fell silent. 0 turns keepalive off.
   std::chrono::milliseconds keepalive_interval{15'000};
   /// Most established connections (neighbor and direct together); more are refused with limit_exceeded.
   std::size_t max_connections = 1024;

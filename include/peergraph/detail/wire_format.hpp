@@ -35,7 +35,7 @@ template <class UInt>
   PEERGRAPH_ASSERT(at <= in.size() && in.size() - at >= sizeof(UInt));
   UInt value = 0;
   for (std::size_t i = sizeof(UInt); i-- > 0;)
-    value = static_cast<UInt>((value << 8U) | std::to_integer<UInt>(in[at + i]));
+    value = static_cast<UInt>((static_cast<std::uint64_t>(value) << 8U) | std::to_integer<std::uint64_t>(in[at + i]));
   return value;
 }
 
@@ -44,8 +44,10 @@ template <class UInt>
 constexpr void store_le(std::span<std::byte> out, std::size_t at, UInt value) noexcept
 {
   PEERGRAPH_ASSERT(at <= out.size() && out.size() - at >= sizeof(UInt));
+  // Widened first, so that no narrower type is promoted to (signed) int on the way.
+  const auto wide = static_cast<std::uint64_t>(value);
   for (std::size_t i = 0; i < sizeof(UInt); ++i)
-    out[at + i] = static_cast<std::byte>((value >> (8U * i)) & 0xFFU);
+    out[at + i] = static_cast<std::byte>((wide >> (8U * i)) & 0xFFU);
 }
 
 /// Reads fields in order from a span; every read checks the bounds and a failed read poisons the reader.
