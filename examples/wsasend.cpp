@@ -59,8 +59,9 @@ asio::awaitable<void> receive_record(tcp::socket& socket)
 {
   std::array<unsigned char, 4> prefix{};
   co_await asio::async_read(socket, asio::buffer(prefix), asio::use_awaitable);
-  const std::uint32_t length = prefix[0] | (prefix[1] << 8U) | (prefix[2] << 16U) |
-                               (static_cast<std::uint32_t>(prefix[3]) << 24U);
+  std::uint32_t length = 0;
+  for (std::size_t i = prefix.size(); i-- > 0;)
+    length = (length << 8U) | prefix[i];
   std::string record(length, '\0');
   co_await asio::async_read(socket, asio::buffer(record), asio::use_awaitable);
   std::printf("receiver: %u-byte record \"%s\"\n", length, record.c_str());
