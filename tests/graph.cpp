@@ -731,9 +731,10 @@ void exchange_on(const Executor& ex, std::function<void()> run)
   using graph_type = peergraph::basic_graph<Executor>;
   graph_type a(ex, props("alice"));
   graph_type b(ex, props("bob"));
-  std::promise<bool> done;
-  auto result = done.get_future();
-  asio::co_spawn(ex, [&]() -> asio::awaitable<void> {
+  // Shared with the coroutine: on a thread pool, set_value may still be running when this thread wakes up and returns.
+  auto done = std::make_shared<std::promise<bool>>();
+  auto result = done->get_future();
+  asio::co_spawn(ex, [&a, &b, done]() -> asio::awaitable<void> {
     bool ok = true;
     auto where = co_await b.listen(any_v4);
     auto id = co_await a.connect(*where);
@@ -754,7 +755,7 @@ void exchange_on(const Executor& ex, std::function<void()> run)
     auto closed_a = co_await a.close();
     auto closed_b = co_await b.close();
     ok = ok && closed_a.has_value() && closed_b.has_value();
-    done.set_value(ok);
+    done->set_value(ok);
   }, asio::detached);
   run();
   REQUIRE(result.wait_for(20s) == std::future_status::ready);
