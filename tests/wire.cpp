@@ -6,6 +6,8 @@
 //
 #include <peergraph/wire.hpp> // first: the header is self-contained
 
+#include "support/allocation_counter.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -22,22 +24,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-// Counts heap allocations, to show that the steady-state paths allocate nothing. Not inlined, so that the compiler
-// does not pair a replaced operator delete's free() with an operator new at a call site and warn.
-namespace {
-std::atomic<std::size_t> allocation_count{0};
-} // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t size)
-{
-  allocation_count.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size))
-    return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace peergraph;
 using namespace peergraph::literals;
@@ -1264,7 +1250,7 @@ TEST_CASE("steady state allocates nothing: encoding data headers and keepalives,
   std::size_t frames = 0;
   std::size_t mismatches = 0;
 
-  const std::size_t before = allocation_count.load();
+  const std::size_t before = peergraph::test::heap_allocations();
   for (std::size_t i = 0; i < 1000; ++i) {
     wire::encode_data_header(slot, sample_type, i);
     const auto header = wire::encode_data_header(sample_type, i);
@@ -1285,7 +1271,7 @@ TEST_CASE("steady state allocates nothing: encoding data headers and keepalives,
       piece = piece.subspan(r->consumed);
     }
   }
-  const std::size_t after = allocation_count.load();
+  const std::size_t after = peergraph::test::heap_allocations();
   CHECK(after == before);
   CHECK(frames == 400);
   CHECK(mismatches == 0);
