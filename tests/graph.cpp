@@ -23,6 +23,7 @@
 #include <future>
 #include <map>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 namespace {
@@ -763,6 +764,25 @@ void exchange_on(const Executor& ex, std::function<void()> run)
 }
 
 } // namespace
+
+TEST_CASE("a graph on an any_io_executor keeps its state on a strand unless the executor already serializes")
+{
+  using context = peergraph::detail::graph_context<asio::any_io_executor>;
+  asio::thread_pool pool(1);
+  asio::io_context ctx;
+  // A thread pool wrapped in any_io_executor must get a strand: its handlers run on several threads.
+  const auto on_pool = context::make(asio::any_io_executor(pool.get_executor()));
+  CHECK(on_pool.target_type() == typeid(asio::strand<asio::any_io_executor>));
+  // An io_context and any strand serialize already and are used as they are.
+  const auto on_io = context::make(asio::any_io_executor(ctx.get_executor()));
+  CHECK(on_io.target_type() == typeid(asio::io_context::executor_type));
+  const auto on_strand = context::make(asio::any_io_executor(asio::make_strand(ctx)));
+  CHECK(on_strand.target_type() == typeid(asio::strand<asio::io_context::executor_type>));
+  // Outside any handler nothing runs on these contexts.
+  CHECK_FALSE(context::running_in_this_thread(on_pool));
+  CHECK_FALSE(context::running_in_this_thread(on_io));
+  pool.join();
+}
 
 TEST_CASE("the graph works on io_context, any_io_executor, a strand and a two-thread pool")
 {

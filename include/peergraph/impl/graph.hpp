@@ -29,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 
@@ -61,6 +62,21 @@ struct graph_context<asio::io_context::executor_type>
   static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
 };
 
+/// The executor of type Target inside `ex`, or null. Asio 1.22's any_executor::target() casts without checking the
+/// type, so the type is compared first; without RTTI nothing can be told apart and every lookup fails (the graph then
+/// takes a strand, which is always safe).
+template <class Target>
+const Target* target_of(const asio::any_io_executor& ex) noexcept
+{
+#if !defined(ASIO_NO_TYPEID)
+  if (ex && ex.target_type() == typeid(Target))
+    return ex.target<Target>();
+#else
+  (void)ex;
+#endif
+  return nullptr;
+}
+
 /// any_io_executor: the wrapped executor decides, as above.
 template <>
 struct graph_context<asio::any_io_executor>
@@ -69,20 +85,20 @@ struct graph_context<asio::any_io_executor>
 
   static type make(const asio::any_io_executor& ex)
   {
-    if (ex.target<asio::io_context::executor_type>() != nullptr ||
-        ex.target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
-        ex.target<asio::strand<asio::any_io_executor>>() != nullptr)
+    if (target_of<asio::io_context::executor_type>(ex) != nullptr ||
+        target_of<asio::strand<asio::io_context::executor_type>>(ex) != nullptr ||
+        target_of<asio::strand<asio::any_io_executor>>(ex) != nullptr)
       return ex;
     return asio::make_strand(ex);
   }
 
   static bool running_in_this_thread(const type& context) noexcept
   {
-    if (const auto* io = context.target<asio::io_context::executor_type>())
+    if (const auto* io = target_of<asio::io_context::executor_type>(context))
       return io->running_in_this_thread();
-    if (const auto* io_strand = context.target<asio::strand<asio::io_context::executor_type>>())
+    if (const auto* io_strand = target_of<asio::strand<asio::io_context::executor_type>>(context))
       return io_strand->running_in_this_thread();
-    if (const auto* any_strand = context.target<asio::strand<asio::any_io_executor>>())
+    if (const auto* any_strand = target_of<asio::strand<asio::any_io_executor>>(context))
       return any_strand->running_in_this_thread();
     return false;
   }
