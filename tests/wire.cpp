@@ -647,6 +647,30 @@ TEST_CASE("round trip: a whole conversation decodes to what was encoded")
   }
 }
 
+TEST_CASE("an accepting side may refuse in place of its hello, introducing nothing of itself")
+{
+  // Golden: the preamble, then the refuse frame, exactly as a refuse after a hello would carry it.
+  bytes expected = preamble();
+  append(expected, *wire::encode_refuse(peer_errc::connection_refused, "other graph"));
+  const auto opening = wire::encode_refusing_opening(peer_errc::connection_refused, "other graph");
+  REQUIRE(opening.has_value());
+  CHECK(*opening == expected);
+  CHECK(wire::encode_refusing_opening(peer_errc{}).error() == peer_errc::invalid_argument);
+
+  // The caller's decoder reads it as the refusal of its hello, with the reason, and then accepts nothing more.
+  const auto decoded = feed_whole(*opening);
+  REQUIRE(decoded.frames.size() == 1);
+  CHECK(decoded.frames[0] == reason_record(wire::decode_event::refuse, peer_errc::connection_refused, "other graph"));
+  CHECK_FALSE(decoded.error.has_value());
+  bytes then_hello = *opening;
+  const bytes hello = *wire::encode_hello(sample_hello());
+  then_hello.insert(then_hello.end(), hello.begin() + wire::preamble_size, hello.end());
+  check_rejected(then_hello, peer_errc::protocol_error);
+  bytes then_accept = *opening;
+  append(then_accept, to_bytes(wire::encode_accept()));
+  check_rejected(then_accept, peer_errc::protocol_error);
+}
+
 TEST_CASE("round trip: every peer_errc as a refuse and a close reason")
 {
   for (const auto code : all_peer_errc) {

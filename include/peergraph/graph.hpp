@@ -58,6 +58,12 @@ struct graph_properties
   /// which nothing arrived for a further interval after the ping is taken for gone (a half-open connection) and ends
   /// with timed_out. So a dead peer is detected two to three intervals after it fell silent. 0 turns keepalive off.
   std::chrono::milliseconds keepalive_interval{15'000};
+  /// How long a closing connection (close_direct_connection, close(), the destructor) may take to write what was
+  /// already promised to the peer (frames send_data reported sent, a frame partly written) and its close frame, and
+  /// to see the remote close its side; then its socket is closed whatever is left. Sends that had not written
+  /// anything fail with operation_aborted at once; a partly written one completes when written or at this bound.
+  /// 0 closes at once.
+  std::chrono::milliseconds close_linger{2'000};
   /// Most established connections (neighbor and direct together); more are refused with limit_exceeded.
   std::size_t max_connections = 1024;
   /// Most incoming connections in their handshake at once; more are closed at once.
@@ -72,8 +78,8 @@ struct graph_properties
   {
     if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
         connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || keepalive_interval.count() < 0 ||
-        max_connections == 0 ||
-        max_pending_handshakes == 0 || event_queue_depth == 0 || copy_threshold > 32 * 1024)
+        close_linger.count() < 0 || max_connections == 0 || max_pending_handshakes == 0 || event_queue_depth == 0 ||
+        copy_threshold > 32 * 1024)
       return unexpected(peer_error(peer_errc::invalid_argument));
     return {};
   }
@@ -211,7 +217,8 @@ public:
   /// @par Completion Signature
   /// `void(std::error_code)`. Errors: connection_not_found for an unknown or closed id, frame_too_large (nothing
   /// sent) for more than max_frame_size bytes, invalid_argument for a nil type, and send errors (connection_reset,
-  /// shut_down, operation_aborted when the connection closes meanwhile).
+  /// shut_down, operation_aborted when the connection closes meanwhile: at once if nothing of the message was
+  /// written yet, otherwise when the rest could not be written within graph_properties::close_linger).
   template <class ConstBufferSequence, class CompletionToken = use_expected_t>
     requires asio::is_const_buffer_sequence<ConstBufferSequence>::value &&
              (!std::is_same_v<std::decay_t<CompletionToken>, send_flags>)
@@ -261,7 +268,9 @@ public:
   auto set_event_filter(event_filter filter, CompletionToken&& token = {});
 
   /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
-  /// completes pending operations with operation_aborted. Afterwards every operation yields invalid_graph.
+  /// completes pending operations with operation_aborted. What send_data already reported sent still reaches the
+  /// remotes, ahead of the close, within graph_properties::close_linger. Afterwards every operation yields
+  /// invalid_graph.
   /// @par Completion Signature
   /// `void(std::error_code)`.
   template <class CompletionToken = use_expected_t>

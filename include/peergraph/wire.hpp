@@ -133,7 +133,7 @@ struct decode_result
 enum class decoder_phase : std::uint8_t
 {
   preamble,    ///< expecting the peer's preamble (magic, version), then its hello
-  hello,       ///< preamble done, expecting the hello frame
+  hello,       ///< preamble done, expecting the hello frame (or a refuse in its place)
   reply,       ///< hello done, expecting accept or refuse
   established, ///< expecting data, close, ping and pong frames
   closed,      ///< a close or refuse arrived: any further byte is a protocol error
@@ -357,13 +357,15 @@ private:
       max_length = max_hello_payload_size;
       break;
     case frame_kind::accept:
-    case frame_kind::refuse:
       if (phase_ != decoder_phase::reply)
         return peer_errc::protocol_error;
-      if (kind == frame_kind::refuse) {
-        min_length = min_reason_payload_size;
-        max_length = max_reason_payload_size;
-      }
+      break;
+    case frame_kind::refuse:
+      // In place of the hello too: an accepting side refuses a caller without introducing itself.
+      if (phase_ != decoder_phase::reply && phase_ != decoder_phase::hello)
+        return peer_errc::protocol_error;
+      min_length = min_reason_payload_size;
+      max_length = max_reason_payload_size;
       break;
     case frame_kind::data:
       if (phase_ != decoder_phase::established || type.is_nil())
@@ -574,6 +576,14 @@ inline expected<std::vector<std::byte>, peer_error> encode_reason(frame_kind kin
   return frame;
 }
 
+/// Writes the preamble (magic, version, reserved) at the start of `out`.
+inline void encode_preamble(std::span<std::byte> out) noexcept
+{
+  std::copy(magic.begin(), magic.end(), out.subspan(preamble_magic_offset).begin());
+  store_le<std::uint16_t>(out, preamble_version_offset, protocol_version);
+  store_le<std::uint16_t>(out, preamble_reserved_offset, 0);
+}
+
 template <class Id>
 void append_id(std::vector<std::byte>& out, const Id& id)
 {
@@ -626,6 +636,23 @@ void append_id(std::vector<std::byte>& out, const Id& id)
   return detail::encode_reason(frame_kind::close, reason, text);
 }
 
+/// The answer of an accepting side that refuses a caller without introducing itself (another graph, another
+/// expected peer): the preamble followed by a refuse frame in place of the hello.
+/// @param reason why; any peer_errc (not 0).
+/// @param text optional detail, as for encode_refuse.
+/// @return the bytes to send, or invalid_argument for a bad reason or text.
+[[nodiscard]] inline expected<std::vector<std::byte>, peer_error> encode_refusing_opening(peer_errc reason,
+                                                                                         std::string_view text = {})
+{
+  auto refuse = detail::encode_reason(frame_kind::refuse, reason, text);
+  if (!refuse)
+    return refuse;
+  std::vector<std::byte> out(preamble_size);
+  detail::encode_preamble(out);
+  out.insert(out.end(), refuse->begin(), refuse->end());
+  return out;
+}
+
 /// The opening of a connection: the preamble followed by the hello frame.
 /// @param hello what to announce: graph and peer must not be empty, node must not be 0, expected_peer (if any)
 /// must not be empty, and kind must be neighbor or direct.
@@ -640,9 +667,7 @@ void append_id(std::vector<std::byte>& out, const Id& id)
   std::vector<std::byte> out(preamble_size + frame_header_size + hello_fixed_size);
   out.reserve(preamble_size + frame_header_size + payload_size);
   const std::span<std::byte> fixed(out);
-  std::copy(magic.begin(), magic.end(), fixed.subspan(detail::preamble_magic_offset).begin());
-  detail::store_le<std::uint16_t>(fixed, detail::preamble_version_offset, protocol_version);
-  detail::store_le<std::uint16_t>(fixed, detail::preamble_reserved_offset, 0);
+  detail::encode_preamble(fixed);
   detail::encode_plain_header(fixed.subspan(preamble_size), frame_kind::hello, payload_size);
   const std::size_t body = preamble_size + frame_header_size;
   fixed[body] = static_cast<std::byte>(hello.kind);

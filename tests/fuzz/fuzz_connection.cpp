@@ -17,8 +17,8 @@
 // a short event queue (its readers wait for room often), sends two messages on every connection it establishes, and
 // closes a connection when data of close_request_type arrives on it (a direct one; a neighbor one refuses).
 //
-// Checked, per input: the node never sends a byte before a valid hello arrived, and what it sends decodes without
-// error; it establishes the connection only after the client's accept, and then delivers exactly the client's
+// Checked, per input: the node never sends a byte before a valid hello arrived, introduces itself (its hello) only
+// to a member of its graph that looks for it, and what it sends decodes without error; it establishes the connection only after the client's accept, and then delivers exactly the client's
 // complete data frames of the types it accepts, in order (a prefix of them after a reset or its own close), and
 // answers pings with the same tokens, in order; it closes the connection once the client has ended it, reports the
 // end (connected, then disconnected, never data outside), completes its own sends and closes, and lists only its
@@ -470,6 +470,9 @@ private:
         PEERGRAPH_FUZZ_CHECK(hello.node == node_.local_node());
         PEERGRAPH_FUZZ_CHECK(!hello.expected_peer);
         PEERGRAPH_FUZZ_CHECK(expected.hello && hello.kind == expected.client_hello.kind);
+        // Only a member of its graph, looking for this node (or for any), learns who the node is.
+        PEERGRAPH_FUZZ_CHECK(expected.client_hello.graph == node_graph);
+        PEERGRAPH_FUZZ_CHECK(!expected.client_hello.expected_peer || *expected.client_hello.expected_peer == node_peer);
       } else if (r->event == wire::decode_event::pong) {
         pongs.push_back(r->token);
       } else if (r->event == wire::decode_event::data_header) {

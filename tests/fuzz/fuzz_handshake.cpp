@@ -2,7 +2,8 @@
 // tests/fuzz/fuzz_handshake.cpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // libFuzzer target: the handshake side of wire::frame_decoder. The input is what a remote node sends from the first
-// byte of a connection (preamble, hello, accept or refuse, then frames), decoded from the preamble phase.
+// byte of a connection (preamble, hello or a refuse in its place, accept or refuse, then frames), decoded from the
+// preamble phase.
 //
 // Checked: every call's invariants (fuzz_support.hpp); any hello the decoder accepts re-encodes (wire::encode_hello)
 // to exactly the bytes it was read from, and those bytes decode to the same hello, whole or byte by byte; a refuse
@@ -99,8 +100,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::span<const std::byte> rest = stream;
   std::size_t used = 0;
   const wire::decode_event first = first_event(decoder, rest, used);
-  if (first != wire::decode_event::need_more) {
-    // Only a hello can come first.
+  // A refuse ends the conversation: it re-encodes to the same reason, and nothing may follow it.
+  const auto check_refused = [&] {
+    check_refuse_round_trip(decoder.reason());
+    if (!rest.empty()) {
+      auto r = checked_decode(decoder, rest);
+      PEERGRAPH_FUZZ_CHECK(!r && r.error() == peer_errc::protocol_error);
+    }
+  };
+  if (first == wire::decode_event::refuse) {
+    // An accepting side refusing in place of its hello.
+    check_refused();
+  } else if (first != wire::decode_event::need_more) {
+    // Otherwise only a hello can come first.
     PEERGRAPH_FUZZ_CHECK(first == wire::decode_event::hello);
     const wire::hello_message hello = decoder.hello();
     auto encoded = wire::encode_hello(hello);
@@ -120,12 +132,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         rest = rest.subspan(r->consumed);
       }
     } else if (reply == wire::decode_event::refuse) {
-      check_refuse_round_trip(decoder.reason());
-      // Nothing may follow a refuse.
-      if (!rest.empty()) {
-        auto r = checked_decode(decoder, rest);
-        PEERGRAPH_FUZZ_CHECK(!r && r.error() == peer_errc::protocol_error);
-      }
+      check_refused();
     } else {
       PEERGRAPH_FUZZ_CHECK(reply == wire::decode_event::need_more);
     }

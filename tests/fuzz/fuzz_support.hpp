@@ -171,8 +171,13 @@ inline expected<wire::decode_result, peer_error> checked_decode(wire::frame_deco
     break;
   case wire::decode_event::refuse:
   case wire::decode_event::close: {
-    PEERGRAPH_FUZZ_CHECK(old_phase == (result.event == wire::decode_event::refuse ? wire::decoder_phase::reply
-                                                                                  : wire::decoder_phase::established));
+    // A refuse answers a hello, or stands in place of the accepting side's own hello (read, like a hello, in the
+    // same call as the preamble before it).
+    if (result.event == wire::decode_event::refuse)
+      PEERGRAPH_FUZZ_CHECK(old_phase == wire::decoder_phase::reply || old_phase == wire::decoder_phase::hello ||
+                           old_phase == wire::decoder_phase::preamble);
+    else
+      PEERGRAPH_FUZZ_CHECK(old_phase == wire::decoder_phase::established);
     PEERGRAPH_FUZZ_CHECK(phase == wire::decoder_phase::closed);
     PEERGRAPH_FUZZ_CHECK(result.frame_complete);
     const wire::close_reason reason = decoder.reason();

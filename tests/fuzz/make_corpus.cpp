@@ -192,6 +192,7 @@ void handshake_seeds(writer& w)
   w.put(t, "hello_refuse_text", {h, refuse(peer_errc::already_exists, "already connected")});
   w.put(t, "hello_refuse_unknown_reason", {h, refuse(static_cast<peer_errc>(100000), "x")});
   w.put(t, "hello_refuse_then_more", {h, refuse(peer_errc::limit_exceeded), accept()});
+  w.put(t, "refuse_in_place_of_hello", {*wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
   w.put(t, "hello_truncated", {std::span<const std::byte>(h).first(h.size() - 3)});
   w.put(t, "hello_trailing_garbage", {h, text("garbage")});
   w.put(t, "preamble_only", {preamble});

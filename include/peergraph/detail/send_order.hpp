@@ -25,7 +25,19 @@ public:
   /// Called instead of start_as_head when the socket's pending operations were cancelled or it was closed.
   virtual void abort_waiting() noexcept = 0;
 
+  /// Called, on the socket's executor, on the head of a queue being withdrawn: stops the send with
+  /// operation_aborted if it is waiting for writability and has not written a byte, and leaves it alone otherwise.
+  virtual void withdraw_head() noexcept = 0;
+
+  /// Frees the head of a queue whose executor shut down while it waited, and every send queued behind it, without
+  /// completing them (the executor will never run their handlers).
+  virtual void abandon() noexcept = 0;
+
+  /// Frees a send that was queued behind an abandoned head, without completing it.
+  virtual void abandon_queued() noexcept = 0;
+
   send_waiter* next_in_queue = nullptr;
+  bool withdrawable = true; // false for bytes already promised to the peer (see send_order::withdraw)
 
 protected:
   send_waiter() noexcept = default;
@@ -119,6 +131,47 @@ public:
     waiter->next_in_queue = nullptr;
     q.tail = waiter;
     return followers;
+  }
+
+  /// Withdraws the sends on `fd` that may be withdrawn and have not written anything: those waiting their turn
+  /// complete with operation_aborted, and so does the head if it is still waiting for writability with nothing
+  /// written. Sends that are not withdrawable, and a head that has written part of its bytes, stay queued and go out
+  /// in order, so that what follows them on the stream stays intact. Call on the socket's executor.
+  void withdraw(int fd) noexcept
+  {
+    send_waiter* withdrawn = nullptr;
+    send_waiter* head = nullptr;
+    {
+      const std::lock_guard lock(mutex_);
+      const auto index = static_cast<std::size_t>(fd);
+      if (index >= queues_.size() || queues_[index].head == nullptr)
+        return;
+      queue& q = queues_[index];
+      head = q.head;
+      send_waiter** last_withdrawn = &withdrawn;
+      send_waiter* kept = head;
+      for (send_waiter* w = head->next_in_queue; w != nullptr;) {
+        send_waiter* following = w->next_in_queue;
+        if (w->withdrawable) {
+          *last_withdrawn = w;
+          last_withdrawn = &w->next_in_queue;
+          w->next_in_queue = nullptr;
+        } else {
+          kept->next_in_queue = w;
+          kept = w;
+        }
+        w = following;
+      }
+      kept->next_in_queue = nullptr;
+      q.tail = kept;
+    }
+    for (send_waiter* w = withdrawn; w != nullptr;) {
+      send_waiter* following = w->next_in_queue;
+      w->abort_waiting();
+      w = following;
+    }
+    if (head->withdrawable)
+      head->withdraw_head();
   }
 
 private:

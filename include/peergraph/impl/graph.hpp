@@ -137,7 +137,7 @@ public:
     node_id remote_node;
     asio::ip::tcp::endpoint remote_address;
     socket_type socket;
-    timer_type linger;     // bounds how long a closing connection waits for the remote to close its side
+    timer_type linger;     // bounds how long a closing connection may take to say goodbye (close_linger)
     timer_type keepalive;  // pings a quiet remote, and gives up on one that stays silent
     bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
     bool heard = false;     // something arrived since the keepalive timer last looked
@@ -419,7 +419,8 @@ private:
   }
 
   /// The handshake of docs/wire.md, from either side. The connecting side sends its hello first; the accepting side
-  /// answers with its own hello only after a valid hello arrived, so it reveals nothing to a node that says nothing.
+  /// answers with its own hello only after a valid hello from a member of its graph arrived, so it reveals nothing
+  /// to a node that says nothing or does not belong.
   asio::awaitable<expected<handshake_result, peer_error>> handshake(std::shared_ptr<pending> attempt_ptr,
                                                                      connection_id id, bool initiator,
                                                                      std::optional<peer_id> expected_peer)
@@ -451,6 +452,14 @@ private:
     attempt.remote_node = remote.node;
     if (!initiator) {
       attempt.kind = remote.kind;
+      // A caller that does not belong here (another graph, or looking for another peer) learns only the reason,
+      // not who this node is: the refuse goes in place of this side's hello.
+      if (const peer_errc stranger = check_caller(remote); stranger != peer_errc{}) {
+        if (auto refuse = wire::encode_refusing_opening(stranger))
+          co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none,
+                              asio_compat::use_awaitable_tuple);
+        co_return fail(peer_error(stranger));
+      }
       if (auto sent = co_await send_hello(attempt.socket, attempt.kind, std::nullopt); !sent)
         co_return fail(sent.error());
     }
@@ -524,6 +533,16 @@ private:
       }
       state.end = n;
     }
+  }
+
+  /// The accepting side's checks that a caller belongs here at all, made before it introduces itself.
+  [[nodiscard]] peer_errc check_caller(const wire::hello_message& remote) const noexcept
+  {
+    if (remote.graph != properties_.graph)
+      return peer_errc::connection_refused;
+    if (remote.expected_peer && *remote.expected_peer != properties_.peer)
+      return peer_errc::node_not_found;
+    return peer_errc{};
   }
 
   /// The graph's checks on a received hello (docs/wire.md); returns the refuse reason, or 0 to accept.
@@ -837,12 +856,24 @@ private:
     // The pending send owns the buffer from now on; the connection takes a fresh one for new frames.
     const auto rest = asio::buffer(c.staging.data() + written, c.staged - written);
     c.staged = 0;
-    async_send(c.socket, rest, [held = std::move(c.staging)](std::error_code, std::size_t) {});
+    send_promised(c, rest, [held = std::move(c.staging)](std::error_code, std::size_t) {});
   }
 
-  /// Takes `c` out of the graph and tells the remote why: a close frame and an orderly shutdown when no send is in
-  /// progress, otherwise an immediate close (the remote sees the connection end either way). The reader drains
-  /// what the remote still sends until it closes its side, for at most the handshake timeout.
+  /// Queues bytes already promised to the peer (staged frames whose send_data succeeded, the close frame): closing
+  /// the connection does not withdraw them, only the linger deadline or a broken connection stops them.
+  template <class Handler>
+  void send_promised(connection& c, asio::const_buffer bytes, Handler&& handler)
+  {
+    auto request = make_send_request<socket_type>(iovec_capture(bytes), send_flags::none);
+    request.withdrawable = false;
+    initiate_send<socket_type, true, std::size_t>(c.socket)(std::forward<Handler>(handler), std::move(request));
+  }
+
+  /// Takes `c` out of the graph and tells the remote why: a close frame, then an orderly shutdown. Sends of the
+  /// application that have not written anything yet complete with operation_aborted at once; what was promised to
+  /// the peer (staged frames reported sent, a frame partly written) goes out first, in order, and the close frame
+  /// behind it. The reader drains what the remote still sends until it closes its side; close_linger bounds the
+  /// whole goodbye, after which the socket is closed whatever is left.
   void close_connection(const std::shared_ptr<connection>& c, peer_errc wire_reason,
                         std::optional<peer_error> local_reason)
   {
@@ -851,13 +882,27 @@ private:
     c->registered = false;
     c->keepalive.cancel();
     std::error_code ignored;
-    if (!send_close_frame(*c, wire_reason)) {
-      // Sends are in progress: they complete with operation_aborted now, as closing promises.
-      c->socket.close(ignored);
+    if (!c->socket.is_open())
       return;
+    if (send_close_frame(*c, wire_reason)) {
+      c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
+    } else {
+      send_order::instance().withdraw(static_cast<int>(c->socket.native_handle()));
+      auto frame = wire::encode_close(wire_reason);
+      if (!frame) {
+        c->socket.close(ignored);
+        return;
+      }
+      const auto bytes = asio::buffer(*frame); // a moved vector keeps its storage
+      send_promised(*c, bytes, [weak = std::weak_ptr<connection>(c), held = std::move(*frame)](std::error_code ec,
+                                                                                               std::size_t) {
+        if (auto p = weak.lock(); p && !ec) {
+          std::error_code e;
+          p->socket.shutdown(asio::socket_base::shutdown_send, e);
+        }
+      });
     }
-    c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
-    c->linger.expires_after(properties_.handshake_timeout);
+    c->linger.expires_after(properties_.close_linger);
     c->linger.async_wait([weak = std::weak_ptr<connection>(c)](const std::error_code& ec) {
       if (auto p = weak.lock(); p && !ec) {
         std::error_code e;

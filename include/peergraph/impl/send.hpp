@@ -48,6 +48,7 @@ struct send_request
   int os_flags = 0;
   std::error_code refused;   // set at initiation when the request cannot be honoured at all
   bool found_full = false;   // the initiating attempt found the socket full: wait before trying again
+  bool withdrawable = true;  // send_order::withdraw may take it back while nothing of it is written
   bool zero_copy_requested = false; // send_flags::zero_copy, not yet switched on for the socket
   bool zero_copy_active = false;    // the socket accepted SO_ZEROCOPY: every sendmsg carries MSG_ZEROCOPY
   std::uint64_t zero_copy_calls = 0; // successful MSG_ZEROCOPY sendmsg calls, each owed one notification
@@ -169,6 +170,7 @@ public:
     allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
     send_op* op = std::allocator_traits<allocator_type>::allocate(alloc, 1);
     std::allocator_traits<allocator_type>::construct(alloc, op, socket, fd, std::move(request), std::move(handler));
+    op->withdrawable = op->request_.withdrawable;
     op->install_cancellation();
     if (send_order::instance().enqueue(fd, op)) {
       if (op->request_.awaiting_release())
@@ -192,6 +194,15 @@ public:
   void abort_waiting() noexcept override
   {
     complete(asio::error::operation_aborted, /*may_dispatch=*/false, /*was_head=*/false);
+  }
+
+  void withdraw_head() noexcept override
+  {
+    // A send that wrote part of its bytes must finish: cutting it short would corrupt the stream behind it.
+    if (waiting_for_socket_ && request_.bytes_sent == 0 && !request_.awaiting_release()) {
+      cancelled_by_caller_ = true;
+      wait_cancel_.emit(asio::cancellation_type::all);
+    }
   }
 
 private:
@@ -247,14 +258,38 @@ private:
     }
   }
 
+  /// Owns the operation while a wait of it is pending. Asio destroys pending handlers without running them when
+  /// their executor shuts down; the operation then leaves its socket's queue and is freed, rather than leaking and
+  /// holding up every later send on a socket that reuses the descriptor.
+  class ownership
+  {
+  public:
+    explicit ownership(send_op* op) noexcept : op_(op) {}
+    ownership(ownership&& other) noexcept : op_(std::exchange(other.op_, nullptr)) {}
+    ownership(const ownership&) = delete;
+    ownership& operator=(const ownership&) = delete;
+    ownership& operator=(ownership&&) = delete;
+    ~ownership()
+    {
+      if (op_ != nullptr)
+        op_->abandon();
+    }
+    send_op* release() noexcept { return std::exchange(op_, nullptr); }
+
+  private:
+    send_op* op_;
+  };
+
   void wait_writable()
   {
     waiting_for_socket_ = true;
     socket_.async_wait(asio::socket_base::wait_write,
-                       asio::bind_cancellation_slot(wait_cancel_.slot(), [this](const std::error_code& ec) {
-                         waiting_for_socket_ = false;
-                         on_writable(ec);
-                       }));
+                       asio::bind_cancellation_slot(wait_cancel_.slot(),
+                                                    [owner = ownership(this)](const std::error_code& ec) mutable {
+                                                      send_op* op = owner.release();
+                                                      op->waiting_for_socket_ = false;
+                                                      op->on_writable(ec);
+                                                    }));
   }
 
   void on_writable(const std::error_code& ec)
@@ -283,17 +318,39 @@ private:
       release_timer_.emplace(socket_.get_executor());
     release_poll_interval_ = std::min(release_poll_interval_ * 2, std::chrono::microseconds(1000));
     release_timer_->expires_after(release_poll_interval_);
-    release_timer_->async_wait([this](const std::error_code&) {
-      if (!socket_still_ours()) {
-        complete(asio::error::operation_aborted, /*may_dispatch=*/true, /*was_head=*/true);
+    release_timer_->async_wait([owner = ownership(this)](const std::error_code&) mutable {
+      send_op* op = owner.release();
+      if (!op->socket_still_ours()) {
+        op->complete(asio::error::operation_aborted, /*may_dispatch=*/true, /*was_head=*/true);
         return;
       }
-      read_zero_copy_notifications(fd_, request_.notifications);
-      if (request_.awaiting_release())
-        wait_release();
+      read_zero_copy_notifications(op->fd_, op->request_.notifications);
+      if (op->request_.awaiting_release())
+        op->wait_release();
       else
-        complete({}, /*may_dispatch=*/true, /*was_head=*/true);
+        op->complete({}, /*may_dispatch=*/true, /*was_head=*/true);
     });
+  }
+
+  /// The executor shut down with this send (the head of its socket's queue) still waiting: it and everything queued
+  /// behind it are freed without completing, as Asio does with the handlers of a destroyed io_context.
+  void abandon() noexcept override
+  {
+    send_waiter* followers = send_order::instance().detach_followers(fd_, this);
+    send_order::instance().pop_head(fd_, this);
+    while (followers != nullptr)
+      std::exchange(followers, followers->next_in_queue)->abandon_queued();
+    destroy();
+  }
+
+  void abandon_queued() noexcept override { destroy(); }
+
+  void destroy() noexcept
+  {
+    asio::get_associated_cancellation_slot(handler_).clear();
+    allocator_type alloc(asio::get_associated_allocator(handler_, asio::recycling_allocator<void>()));
+    std::allocator_traits<allocator_type>::destroy(alloc, this);
+    std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
   }
 
   /// Hands the turn to the next send, frees this operation, then delivers the result.
