@@ -8,27 +8,30 @@
 
 #include <peergraph/config.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
 #include <mutex>
 #include <new>
 #include <utility>
-#include <vector>
 
 namespace peergraph::detail {
 
 /// A process-wide pool of blocks from 64 bytes to 64 KiB. Larger requests go straight to the heap.
 ///
 /// A payload may be freed on another thread than the one that received it, so the pool is shared and locked; the
-/// lock is held for a vector push or pop only.
+/// lock is held for a list push or pop only.
 class block_pool
 {
 public:
   static constexpr std::size_t min_block = 64;
   static constexpr std::size_t max_block = 64 * 1024;
-  /// Blocks kept per size class, so that the pool stays bounded (at most about 1,024 x 64 KiB in the largest class).
-  static constexpr std::size_t max_kept = 1024;
+  /// Bytes kept for reuse per size class, and the least number of blocks kept in any class. Small classes keep many
+  /// blocks (a full event queue of small messages, and more, recycles without touching the heap); the pool as a whole
+  /// stays bounded, at about 140 MiB in the worst case.
+  static constexpr std::size_t kept_bytes_per_class = 4 * 1024 * 1024;
+  static constexpr std::size_t min_kept = 1024;
 
   static block_pool& instance() noexcept
   {
@@ -44,16 +47,22 @@ public:
     return size <= min_block ? min_block : std::bit_ceil(size);
   }
 
+  /// How many free blocks of size class `block` are kept.
+  static constexpr std::size_t max_kept(std::size_t block) noexcept
+  {
+    return std::max(min_kept, kept_bytes_per_class / block);
+  }
+
   void* allocate(std::size_t size)
   {
     const std::size_t block = block_size(size);
     if (block <= max_block) {
       class_list& list = lists_[class_index(block)];
       const std::lock_guard lock(list.mutex);
-      if (!list.free.empty()) {
-        void* p = list.free.back();
-        list.free.pop_back();
-        return p;
+      if (free_block* head = list.head) {
+        list.head = head->next;
+        --list.count;
+        return head;
       }
     }
     return ::operator new(block);
@@ -65,9 +74,10 @@ public:
     if (block <= max_block) {
       class_list& list = lists_[class_index(block)];
       const std::lock_guard lock(list.mutex);
-      if (list.free.size() < max_kept) {
-        // Reserving max_kept up front keeps this push from allocating (and from throwing).
-        list.free.push_back(p);
+      if (list.count < max_kept(block)) {
+        // The free list lives in the free blocks themselves: keeping one allocates nothing.
+        list.head = ::new (p) free_block{list.head};
+        ++list.count;
         return;
       }
     }
@@ -79,16 +89,25 @@ public:
 
   ~block_pool()
   {
-    for (auto& list : lists_)
-      for (void* p : list.free)
-        ::operator delete(p);
+    for (auto& list : lists_) {
+      while (free_block* head = list.head) {
+        list.head = head->next;
+        ::operator delete(head);
+      }
+    }
   }
 
 private:
+  struct free_block
+  {
+    free_block* next;
+  };
+
   struct class_list
   {
     std::mutex mutex;
-    std::vector<void*> free;
+    free_block* head = nullptr;
+    std::size_t count = 0;
   };
 
   static constexpr std::size_t class_count = std::bit_width(max_block / min_block);
@@ -98,16 +117,11 @@ private:
     return static_cast<std::size_t>(std::bit_width(block / min_block)) - 1;
   }
 
-  block_pool()
-  {
-    for (auto& list : lists_)
-      list.free.reserve(max_kept);
-  }
+  block_pool() = default;
 
   std::array<class_list, class_count> lists_;
 };
 
-/// A pooled block owned by one object: a read buffer that exists only while data is flowing.
 class pooled_buffer
 {
 public:

@@ -656,7 +656,7 @@ private:
     while (!reason) {
       if (input.empty()) {
         if (!state.buffer.empty())
-          state.buffer = {}; // the handshake's bytes are used up: an idle connection keeps no buffer
+          state.buffer = std::vector<std::byte>(); // used up; an idle connection keeps none (`= {}` keeps capacity)
         if (!buffer) {
           auto [wait_error] =
               co_await c->socket.async_wait(asio::socket_base::wait_read, asio_compat::use_awaitable_tuple);
