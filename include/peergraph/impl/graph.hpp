@@ -695,19 +695,6 @@ private:
                                                                        : payload()});
         filled = 0;
         frame_done = r->frame_complete;
-        if (!frame_done && deliver_current && input.empty() && r->length >= direct_read_threshold) {
-          // A large payload: read it straight into the event's buffer.
-          buffer.release();
-          const std::size_t size = static_cast<std::size_t>(r->length);
-          auto [read_error, n] = co_await asio::async_read(c->socket, asio::buffer(current->payload.data(), size),
-                                                           asio_compat::use_awaitable_tuple);
-          if (read_error) {
-            reason = end_of_stream_reason(read_error, state.decoder);
-            break;
-          }
-          frame_done = state.decoder.advance_payload(n).value_or(false);
-          c->heard = true;
-        }
         break;
       case wire::decode_event::data_payload:
         if (deliver_current && current) {
@@ -729,6 +716,24 @@ private:
       default:
         reason = peer_error(peer_errc::protocol_error);
         break;
+      }
+      if (!frame_done && current && deliver_current && input.empty() && !reason &&
+          state.decoder.payload_remaining() >= direct_read_threshold) {
+        // The rest of a large payload, once the read buffer holds none of it: straight into the event's buffer, in
+        // as few system calls as the kernel allows (Asio's default reads at most 64 KiB per call).
+        buffer.release();
+        const auto rest = static_cast<std::size_t>(state.decoder.payload_remaining());
+        auto [read_error, n] = co_await asio::async_read(
+            c->socket, asio::buffer(current->payload.data() + filled, rest),
+            [](const std::error_code& error, std::size_t) -> std::size_t { return error ? 0 : ~std::size_t{0}; },
+            asio_compat::use_awaitable_tuple);
+        if (read_error) {
+          reason = end_of_stream_reason(read_error, state.decoder);
+          break;
+        }
+        filled += n;
+        frame_done = state.decoder.advance_payload(n).value_or(false);
+        c->heard = true;
       }
       if (frame_done && current) {
         if (deliver_current && c->registered) {
