@@ -2,12 +2,12 @@
 // The header under test comes first: it must be self-contained.
 
 #include "support/co_test.hpp"
+#include "support/graph_support.hpp"
 #include "support/socket_pair.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/read.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/thread_pool.hpp>
 #include <asio/use_future.hpp>
@@ -38,29 +38,17 @@ using peergraph::graph_event;
 using peergraph::incoming_data;
 using peergraph::peer_errc;
 using peergraph::peer_id;
+using peergraph::test::any_v4;
+using peergraph::test::chat_type;
 using peergraph::test::pattern;
+using peergraph::test::pause;
+using peergraph::test::pid;
+using peergraph::test::props;
+using peergraph::test::text_of;
+using peergraph::test::use_tuple;
 using tcp = asio::ip::tcp;
 
-constexpr data_type chat_type = data_type::from_string("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
 constexpr data_type file_type = data_type::from_string("aa1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
-constexpr auto use_tuple = peergraph::detail::asio_compat::use_awaitable_tuple;
-
-peer_id pid(std::string_view text)
-{
-  return *peer_id::make(text);
-}
-
-peergraph::graph_properties props(std::string_view peer, std::string_view graph = "test-graph")
-{
-  peergraph::graph_properties p;
-  p.graph = *peergraph::graph_id::make(graph);
-  p.peer = pid(peer);
-  p.connect_timeout = 2s;
-  p.handshake_timeout = 2s;
-  return p;
-}
-
-const tcp::endpoint any_v4{asio::ip::address_v4::loopback(), 0};
 
 /// Waits for the next event of type Event (skipping other kinds), at most `limit` events and 5 s.
 template <class Event, class Graph>
@@ -76,24 +64,12 @@ asio::awaitable<Event> next_of(Graph& g, int limit = 10'000)
   co_return Event{};
 }
 
-std::string text_of(const peergraph::payload& p)
-{
-  return std::string(reinterpret_cast<const char*>(p.data()), p.size());
-}
-
 template <class Graph>
 asio::awaitable<tcp::endpoint> listening(Graph& g, const tcp::endpoint& where = any_v4)
 {
   auto endpoint = co_await g.listen(where);
   REQUIRE_MESSAGE(endpoint.has_value(), endpoint.error().message());
   co_return *endpoint;
-}
-
-asio::awaitable<void> pause(std::chrono::milliseconds d)
-{
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(use_tuple);
 }
 
 } // namespace

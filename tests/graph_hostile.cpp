@@ -6,6 +6,7 @@
 // The hostile side is a raw socket speaking the wire protocol by hand.
 
 #include "support/co_test.hpp"
+#include "support/graph_support.hpp"
 #include "support/socket_pair.hpp"
 
 #include <peergraph/wire.hpp>
@@ -63,36 +64,17 @@ using peergraph::node_id;
 using peergraph::peer_errc;
 using peergraph::peer_error;
 using peergraph::peer_id;
+using peergraph::test::any_v4;
+using peergraph::test::chat_type;
 using peergraph::test::pattern;
+using peergraph::test::pause;
+using peergraph::test::pid;
+using peergraph::test::props;
+using peergraph::test::text_of;
+using peergraph::test::use_tuple;
 using tcp = asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 namespace wire = peergraph::wire;
-
-constexpr data_type chat_type = data_type::from_string("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
-constexpr auto use_tuple = peergraph::detail::asio_compat::use_awaitable_tuple;
-const tcp::endpoint any_v4{asio::ip::address_v4::loopback(), 0};
-
-peer_id pid(std::string_view text)
-{
-  return *peer_id::make(text);
-}
-
-peergraph::graph_properties props(std::string_view peer, std::string_view graph = "test-graph")
-{
-  peergraph::graph_properties p;
-  p.graph = *peergraph::graph_id::make(graph);
-  p.peer = pid(peer);
-  p.connect_timeout = 2s;
-  p.handshake_timeout = 2s;
-  return p;
-}
-
-asio::awaitable<void> pause(std::chrono::milliseconds d)
-{
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(use_tuple);
-}
 
 std::chrono::milliseconds since(clock_type::time_point start)
 {
@@ -130,11 +112,6 @@ std::size_t kernel_buffer_max(const char* file)
   std::size_t high = 0;
   in >> low >> initial >> high;
   return high != 0 ? high : 32U * 1024 * 1024;
-}
-
-std::string text_of(const peergraph::payload& p)
-{
-  return std::string(reinterpret_cast<const char*>(p.data()), p.size());
 }
 
 std::span<const std::byte> bytes_of(std::string_view text)
