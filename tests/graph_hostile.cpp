@@ -1462,7 +1462,7 @@ static asio::awaitable<void> close_during_sends(asio::io_context& ctx)
   REQUIRE((co_await a->close()).has_value());
 
   // The receivers resume reading right after the close, as a live peer would: what is still queued behind a
-  // partly written frame can then drain before the linger deadline (the handshake timeout).
+  // partly written frame can then drain before the linger deadline (graph_properties::close_linger).
   struct drained
   {
     std::uint32_t delivered = 0;

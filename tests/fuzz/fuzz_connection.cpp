@@ -17,15 +17,15 @@
 // a short event queue (its readers wait for room often), sends two messages on every connection it establishes, and
 // closes a connection when data of close_request_type arrives on it (a direct one; a neighbor one refuses).
 //
-// Checked, per input: the node never sends a byte before a valid hello arrived, introduces itself (its hello) only
-// to a member of its graph that looks for it, and what it sends decodes without error; it establishes the connection only after the client's accept, and then delivers exactly the client's
-// complete data frames of the types it accepts, in order (a prefix of them after a reset or its own close), and
-// answers pings with the same tokens, in order; it closes the connection once the client has ended it, reports the
-// end (connected, then disconnected, never data outside), completes its own sends and closes, and lists only its
-// healthy connection afterwards. Then a well-behaved
-// peer on a connection that stays open across all inputs exchanges one message each way with the node, and every
-// few thousand inputs a fresh graph connects, sends and leaves. A breach aborts (a crash for libFuzzer), as does
-// anything that does not finish within a few seconds.
+// Checked, per input: the node never sends a byte before a valid hello arrived, introduces itself (its hello) only to a
+// member of its graph that looks for it, and what it sends decodes without error; it establishes the connection only
+// after the client's accept, and then delivers exactly the client's complete data frames of the types it accepts, in
+// order (a prefix of them after a reset or its own close), and answers pings with the same tokens, in order; it closes
+// the connection once the client has ended it, reports the end (connected, then disconnected, never data outside),
+// completes its own sends and closes, and lists only its healthy connection afterwards. Then a well-behaved peer on a
+// connection that stays open across all inputs exchanges one message each way with the node, and every few thousand
+// inputs a fresh graph connects, sends and leaves. A breach aborts (a crash for libFuzzer), as does anything that does
+// not finish within a few seconds.
 //
 #include <peergraph/graph.hpp>
 
