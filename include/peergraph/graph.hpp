@@ -268,9 +268,8 @@ public:
   auto set_event_filter(event_filter filter, CompletionToken&& token = {});
 
   /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
-  /// completes pending operations with operation_aborted. What send_data already reported sent still reaches the
-  /// remotes, ahead of the close, within graph_properties::close_linger. Afterwards every operation yields
-  /// invalid_graph.
+  /// completes pending operations with operation_aborted. What send_data already reported sent still goes out ahead
+  /// of the close, for at most graph_properties::close_linger. Afterwards every operation yields invalid_graph.
   /// @par Completion Signature
   /// `void(std::error_code)`.
   template <class CompletionToken = use_expected_t>

@@ -15,6 +15,8 @@
 // a black hole would. On exit it prints one line per link and direction with the packets seen, dropped and
 // forwarded.
 //
+#include "records.hpp"
+
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -39,6 +41,9 @@
 #include <vector>
 
 namespace {
+
+using peergraph::netns::emit;
+using peergraph::netns::timestamp;
 
 using clock_type = std::chrono::steady_clock;
 
@@ -73,23 +78,6 @@ struct in_flight
   std::size_t direction = 0;
   std::vector<std::byte> bytes;
 };
-
-std::string timestamp()
-{
-  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch).count();
-  char text[32];
-  std::snprintf(text, sizeof text, "%lld.%06lld", static_cast<long long>(us / 1'000'000),
-                static_cast<long long>(us % 1'000'000));
-  return text;
-}
-
-void emit(const std::string& record)
-{
-  std::fputs(record.c_str(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
-}
 
 int fail(const std::string& what)
 {

@@ -27,6 +27,8 @@
 // Exit status 0 when every message that arrived was whole and in order and at least --expect-neighbors neighbors
 // connected, 1 otherwise, 2 for a usage error.
 //
+#include "records.hpp"
+
 #include <peergraph.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -58,6 +60,9 @@
 
 namespace {
 
+using peergraph::netns::emit;
+using peergraph::netns::timestamp;
+
 using namespace peergraph::literals;
 using asio::ip::tcp;
 
@@ -83,24 +88,6 @@ struct options
   std::size_t expect_neighbors = 0;
 };
 
-/// Seconds since the Unix epoch, with microseconds: the clock every process of the test shares.
-std::string timestamp()
-{
-  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch).count();
-  char text[32];
-  std::snprintf(text, sizeof text, "%lld.%06lld", static_cast<long long>(us / 1'000'000),
-                static_cast<long long>(us % 1'000'000));
-  return text;
-}
-
-/// Writes one output record; flushed at once, since the test reads the output while the node runs.
-void emit(const std::string& record)
-{
-  std::fputs(record.c_str(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
-}
 
 std::string to_text(const tcp::endpoint& endpoint)
 {

@@ -345,10 +345,16 @@ private:
 
   void abandon_queued() noexcept override { destroy(); }
 
+  /// Frees this operation without running its handler.
   void destroy() noexcept
   {
     asio::get_associated_cancellation_slot(handler_).clear();
-    allocator_type alloc(asio::get_associated_allocator(handler_, asio::recycling_allocator<void>()));
+    free_self(allocator_type(asio::get_associated_allocator(handler_, asio::recycling_allocator<void>())));
+  }
+
+  /// Destroys and deallocates this operation with the handler's allocator (taken before the handler moves out).
+  void free_self(allocator_type alloc) noexcept
+  {
     std::allocator_traits<allocator_type>::destroy(alloc, this);
     std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
   }
@@ -361,9 +367,7 @@ private:
     auto handler = std::move(handler_);
     auto work = std::move(work_);
     const Result result = make_send_result<Result>(request_);
-    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
-    std::allocator_traits<allocator_type>::destroy(alloc, this);
-    std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
+    free_self(allocator_type(asio::get_associated_allocator(handler, asio::recycling_allocator<void>())));
 
     if (next != nullptr)
       start_queued_sends(next);
