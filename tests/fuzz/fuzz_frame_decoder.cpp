@@ -72,12 +72,16 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_reference(std::ui
     case wire::decode_event::refuse:
     case wire::decode_event::close: {
       const wire::close_reason reason = decoder.reason();
-      auto encoded = r->event == wire::decode_event::refuse ? wire::encode_refuse(reason.code, reason.text)
-                                                            : wire::encode_close(reason.code, reason.text);
+      // A refuse in place of the hello comes in the same call as the preamble before it.
+      PEERGRAPH_FUZZ_CHECK(!preamble_pending || r->event == wire::decode_event::refuse);
+      auto encoded = preamble_pending ? wire::encode_refusing_opening(reason.code, reason.text)
+                     : r->event == wire::decode_event::refuse ? wire::encode_refuse(reason.code, reason.text)
+                                                              : wire::encode_close(reason.code, reason.text);
       PEERGRAPH_FUZZ_CHECK(encoded.has_value());
       PEERGRAPH_FUZZ_CHECK(encoded->size() == used.size());
       // Reasons this implementation does not know read as unknown_error: only the code field may differ then.
-      const std::uint32_t sent_code = wire::detail::load_le<std::uint32_t>(used, wire::frame_header_size);
+      const std::size_t code_offset = (preamble_pending ? wire::preamble_size : 0) + wire::frame_header_size;
+      const std::uint32_t sent_code = wire::detail::load_le<std::uint32_t>(used, code_offset);
       if (sent_code == static_cast<std::uint32_t>(reason.code))
         PEERGRAPH_FUZZ_CHECK(same_bytes(used, *encoded));
       else

@@ -157,6 +157,11 @@ void frame_decoder_seeds(writer& w)
   w.put(t, "handshake_bytewise", {config(0, 3, 1), preamble, hello("g", "p"), accept(), data(file, "x")});
   w.put(t, "handshake_refused", {config(0, 5, 3), preamble, hello("chat", "alice"),
                                  refuse(peer_errc::connection_refused, "wrong graph")});
+  // The preamble and a refuse in place of the hello arrive in one call of the decoder.
+  w.put(t, "refuse_in_place_of_hello", {config(0, 5, 0),
+                                        *wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
+  w.put(t, "refuse_in_place_of_hello_unknown_reason",
+        {config(0, 5, 2), *wire::encode_refusing_opening(static_cast<peer_errc>(9999), "newer")});
   w.put(t, "hello_direct_no_preamble", {config(1, 5, 2), hello("chat", "alice", connection_kind::direct, "bob")});
   w.put(t, "hello_longest_ids", {config(0, 5, 2), preamble,
                                  hello(longest, longest, connection_kind::neighbor, longest)});
