@@ -12,7 +12,11 @@
 //   chat lobby alice 127.0.0.1:5000
 //   chat lobby bob   127.0.0.1:0 127.0.0.1:5000
 //
+// With PEERGRAPH_CHAT_KEY set in the environment (at least 16 bytes; the same on every node), the graph is closed:
+// only nodes holding that key get in (the environment, not an argument, so that the key does not show in ps).
+//
 #include <peergraph.hpp>
+#include <peergraph/psk.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -30,8 +34,10 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -209,6 +215,17 @@ int main(int argc, char* argv[])
   properties.graph = std::move(*graph);
   properties.peer = std::move(*peer);
   properties.friendly_name = std::string(args[1].substr(0, 256));
+  if (const char* secret = std::getenv("PEERGRAPH_CHAT_KEY"); secret != nullptr) {
+    const std::string_view text(secret);
+    auto key = peergraph::pre_shared_key::make(std::as_bytes(std::span(text.data(), text.size())));
+    if (!key) {
+      std::fprintf(stderr, "chat: PEERGRAPH_CHAT_KEY must be %zu to %zu bytes\n",
+                   peergraph::pre_shared_key::min_key_size, peergraph::pre_shared_key::max_key_size);
+      return 2;
+    }
+    properties.membership = std::move(*key);
+    std::printf("closed graph: only nodes with the same PEERGRAPH_CHAT_KEY get in\n");
+  }
   peergraph::graph node(ctx.get_executor(), std::move(properties));
 
   // Standard input in Asio's hands becomes non-blocking; give it back as it was, since a shell shares it.

@@ -1,7 +1,7 @@
 //
 // peergraph.hpp
 // ~~~~~~~~~~~~~
-// Umbrella header: every public header of peergraph.
+// Umbrella header: every public header of peergraph except <peergraph/psk.hpp>, which needs OpenSSL.
 //
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <peergraph/expected.hpp>
 #include <peergraph/graph.hpp>
 #include <peergraph/ids.hpp>
+#include <peergraph/membership.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/use_expected.hpp>
 #include <peergraph/wire.hpp>

@@ -124,6 +124,20 @@ bytes raw_header(std::uint8_t kind, std::uint64_t length, const data_type& type 
 
 bytes preamble() { return hex("50 47 52 46 01 00 00 00"); }
 
+std::array<std::byte, peergraph::membership_nonce_size> filled_nonce(unsigned value)
+{
+  std::array<std::byte, peergraph::membership_nonce_size> out{};
+  out.fill(static_cast<std::byte>(value));
+  return out;
+}
+
+/// A hello frame alone, without the preamble that encode_hello() puts first.
+bytes hello_frame(const wire::hello_message& hello)
+{
+  const bytes whole = *wire::encode_hello(hello);
+  return bytes(whole.begin() + static_cast<std::ptrdiff_t>(wire::preamble_size), whole.end());
+}
+
 template <class T>
 peer_errc error_of(const expected<T, peer_error>& result)
 {
@@ -136,6 +150,7 @@ struct frame_record
 {
   wire::decode_event event = wire::decode_event::need_more; // data frames are recorded as data_header
   wire::hello_message hello;
+  wire::membership_message membership;
   peer_errc code = peer_errc::unknown_error;
   std::string text;
   data_type type;
@@ -154,6 +169,8 @@ struct frame_record
       os << " token " << r.token;
     if (r.event == wire::decode_event::hello)
       os << " peer " << r.hello.peer << " graph " << r.hello.graph;
+    if (r.event == wire::decode_event::membership)
+      os << " step " << static_cast<int>(r.membership.step);
     return os << "}";
   }
 };
@@ -189,6 +206,14 @@ frame_record hello_record(wire::hello_message hello)
   frame_record r;
   r.event = wire::decode_event::hello;
   r.hello = std::move(hello);
+  return r;
+}
+
+frame_record membership_record(const wire::membership_message& membership)
+{
+  frame_record r;
+  r.event = wire::decode_event::membership;
+  r.membership = membership;
   return r;
 }
 
@@ -318,6 +343,9 @@ outcome feed(std::span<const std::byte> stream, const std::vector<std::size_t>& 
       case wire::decode_event::hello:
         out.frames.push_back(hello_record(decoder.hello()));
         break;
+      case wire::decode_event::membership:
+        out.frames.push_back(membership_record(decoder.membership()));
+        break;
       case wire::decode_event::accept:
         out.frames.push_back(event_record(r.event));
         break;
@@ -405,6 +433,7 @@ bool reference_hello(std::span<const std::byte> body, wire::hello_message& hello
 outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload)
 {
   enum class phase { preamble, hello, reply, established, closed } ph = phase::preamble;
+  std::uint64_t last_step = 0; // the last membership step in this direction
   outcome out;
   std::size_t pos = 0;
   const auto fail = [&](peer_errc code) {
@@ -439,11 +468,13 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
     const auto length = le(s, pos + 20, 8);
     if (le(s, pos + 1, 1) != 0 || le(s, pos + 2, 2) != 0)
       return fail(peer_errc::protocol_error);
-    const bool handshake_kind = kind == 0x10 || kind == 0x11 || kind == 0x12;
+    const bool handshake_kind = kind >= 0x10 && kind <= 0x13;
     const bool established_kind = kind >= 0x01 && kind <= 0x04;
     if (!handshake_kind && !established_kind)
       return fail(peer_errc::protocol_error);
-    if ((kind == 0x10 && ph != phase::hello) || ((kind == 0x11 || kind == 0x12) && ph != phase::reply) ||
+    // A hello may not follow a challenge alone; a refuse may stand in place of the hello.
+    if ((kind == 0x10 && (ph != phase::hello || last_step == 1)) || (kind == 0x11 && ph != phase::reply) ||
+        (kind == 0x12 && ph != phase::hello && ph != phase::reply) || (kind == 0x13 && ph != phase::hello) ||
         (established_kind && ph != phase::established))
       return fail(peer_errc::protocol_error);
     if (kind == 0x01) {
@@ -466,6 +497,9 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
       break;
     case 0x11:
       break;
+    case 0x13:
+      lo = hi = 68;
+      break;
     case 0x12:
     case 0x02:
       lo = 4;
@@ -487,6 +521,23 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
         return fail(peer_errc::protocol_error);
       out.frames.push_back(hello_record(std::move(hello)));
       ph = phase::reply;
+    } else if (kind == 0x13) {
+      // step, 3 reserved bytes, nonce (zero in a proof), proof (zero in a challenge); challenge then proof, or
+      // answer alone.
+      const auto step = le(body, 0, 1);
+      const bool in_order = last_step == 0 ? (step == 1 || step == 2) : (last_step == 1 && step == 3);
+      const auto zero = [](std::span<const std::byte> part) {
+        return std::all_of(part.begin(), part.end(), [](std::byte b) { return b == std::byte{0}; });
+      };
+      if (!in_order || !zero(body.subspan(1, 3)) || (step == 3 && !zero(body.subspan(4, 32))) ||
+          (step == 1 && !zero(body.subspan(36, 32))))
+        return fail(peer_errc::protocol_error);
+      wire::membership_message message;
+      message.step = static_cast<wire::membership_step>(step);
+      std::copy_n(body.begin() + 4, 32, message.nonce.begin());
+      std::copy_n(body.begin() + 36, 32, message.proof.begin());
+      out.frames.push_back(membership_record(message));
+      last_step = step;
     } else if (kind == 0x11) {
       out.frames.push_back(event_record(wire::decode_event::accept));
       ph = phase::established;
@@ -669,6 +720,114 @@ TEST_CASE("an accepting side may refuse in place of its hello, introducing nothi
   bytes then_accept = *opening;
   append(then_accept, to_bytes(wire::encode_accept()));
   check_rejected(then_accept, peer_errc::protocol_error);
+}
+
+TEST_CASE("golden: membership challenge, answer and proof bytes as documented")
+{
+  const auto nonce = filled_nonce(0xAA);
+  const auto proof = filled_nonce(0xBB);
+  const bytes header = hex("13 00 00 00"                                      // membership, flags, reserved
+                           "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"  // no data type
+                           "44 00 00 00 00 00 00 00");                        // payload length 68
+  const auto expect = [&](unsigned step, bool with_nonce, bool with_proof) {
+    bytes out = header;
+    out.push_back(static_cast<std::byte>(step));
+    append(out, hex("00 00 00"));
+    append(out, with_nonce ? to_bytes(nonce) : bytes(32));
+    append(out, with_proof ? to_bytes(proof) : bytes(32));
+    return out;
+  };
+  CHECK(to_bytes(wire::encode_membership_challenge(nonce)) == expect(1, true, false));
+  CHECK(to_bytes(wire::encode_membership_answer(nonce, proof)) == expect(2, true, true));
+  CHECK(to_bytes(wire::encode_membership_proof(proof)) == expect(3, false, true));
+  CHECK(to_bytes(wire::encode_preamble()) == preamble());
+  static_assert(wire::membership_frame_size == 28 + 68);
+}
+
+TEST_CASE("membership frames: challenge then proof, or an answer alone, before the hello; the decoder reports each")
+{
+  const auto nonce = filled_nonce(0x01);
+  const auto proof = filled_nonce(0x02);
+  // The caller's direction of a closed graph's handshake.
+  bytes caller = preamble();
+  append(caller, wire::encode_membership_challenge(nonce));
+  append(caller, wire::encode_membership_proof(proof));
+  append(caller, hello_frame(sample_hello()));
+  append(caller, wire::encode_accept());
+  const auto decoded = feed_whole(caller);
+  CHECK(decoded.violations.empty());
+  CHECK_FALSE(decoded.error.has_value());
+  REQUIRE(decoded.frames.size() == 4);
+  CHECK(decoded.frames[0] == membership_record(wire::membership_message{wire::membership_step::challenge, nonce, {}}));
+  CHECK(decoded.frames[1] == membership_record(wire::membership_message{wire::membership_step::proof, {}, proof}));
+  CHECK(decoded.frames[2] == hello_record(sample_hello()));
+  CHECK(decoded.frames[3] == event_record(wire::decode_event::accept));
+  CHECK(feed(caller, std::vector<std::size_t>(caller.size(), 1), {}) == decoded);
+
+  // The acceptor's direction, and a refuse in place of the hello after a challenge.
+  bytes acceptor = preamble();
+  append(acceptor, wire::encode_membership_answer(nonce, proof));
+  append(acceptor, hello_frame(sample_hello()));
+  const auto answered = feed_whole(acceptor);
+  REQUIRE(answered.frames.size() == 2);
+  CHECK(answered.frames[0] == membership_record(wire::membership_message{wire::membership_step::answer, nonce, proof}));
+  bytes refused = preamble();
+  append(refused, wire::encode_membership_challenge(nonce));
+  append(refused, *wire::encode_refuse(peer_errc::not_authenticated));
+  const auto refusal = feed_whole(refused);
+  REQUIRE(refusal.frames.size() == 2);
+  CHECK(refusal.frames[1] == reason_record(wire::decode_event::refuse, peer_errc::not_authenticated, ""));
+}
+
+TEST_CASE("membership frames out of order or malformed are protocol errors")
+{
+  const auto nonce = filled_nonce(0x01);
+  const auto proof = filled_nonce(0x02);
+  const auto with = [](std::initializer_list<bytes> parts) {
+    bytes out = preamble();
+    for (const auto& part : parts)
+      append(out, part);
+    return out;
+  };
+  const bytes challenge = to_bytes(wire::encode_membership_challenge(nonce));
+  const bytes answer = to_bytes(wire::encode_membership_answer(nonce, proof));
+  const bytes proof_frame = to_bytes(wire::encode_membership_proof(proof));
+  const bytes hello = hello_frame(sample_hello());
+  const bytes accept = to_bytes(wire::encode_accept());
+
+  check_rejected(with({challenge, hello}), peer_errc::protocol_error);        // a hello before the proof
+  check_rejected(with({proof_frame}), peer_errc::protocol_error);             // a proof without a challenge
+  check_rejected(with({challenge, challenge}), peer_errc::protocol_error);    // a second challenge
+  check_rejected(with({answer, proof_frame}), peer_errc::protocol_error);     // anything after an answer
+  check_rejected(with({challenge, answer}), peer_errc::protocol_error);       // both roles in one direction
+  check_rejected(with({challenge, proof_frame, proof_frame}), peer_errc::protocol_error);
+  check_rejected(with({hello, challenge}), peer_errc::protocol_error);        // after the hello
+  check_rejected(with({hello, accept, answer}), peer_errc::protocol_error);   // on an established connection
+
+  // Malformed: an unknown step, nonzero reserved bytes, a nonzero unused field, a data type, another length.
+  const auto patched = [&](const bytes& frame, std::size_t offset, std::byte value) {
+    bytes out = frame;
+    out[offset] = value;
+    return with({out});
+  };
+  const std::size_t body = wire::frame_header_size;
+  check_rejected(patched(challenge, body, std::byte{0}), peer_errc::protocol_error);
+  check_rejected(patched(challenge, body, std::byte{4}), peer_errc::protocol_error);
+  for (std::size_t i = 1; i < 4; ++i)
+    check_rejected(patched(answer, body + i, std::byte{1}), peer_errc::protocol_error);
+  check_rejected(patched(challenge, body + 4 + 32 + 31, std::byte{1}), peer_errc::protocol_error); // proof field
+  bytes after_challenge = with({challenge});
+  bytes bad_proof = proof_frame;
+  bad_proof[body + 4] = std::byte{1}; // nonce field of a proof
+  append(after_challenge, bad_proof);
+  check_rejected(after_challenge, peer_errc::protocol_error);
+  check_rejected(patched(answer, 4, std::byte{1}), peer_errc::protocol_error); // a data type
+  for (const std::uint64_t length : {std::uint64_t{67}, std::uint64_t{69}}) {
+    bytes frame = answer;
+    frame[wire::frame_header_size - 8] = static_cast<std::byte>(length);
+    frame.resize(wire::frame_header_size + static_cast<std::size_t>(length));
+    check_rejected(with({frame}), peer_errc::protocol_error);
+  }
 }
 
 TEST_CASE("round trip: every peer_errc as a refuse and a close reason")
@@ -1324,8 +1483,16 @@ TEST_CASE("randomized: 20,000 mutated streams decode like the reference parser, 
   append(accepted, *wire::encode_close(peer_errc::connection_closed, "bye"));
   bytes refused = *wire::encode_hello(sample_hello());
   append(refused, *wire::encode_refuse(peer_errc::invalid_graph, "wrong graph"));
+  // A closed graph's caller: membership frames before the hello.
+  bytes closed = preamble();
+  append(closed, wire::encode_membership_challenge(filled_nonce(0x11)));
+  append(closed, wire::encode_membership_proof(filled_nonce(0x22)));
+  append(closed, hello_frame(sample_hello()));
+  append(closed, wire::encode_accept());
+  append(closed, data_frame(sample_type, pattern(9, 1)));
 
   REQUIRE(reference_decode(accepted, max_payload).frames.size() == 11);
+  REQUIRE(reference_decode(closed, max_payload).frames.size() == 5);
   REQUIRE(feed_whole(accepted, {max_payload}) == reference_decode(accepted, max_payload));
 
   std::mt19937_64 rng(0x5EED'2024'0601ULL);
@@ -1336,8 +1503,10 @@ TEST_CASE("randomized: 20,000 mutated streams decode like the reference parser, 
   std::size_t clean = 0;
   std::size_t failures = 0;
   for (int iteration = 0; iteration < 20000; ++iteration) {
-    const bool use_refused = below(8) == 0;
-    bytes stream = use_refused ? refused : accepted;
+    const std::size_t base = below(8);
+    const bool use_refused = base == 0;
+    const bool use_closed = base == 1;
+    bytes stream = use_refused ? refused : use_closed ? closed : accepted;
     const std::size_t operations = 1 + below(3);
     for (std::size_t op = 0; op < operations; ++op) {
       const std::size_t at = below(stream.size() + 1);
@@ -1374,7 +1543,7 @@ TEST_CASE("randomized: 20,000 mutated streams decode like the reference parser, 
         break;
       }
       default: { // an interesting value in a frame's length field, or a byte of its kind/flags/type
-        if (use_refused)
+        if (use_refused || use_closed)
           break;
         const std::size_t header = header_offsets[below(header_offsets.size())];
         if (header + wire::frame_header_size > stream.size())

@@ -13,6 +13,7 @@
 #include <peergraph/event.hpp>
 #include <peergraph/expected.hpp>
 #include <peergraph/ids.hpp>
+#include <peergraph/membership.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/use_expected.hpp>
 
@@ -72,6 +73,12 @@ struct graph_properties
   std::size_t event_queue_depth = 1024;
   /// Which events are queued at all (PeerGraphRegisterEvent); the others are not delivered.
   event_filter events;
+  /// Closed graphs: the credentials with which nodes prove membership to each other in every handshake, before
+  /// either says who it is (e.g. pre_shared_key::make from <peergraph/psk.hpp>). A node that cannot prove it learns
+  /// no peer id, cannot send data, and its connection fails with not_authenticated on both sides. Null (the
+  /// default): an open graph, which any node that knows the graph id may join. Nodes of one graph all set it, or
+  /// none does: an open node and a closed node refuse each other with not_authenticated.
+  std::shared_ptr<const membership_authenticator> membership;
 
   /// Checks every field: invalid_argument with nothing changed when one is out of range.
   [[nodiscard]] expected<void, peer_error> validate() const

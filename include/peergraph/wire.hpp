@@ -12,6 +12,7 @@
 #include <peergraph/error.hpp>
 #include <peergraph/expected.hpp>
 #include <peergraph/ids.hpp>
+#include <peergraph/membership.hpp>
 
 #include <algorithm>
 #include <array>
@@ -49,6 +50,10 @@ inline constexpr std::size_t hello_fixed_size = 12;
 /// Smallest and largest hello payloads (graph id and peer id of 1 byte; three ids of peer_id::max_bytes).
 inline constexpr std::size_t min_hello_payload_size = hello_fixed_size + 2 * (2 + 1);
 inline constexpr std::size_t max_hello_payload_size = hello_fixed_size + 3 * (2 + peer_id::max_bytes);
+/// Payload of a membership frame: step, reserved, a challenge and a proof (fields a step does not use are zero).
+inline constexpr std::size_t membership_payload_size = 4 + membership_nonce_size + membership_proof_size;
+/// A whole membership frame.
+inline constexpr std::size_t membership_frame_size = frame_header_size + membership_payload_size;
 /// Hard ceiling on a decoder's maximum payload size: 2^62 bytes, so a length above it (such as 2^63) is always
 /// refused, whatever the configuration.
 inline constexpr std::uint64_t max_payload_ceiling = std::uint64_t{1} << 62U;
@@ -63,6 +68,27 @@ enum class frame_kind : std::uint8_t
   hello = 0x10,  ///< handshake: who is talking, on which graph
   accept = 0x11, ///< handshake: the hello was accepted
   refuse = 0x12, ///< handshake: the hello was refused, with a reason; the last frame in its direction
+  membership = 0x13, ///< handshake, closed graphs: a membership challenge or proof, before the hello
+};
+
+/// Which message of the membership exchange a membership frame carries (docs/wire.md, "Membership proof").
+enum class membership_step : std::uint8_t
+{
+  challenge = 1, ///< caller to acceptor: the caller's challenge
+  answer = 2,    ///< acceptor to caller: the acceptor's challenge and its proof over both challenges
+  proof = 3,     ///< caller to acceptor: the caller's proof over both challenges; its hello follows
+};
+
+/// A received membership frame.
+struct membership_message
+{
+  membership_step step = membership_step::challenge;
+  /// challenge and answer: the sender's challenge; zero for proof.
+  std::array<std::byte, membership_nonce_size> nonce{};
+  /// answer and proof: the sender's proof; zero for challenge.
+  std::array<std::byte, membership_proof_size> proof{};
+
+  friend bool operator==(const membership_message&, const membership_message&) = default;
 };
 
 /// A node's handshake announcement, sent by both sides as soon as a connection opens.
@@ -106,6 +132,7 @@ enum class decode_event : std::uint8_t
   close,        ///< the peer closes: frame_decoder::reason()
   ping,         ///< keepalive request: decode_result::token
   pong,         ///< keepalive answer: decode_result::token
+  membership,   ///< a membership challenge or proof before the hello: frame_decoder::membership()
 };
 
 /// The result of one frame_decoder::decode() call.
@@ -133,7 +160,7 @@ struct decode_result
 enum class decoder_phase : std::uint8_t
 {
   preamble,    ///< expecting the peer's preamble (magic, version), then its hello
-  hello,       ///< preamble done, expecting the hello frame (or a refuse in its place)
+  hello,       ///< preamble done, expecting membership frames (closed graphs), then the hello or a refuse
   reply,       ///< hello done, expecting accept or refuse
   established, ///< expecting data, close, ping and pong frames
   closed,      ///< a close or refuse arrived: any further byte is a protocol error
@@ -297,6 +324,8 @@ public:
   /// The peer's hello, after decode_event::hello (the non-const overload lets the caller move it out).
   [[nodiscard]] const hello_message& hello() const noexcept { return hello_; }
   [[nodiscard]] hello_message& hello() noexcept { return hello_; }
+  /// The membership frame, after decode_event::membership.
+  [[nodiscard]] const membership_message& membership() const noexcept { return membership_; }
   /// The reason of the refuse or close frame, after decode_event::refuse or decode_event::close.
   [[nodiscard]] close_reason reason() const noexcept
   {
@@ -351,7 +380,8 @@ private:
     std::uint64_t max_length = 0;
     switch (kind) {
     case frame_kind::hello:
-      if (phase_ != decoder_phase::hello)
+      // A side that began the membership exchange sends its hello only after its last membership frame.
+      if (phase_ != decoder_phase::hello || last_step_ == membership_step::challenge)
         return peer_errc::protocol_error;
       min_length = min_hello_payload_size;
       max_length = max_hello_payload_size;
@@ -366,6 +396,12 @@ private:
         return peer_errc::protocol_error;
       min_length = min_reason_payload_size;
       max_length = max_reason_payload_size;
+      break;
+    case frame_kind::membership:
+      if (phase_ != decoder_phase::hello)
+        return peer_errc::protocol_error;
+      min_length = membership_payload_size;
+      max_length = membership_payload_size;
       break;
     case frame_kind::data:
       if (phase_ != decoder_phase::established || type.is_nil())
@@ -434,6 +470,11 @@ private:
       result.token = detail::load_le<std::uint64_t>(body, 0);
       result.event = kind_ == frame_kind::ping ? decode_event::ping : decode_event::pong;
       return result;
+    case frame_kind::membership:
+      if (const auto ec = parse_membership(body); ec != peer_errc{})
+        return fail(ec);
+      result.event = decode_event::membership;
+      return result;
     case frame_kind::data:
       break;
     }
@@ -482,6 +523,33 @@ private:
     return peer_errc{};
   }
 
+  // One direction carries either challenge then proof (the caller) or answer alone (the acceptor), and each field
+  // a step does not use is zero, so every accepted frame has exactly one encoding.
+  peer_errc parse_membership(std::span<const std::byte> body) noexcept
+  {
+    const auto received = static_cast<membership_step>(std::to_integer<std::uint8_t>(body[0]));
+    const bool in_order = last_step_ == membership_step{}
+                              ? received == membership_step::challenge || received == membership_step::answer
+                              : last_step_ == membership_step::challenge && received == membership_step::proof;
+    if (!in_order || body[1] != std::byte{0} || detail::load_le<std::uint16_t>(body, 2) != 0)
+      return peer_errc::protocol_error;
+    membership_message message;
+    message.step = received;
+    const auto nonce = body.subspan(4, membership_nonce_size);
+    const auto proof = body.subspan(4 + membership_nonce_size, membership_proof_size);
+    std::copy(nonce.begin(), nonce.end(), message.nonce.begin());
+    std::copy(proof.begin(), proof.end(), message.proof.begin());
+    const auto is_zero = [](const auto& bytes) {
+      return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+    };
+    if ((received == membership_step::proof && !is_zero(message.nonce)) ||
+        (received == membership_step::challenge && !is_zero(message.proof)))
+      return peer_errc::protocol_error;
+    membership_ = message;
+    last_step_ = received;
+    return peer_errc{};
+  }
+
   peer_errc parse_reason(std::span<const std::byte> body) noexcept
   {
     const auto code = detail::load_le<std::uint32_t>(body, 0);
@@ -513,8 +581,11 @@ private:
   peer_errc reason_code_ = peer_errc::unknown_error;
   std::size_t reason_text_size_ = 0;
   hello_message hello_;
+  membership_message membership_;
+  membership_step last_step_{}; // the last membership frame in this direction; 0 for none
   std::array<std::byte, frame_header_size> header_buffer_{};
-  std::array<std::byte, max_reason_payload_size> control_buffer_{};
+  // Large enough for every control frame body: reasons, tokens and membership frames.
+  std::array<std::byte, std::max(max_reason_payload_size, membership_payload_size)> control_buffer_{};
   std::vector<std::byte> hello_buffer_;
 };
 
@@ -595,6 +666,51 @@ void append_id(std::vector<std::byte>& out, const Id& id)
 }
 
 } // namespace detail
+
+/// The preamble every connection starts with, in each direction (magic, version, reserved). Allocation-free.
+[[nodiscard]] inline std::array<std::byte, preamble_size> encode_preamble() noexcept
+{
+  std::array<std::byte, preamble_size> preamble{};
+  detail::encode_preamble(preamble);
+  return preamble;
+}
+
+namespace detail {
+
+inline std::array<std::byte, membership_frame_size> encode_membership(membership_step step,
+                                                                      std::span<const std::byte> nonce,
+                                                                      std::span<const std::byte> proof) noexcept
+{
+  std::array<std::byte, membership_frame_size> frame{};
+  encode_plain_header(frame, frame_kind::membership, membership_payload_size);
+  frame[frame_header_size] = static_cast<std::byte>(step);
+  std::copy(nonce.begin(), nonce.end(), frame.begin() + frame_header_size + 4);
+  std::copy(proof.begin(), proof.end(), frame.begin() + frame_header_size + 4 + membership_nonce_size);
+  return frame;
+}
+
+} // namespace detail
+
+/// The caller's first membership frame in a closed graph: its challenge (fresh random bytes). Allocation-free.
+[[nodiscard]] inline std::array<std::byte, membership_frame_size> encode_membership_challenge(
+    membership_nonce_view caller_nonce) noexcept
+{
+  return detail::encode_membership(membership_step::challenge, caller_nonce, {});
+}
+
+/// The acceptor's membership frame: its own challenge and its proof over both. Allocation-free.
+[[nodiscard]] inline std::array<std::byte, membership_frame_size> encode_membership_answer(
+    membership_nonce_view acceptor_nonce, std::span<const std::byte, membership_proof_size> proof) noexcept
+{
+  return detail::encode_membership(membership_step::answer, acceptor_nonce, proof);
+}
+
+/// The caller's second membership frame: its proof over both challenges; its hello follows. Allocation-free.
+[[nodiscard]] inline std::array<std::byte, membership_frame_size> encode_membership_proof(
+    std::span<const std::byte, membership_proof_size> proof) noexcept
+{
+  return detail::encode_membership(membership_step::proof, {}, proof);
+}
 
 /// The accept frame (the handshake reply that lets the connection proceed). Allocation-free.
 [[nodiscard]] constexpr std::array<std::byte, frame_header_size> encode_accept() noexcept

@@ -122,6 +122,7 @@ struct frame
 struct expectation
 {
   bool hello = false;    // a valid hello came through
+  bool membership = false; // a membership frame came first: the node (of an open graph) refuses not_authenticated
   bool accepted = false; // the client accepted
   wire::hello_message client_hello;
   std::vector<frame> frames; // complete data frames of the types the node delivers, in order
@@ -140,6 +141,9 @@ expectation expect(std::span<const std::byte> stream)
       break;
     stream = stream.subspan(r->consumed);
     switch (r->event) {
+    case wire::decode_event::membership:
+      e.membership = true; // the node stops here: nothing after it counts
+      return e;
     case wire::decode_event::hello:
       e.hello = true;
       e.client_hello = decoder.hello();
@@ -452,9 +456,15 @@ private:
 
   void check_node_output(const expectation& expected, std::span<const std::byte> received)
   {
-    // The node tells nothing, not even its peer id, to a client that did not complete a valid hello.
-    if (!expected.hello)
+    // The node tells nothing, not even its peer id, to a client that did not complete a valid hello; to one that
+    // begins a membership exchange (this node's graph is open) it says only not_authenticated.
+    if (expected.membership) {
+      const auto refusal = wire::encode_refusing_opening(peer_errc::not_authenticated);
+      PEERGRAPH_FUZZ_CHECK(received.empty() || (received.size() == refusal->size() &&
+                                                std::equal(received.begin(), received.end(), refusal->begin())));
+    } else if (!expected.hello) {
       PEERGRAPH_FUZZ_CHECK(received.empty());
+    }
     // Whatever it sends is a valid stream (cut short, perhaps, when it closed with unread bytes, or after a reset).
     wire::frame_decoder decoder(wire::max_payload_ceiling);
     std::vector<std::uint64_t> pongs;

@@ -66,6 +66,18 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_reference(std::ui
       PEERGRAPH_FUZZ_CHECK(same_bytes(used, frame));
       break;
     }
+    case wire::decode_event::membership: {
+      const wire::membership_message& m = decoder.membership();
+      const auto frame = fuzz::encode_membership(m);
+      // Like a hello, the first membership frame comes in the same call as the preamble before it.
+      const std::size_t preamble = preamble_pending ? wire::preamble_size : 0;
+      PEERGRAPH_FUZZ_CHECK(used.size() == preamble + frame.size());
+      const auto preamble_bytes = wire::encode_preamble();
+      const auto expected_preamble = std::span<const std::byte>(preamble_bytes).first(preamble);
+      PEERGRAPH_FUZZ_CHECK(same_bytes(used.first(preamble), expected_preamble));
+      PEERGRAPH_FUZZ_CHECK(same_bytes(used.subspan(preamble), frame));
+      break;
+    }
     case wire::decode_event::accept:
       PEERGRAPH_FUZZ_CHECK(same_bytes(used, wire::encode_accept()));
       break;
@@ -145,7 +157,7 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_in_pieces(std::ui
         if (take != 0) {
           const auto skipped = stream.subspan(position, static_cast<std::size_t>(take));
           if (trace.empty() || trace.back().event != wire::decode_event::data_payload)
-            trace.push_back(fuzz::record{wire::decode_event::data_payload, 0, {}, {}, std::nullopt});
+            trace.push_back(fuzz::payload_record());
           trace.back().bytes.append(reinterpret_cast<const char*>(skipped.data()), skipped.size());
           position += static_cast<std::size_t>(take);
         }

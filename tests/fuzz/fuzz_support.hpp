@@ -8,6 +8,7 @@
 
 #include <peergraph/wire.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -164,6 +165,21 @@ inline expected<wire::decode_result, peer_error> checked_decode(wire::frame_deco
       PEERGRAPH_FUZZ_CHECK(!hello.expected_peer || !hello.expected_peer->empty());
     }
     break;
+  case wire::decode_event::membership: {
+    // Before the hello only (read, like a hello, in the same call as the preamble before it); the phase stays.
+    PEERGRAPH_FUZZ_CHECK(old_phase == wire::decoder_phase::preamble || old_phase == wire::decoder_phase::hello);
+    PEERGRAPH_FUZZ_CHECK(phase == wire::decoder_phase::hello);
+    PEERGRAPH_FUZZ_CHECK(result.frame_complete);
+    const wire::membership_message& m = decoder.membership();
+    const auto zero = [](const auto& bytes) {
+      return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+    };
+    PEERGRAPH_FUZZ_CHECK(m.step == wire::membership_step::challenge || m.step == wire::membership_step::answer ||
+                         m.step == wire::membership_step::proof);
+    PEERGRAPH_FUZZ_CHECK(m.step != wire::membership_step::challenge || zero(m.proof));
+    PEERGRAPH_FUZZ_CHECK(m.step != wire::membership_step::proof || zero(m.nonce));
+    break;
+  }
   case wire::decode_event::accept:
     PEERGRAPH_FUZZ_CHECK(old_phase == wire::decoder_phase::reply);
     PEERGRAPH_FUZZ_CHECK(phase == wire::decoder_phase::established);
@@ -227,9 +243,32 @@ struct record
   data_type type;                  // data_header
   std::string bytes;               // data_payload: the payload so far; refuse, close: the reason text
   std::optional<wire::hello_message> hello;
+  std::optional<wire::membership_message> membership;
 
   friend bool operator==(const record&, const record&) = default;
 };
+
+/// The frame the encoders make of a decoded membership message: the wire format has one encoding per message.
+inline std::array<std::byte, wire::membership_frame_size> encode_membership(const wire::membership_message& m)
+{
+  switch (m.step) {
+  case wire::membership_step::challenge:
+    return wire::encode_membership_challenge(m.nonce);
+  case wire::membership_step::answer:
+    return wire::encode_membership_answer(m.nonce, m.proof);
+  case wire::membership_step::proof:
+    break;
+  }
+  return wire::encode_membership_proof(m.proof);
+}
+
+/// An empty record of payload bytes, which the next pieces of the payload are appended to.
+inline record payload_record()
+{
+  record r;
+  r.event = wire::decode_event::data_payload;
+  return r;
+}
 
 /// Appends what `result` reports to `trace`, merging payload pieces.
 inline void append_record(std::vector<record>& trace, const wire::frame_decoder& decoder,
@@ -239,7 +278,7 @@ inline void append_record(std::vector<record>& trace, const wire::frame_decoder&
     return;
   if (result.event == wire::decode_event::data_payload) {
     if (trace.empty() || trace.back().event != wire::decode_event::data_payload)
-      trace.push_back(record{wire::decode_event::data_payload, 0, {}, {}, std::nullopt});
+      trace.push_back(payload_record());
     trace.back().bytes.append(reinterpret_cast<const char*>(result.payload.data()), result.payload.size());
     return;
   }
@@ -248,6 +287,9 @@ inline void append_record(std::vector<record>& trace, const wire::frame_decoder&
   switch (result.event) {
   case wire::decode_event::hello:
     r.hello = decoder.hello();
+    break;
+  case wire::decode_event::membership:
+    r.membership = decoder.membership();
     break;
   case wire::decode_event::refuse:
   case wire::decode_event::close:

@@ -105,6 +105,39 @@ bytes nil_data_header(std::uint64_t length)
   return header;
 }
 
+/// Membership frames of a closed graph, with recognisable challenge and proof bytes.
+std::array<std::byte, membership_nonce_size> filled(unsigned value)
+{
+  std::array<std::byte, membership_nonce_size> out{};
+  out.fill(static_cast<std::byte>(value));
+  return out;
+}
+
+bytes challenge()
+{
+  const auto frame = wire::encode_membership_challenge(filled(0x11));
+  return {frame.begin(), frame.end()};
+}
+
+bytes answer()
+{
+  const auto frame = wire::encode_membership_answer(filled(0x22), filled(0x33));
+  return {frame.begin(), frame.end()};
+}
+
+bytes proof()
+{
+  const auto frame = wire::encode_membership_proof(filled(0x44));
+  return {frame.begin(), frame.end()};
+}
+
+/// A hello frame without the preamble (what follows membership frames, which carry the preamble before them).
+bytes hello_frame(std::string_view graph, std::string_view peer)
+{
+  const bytes whole = hello(graph, peer);
+  return {whole.begin() + static_cast<std::ptrdiff_t>(wire::preamble_size), whole.end()};
+}
+
 const bytes preamble{std::byte{'P'}, std::byte{'G'}, std::byte{'R'}, std::byte{'F'}, std::byte{1}, {}, {}, {}};
 
 /// An identifier of 256 four-byte code points (U+1F600): the longest, 1,024 bytes.
@@ -162,6 +195,11 @@ void frame_decoder_seeds(writer& w)
                                         *wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
   w.put(t, "refuse_in_place_of_hello_unknown_reason",
         {config(0, 5, 2), *wire::encode_refusing_opening(static_cast<peer_errc>(9999), "newer")});
+  w.put(t, "membership_caller", {config(0, 4, 2), preamble, challenge(), proof(), hello_frame("chat", "alice"),
+                                  accept(), data(chat, "closed")});
+  w.put(t, "membership_acceptor", {config(0, 4, 1), preamble, answer(), hello_frame("chat", "bob"), accept()});
+  w.put(t, "membership_refused", {config(0, 5, 0), preamble, challenge(), refuse(peer_errc::not_authenticated)});
+  w.put(t, "membership_hello_without_proof", {config(0, 5, 3), preamble, challenge(), hello_frame("chat", "eve")});
   w.put(t, "hello_direct_no_preamble", {config(1, 5, 2), hello("chat", "alice", connection_kind::direct, "bob")});
   w.put(t, "hello_longest_ids", {config(0, 5, 2), preamble,
                                  hello(longest, longest, connection_kind::neighbor, longest)});
@@ -198,6 +236,10 @@ void handshake_seeds(writer& w)
   w.put(t, "hello_refuse_unknown_reason", {h, refuse(static_cast<peer_errc>(100000), "x")});
   w.put(t, "hello_refuse_then_more", {h, refuse(peer_errc::limit_exceeded), accept()});
   w.put(t, "refuse_in_place_of_hello", {*wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
+  w.put(t, "membership_caller", {preamble, challenge(), proof(), hello_frame("chat", "alice"), accept()});
+  w.put(t, "membership_acceptor", {preamble, answer(), hello_frame("chat", "bob"), accept(), ping(1)});
+  w.put(t, "membership_then_refuse", {preamble, answer(), refuse(peer_errc::not_authenticated)});
+  w.put(t, "membership_twice", {preamble, answer(), answer()});
   w.put(t, "hello_truncated", {std::span<const std::byte>(h).first(h.size() - 3)});
   w.put(t, "hello_trailing_garbage", {h, text("garbage")});
   w.put(t, "preamble_only", {preamble});
@@ -225,6 +267,8 @@ void connection_seeds(writer& w)
                                        accept()});
   w.put(t, "raw_hello_then_reset", {op(0, 2), h});
   w.put(t, "raw_half_hello_silent", {op(0, 3), std::span<const std::byte>(h).first(20)});
+  w.put(t, "raw_membership_challenge", {op(0), preamble, challenge(), proof(), hello_frame("fuzz-graph", "raw-client"),
+                                         accept(), data(chat, "x")});
   w.put(t, "raw_garbage", {op(0), text("GET / HTTP/1.1\r\nHost: x\r\n\r\n")});
   w.put(t, "preamble_then_hello_frame", {op(1), std::span(h).subspan(8), accept(), data(file, "payload")});
   w.put(t, "hello_then_accept", {op(2, 0, 1), accept(), ping(77), data(chat, "a")});

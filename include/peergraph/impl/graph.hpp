@@ -25,6 +25,7 @@
 #include <asio/strand.hpp>
 
 #include <algorithm>
+#include <array>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -405,9 +406,11 @@ private:
     pending_.erase(id.value());
     --pending_incoming_;
     if (!result) {
-      // A node that never said who it is gets no event: there is nothing to report about it. Incoming failures are
-      // the one kind of event a stranger can cause at will, so they are reported only while the queue has room.
-      if (attempt->remote_node && !closed_) {
+      // A node that never said who it is gets no event, unless it failed to prove membership of a closed graph
+      // (the event then names no one). Incoming failures are the one kind of event a stranger can cause at will,
+      // so they are reported only while the queue has room.
+      const bool failed_proof = result.error() == peer_errc::not_authenticated;
+      if ((attempt->remote_node || failed_proof) && !closed_) {
         graph_event failed{connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
                                               attempt->remote_node, result.error()}};
         if (filter_.matches(failed))
@@ -420,7 +423,8 @@ private:
 
   /// The handshake of docs/wire.md, from either side. The connecting side sends its hello first; the accepting side
   /// answers with its own hello only after a valid hello from a member of its graph arrived, so it reveals nothing
-  /// to a node that says nothing or does not belong.
+  /// to a node that says nothing or does not belong. In a closed graph the membership exchange comes first, so
+  /// neither side says who it is before the other proved membership.
   asio::awaitable<expected<handshake_result, peer_error>> handshake(std::shared_ptr<pending> attempt_ptr,
                                                                      connection_id id, bool initiator,
                                                                      std::optional<peer_id> expected_peer)
@@ -429,6 +433,7 @@ private:
     pending& attempt = *attempt_ptr;
     arm_deadline(attempt_ptr, properties_.handshake_timeout);
     handshake_result state{wire::frame_decoder(properties_.max_frame_size), std::vector<std::byte>(4096)};
+    bool preamble_sent = false;
     auto fail = [&](peer_error error) -> expected<handshake_result, peer_error> {
       attempt.deadline.cancel();
       std::error_code ignored;
@@ -440,13 +445,23 @@ private:
       return unexpected(error);
     };
 
+    if (properties_.membership) {
+      auto proved = co_await prove_membership(attempt.socket, state, initiator);
+      preamble_sent = true;
+      if (!proved)
+        co_return fail(proved.error());
+    }
     if (initiator) {
-      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, expected_peer); !sent)
+      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, expected_peer, preamble_sent); !sent)
         co_return fail(sent.error());
     }
     auto hello = co_await read_until(attempt.socket, state, wire::decode_event::hello);
-    if (!hello)
+    if (!hello) {
+      // An open graph's acceptor met a caller that began a membership exchange.
+      if (!initiator && hello.error() == peer_errc::not_authenticated)
+        co_await send_refuse(attempt.socket, peer_errc::not_authenticated, preamble_sent);
       co_return fail(hello.error());
+    }
     wire::hello_message remote = std::move(state.decoder.hello());
     attempt.remote_peer = remote.peer;
     attempt.remote_node = remote.node;
@@ -455,19 +470,16 @@ private:
       // A caller that does not belong here (another graph, or looking for another peer) learns only the reason,
       // not who this node is: the refuse goes in place of this side's hello.
       if (const peer_errc stranger = check_caller(remote); stranger != peer_errc{}) {
-        if (auto refuse = wire::encode_refusing_opening(stranger))
-          co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none,
-                              asio_compat::use_awaitable_tuple);
+        co_await send_refuse(attempt.socket, stranger, preamble_sent);
         co_return fail(peer_error(stranger));
       }
-      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, std::nullopt); !sent)
+      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, std::nullopt, preamble_sent); !sent)
         co_return fail(sent.error());
     }
 
     const peer_errc verdict = check_hello(remote, id, initiator, attempt.kind, expected_peer);
     if (verdict != peer_errc{}) {
-      if (auto refuse = wire::encode_refuse(verdict))
-        co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none, asio_compat::use_awaitable_tuple);
+      co_await send_refuse(attempt.socket, verdict, /*preamble_sent=*/true);
       co_return fail(peer_error(verdict));
     }
     attempt.holds_slot = true;
@@ -492,21 +504,97 @@ private:
     co_return std::move(state);
   }
 
+  /// The membership exchange of a closed graph (docs/wire.md, "Membership proof"): each side sends its preamble
+  /// and a fresh challenge, each proves membership over both challenges, and the acceptor proves first, so a caller
+  /// never says who it is to a node that is not a member. A proof that does not verify is refused with
+  /// not_authenticated. Yields not_authenticated too when the remote node skips the exchange (an open graph's node).
+  asio::awaitable<expected<void, peer_error>> prove_membership(socket_type& socket, handshake_result& state,
+                                                               bool initiator)
+  {
+    const membership_authenticator& credentials = *properties_.membership;
+    const auto preamble = wire::encode_preamble();
+    std::array<std::byte, membership_nonce_size> own_nonce{};
+    std::array<std::byte, membership_proof_size> proof{};
+    if (auto made = credentials.make_nonce(own_nonce); !made)
+      co_return unexpected(made.error());
+
+    if (initiator) {
+      const auto challenge = wire::encode_membership_challenge(own_nonce);
+      const std::array<asio::const_buffer, 2> opening{asio::buffer(preamble), asio::buffer(challenge)};
+      if (auto sent = co_await async_send(socket, opening); !sent)
+        co_return unexpected(sent.error());
+      if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got)
+        co_return unexpected(got.error());
+      const wire::membership_message& answer = state.decoder.membership();
+      if (answer.step != wire::membership_step::answer) {
+        co_await send_refuse(socket, peer_errc::protocol_error, /*preamble_sent=*/true);
+        co_return unexpected(peer_error(peer_errc::protocol_error));
+      }
+      if (!credentials.verify(membership_role::acceptor, own_nonce, answer.nonce, answer.proof)) {
+        co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/true);
+        co_return unexpected(peer_error(peer_errc::not_authenticated));
+      }
+      if (auto made = credentials.prove(membership_role::caller, own_nonce, answer.nonce, proof); !made)
+        co_return unexpected(made.error());
+      const auto proof_frame = wire::encode_membership_proof(proof);
+      if (auto sent = co_await async_send(socket, asio::buffer(proof_frame)); !sent)
+        co_return unexpected(sent.error());
+      co_return expected<void, peer_error>{};
+    }
+
+    if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got) {
+      if (got.error() == peer_errc::not_authenticated) // a hello without a membership proof
+        co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/false);
+      co_return unexpected(got.error());
+    }
+    const wire::membership_message challenge = state.decoder.membership();
+    if (challenge.step != wire::membership_step::challenge) {
+      co_await send_refuse(socket, peer_errc::protocol_error, /*preamble_sent=*/false);
+      co_return unexpected(peer_error(peer_errc::protocol_error));
+    }
+    if (auto made = credentials.prove(membership_role::acceptor, challenge.nonce, own_nonce, proof); !made)
+      co_return unexpected(made.error());
+    const auto answer = wire::encode_membership_answer(own_nonce, proof);
+    const std::array<asio::const_buffer, 2> opening{asio::buffer(preamble), asio::buffer(answer)};
+    if (auto sent = co_await async_send(socket, opening); !sent)
+      co_return unexpected(sent.error());
+    // The decoder lets only the caller's proof (or a refuse) follow its challenge.
+    if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got)
+      co_return unexpected(got.error());
+    if (!credentials.verify(membership_role::caller, challenge.nonce, own_nonce, state.decoder.membership().proof)) {
+      co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/true);
+      co_return unexpected(peer_error(peer_errc::not_authenticated));
+    }
+    co_return expected<void, peer_error>{};
+  }
+
+  /// Sends this side's hello, after its preamble unless the membership exchange already sent that.
   asio::awaitable<expected<void, peer_error>> send_hello(socket_type& socket, connection_kind kind,
-                                                          const std::optional<peer_id>& expected_peer)
+                                                          const std::optional<peer_id>& expected_peer,
+                                                          bool preamble_sent)
   {
     auto hello =
         wire::encode_hello(wire::hello_message{kind, properties_.graph, properties_.peer, node_, expected_peer});
     if (!hello)
       co_return unexpected(hello.error());
-    auto sent = co_await async_send(socket, asio::buffer(*hello));
+    auto sent = co_await async_send(socket, asio::buffer(*hello) + (preamble_sent ? wire::preamble_size : 0));
     if (!sent)
       co_return unexpected(sent.error());
     co_return expected<void, peer_error>{};
   }
 
-  /// Reads until the decoder reports `wanted` (hello or accept). A refuse yields its reason; the end of the stream
-  /// during a handshake is connection_failed.
+  /// Tells the remote why the handshake ends, best effort (it may be gone already): a refuse frame, after this
+  /// side's preamble when nothing was sent yet (a refuse in place of the hello, which introduces nothing).
+  asio::awaitable<void> send_refuse(socket_type& socket, peer_errc reason, bool preamble_sent)
+  {
+    auto refuse = preamble_sent ? wire::encode_refuse(reason) : wire::encode_refusing_opening(reason);
+    if (refuse)
+      co_await async_send(socket, asio::buffer(*refuse), send_flags::none, asio_compat::use_awaitable_tuple);
+  }
+
+  /// Reads until the decoder reports `wanted` (membership, hello or accept). A refuse yields its reason; a hello
+  /// where a membership frame belongs, or the reverse, is not_authenticated (the two sides disagree on whether the
+  /// graph is closed); the end of the stream during a handshake is connection_failed.
   asio::awaitable<expected<void, peer_error>> read_until(socket_type& socket, handshake_result& state,
                                                           wire::decode_event wanted)
   {
@@ -521,8 +609,11 @@ private:
           co_return expected<void, peer_error>{};
         if (r->event == wire::decode_event::refuse)
           co_return unexpected(peer_error(state.decoder.reason().code));
-        if (r->event != wire::decode_event::need_more)
-          co_return unexpected(peer_error(peer_errc::protocol_error));
+        if (r->event == wire::decode_event::need_more)
+          continue;
+        if (r->event == wire::decode_event::membership || r->event == wire::decode_event::hello)
+          co_return unexpected(peer_error(peer_errc::not_authenticated)); // one graph closed, the other open
+        co_return unexpected(peer_error(peer_errc::protocol_error));
       }
       state.begin = state.end = 0;
       auto [ec, n] = co_await socket.async_read_some(asio::buffer(state.buffer), asio_compat::use_awaitable_tuple);
