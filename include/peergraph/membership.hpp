@@ -26,7 +26,7 @@ enum class membership_role : std::uint8_t
   acceptor = 2, ///< the node that accepted it (listen)
 };
 
-/// Size of each side's random challenge in the membership exchange (docs/wire.md, "Membership proof").
+/// Size of each side's random challenge in the membership exchange (docs/wire.md, "Closed graphs").
 inline constexpr std::size_t membership_nonce_size = 32;
 /// Size of a membership proof.
 inline constexpr std::size_t membership_proof_size = 32;

@@ -71,7 +71,7 @@ enum class frame_kind : std::uint8_t
   membership = 0x13, ///< handshake, closed graphs: a membership challenge or proof, before the hello
 };
 
-/// Which message of the membership exchange a membership frame carries (docs/wire.md, "Membership proof").
+/// Which message of the membership exchange a membership frame carries (docs/wire.md, "Closed graphs").
 enum class membership_step : std::uint8_t
 {
   challenge = 1, ///< caller to acceptor: the caller's challenge

@@ -504,7 +504,7 @@ private:
     co_return std::move(state);
   }
 
-  /// The membership exchange of a closed graph (docs/wire.md, "Membership proof"): each side sends its preamble
+  /// The membership exchange of a closed graph (docs/wire.md, "Closed graphs"): each side sends its preamble
   /// and a fresh challenge, each proves membership over both challenges, and the acceptor proves first, so a caller
   /// never says who it is to a node that is not a member. A proof that does not verify is refused with
   /// not_authenticated. Yields not_authenticated too when the remote node skips the exchange (an open graph's node).
