@@ -1,7 +1,8 @@
 //
 // peergraph.hpp
 // ~~~~~~~~~~~~~
-// Umbrella header: every public header of peergraph except <peergraph/psk.hpp>, which needs OpenSSL.
+// Umbrella header: every public header of peergraph except <peergraph/psk.hpp> and <peergraph/tls.hpp>, which need
+// OpenSSL.
 //
 #pragma once
 
@@ -13,5 +14,6 @@
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
 #include <peergraph/send.hpp>
+#include <peergraph/transport_security.hpp>
 #include <peergraph/use_expected.hpp>
 #include <peergraph/wire.hpp>

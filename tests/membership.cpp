@@ -46,6 +46,8 @@ using peergraph::test::any_v4;
 using peergraph::test::bytes_of;
 using peergraph::test::connect_link;
 using peergraph::test::exchange;
+using peergraph::test::expect_refused_both_ways;
+using peergraph::test::expect_unauthenticated_failure;
 using peergraph::test::hello_of;
 using peergraph::test::listening;
 using peergraph::test::node;
@@ -53,6 +55,7 @@ using peergraph::test::pause;
 using peergraph::test::pid;
 using peergraph::test::props;
 using peergraph::test::raw_peer;
+using peergraph::test::saw_connection_or_data;
 using peergraph::test::use_tuple;
 using tcp = asio::ip::tcp;
 namespace wire = peergraph::wire;
@@ -80,26 +83,6 @@ peergraph::graph_properties member(std::string_view peer,
   auto p = props(peer);
   p.membership = std::move(key);
   return p;
-}
-
-/// Checks that `n` reports a failed connection whose remote never proved membership, naming no one.
-asio::awaitable<void> expect_unauthenticated_failure(node& n)
-{
-  auto failure = co_await n.changed([](const connection_changed& c) {
-    return c.status == connection_status::failed && c.reason == peer_errc::not_authenticated;
-  });
-  REQUIRE_MESSAGE(failure.has_value(), "no failed event with not_authenticated");
-  CHECK(failure->remote_peer.empty());
-  CHECK(!failure->remote_node);
-}
-
-/// Whether `n` reported anything about a connected peer or any incoming data.
-bool saw_connection_or_data(node& n)
-{
-  return n.count([](const graph_event& e) {
-    const auto* c = std::get_if<connection_changed>(&e);
-    return std::holds_alternative<incoming_data>(e) || (c != nullptr && c->status == connection_status::connected);
-  }) != 0;
 }
 
 /// Sends the preamble and a membership frame.
@@ -191,27 +174,13 @@ CO_TEST_CASE("a node of the graph without its key: not_authenticated on both sid
   node b(ctx, member("bob"));
   const auto where = co_await listening(b);
   node outsider(ctx, props("mallory"));
-  auto r = co_await outsider->connect(where);
-  REQUIRE_FALSE(r.has_value());
-  CHECK(r.error() == peer_errc::not_authenticated);
-  auto on_outsider = co_await outsider.changed([](const connection_changed& c) {
-    return c.status == connection_status::failed;
-  });
-  REQUIRE(on_outsider.has_value());
-  CHECK(on_outsider->reason == peer_errc::not_authenticated);
-  CHECK(on_outsider->remote_peer.empty()); // it never learned who it called
-  CHECK(!on_outsider->remote_node);
-  co_await expect_unauthenticated_failure(b); // and the member reports the attempt without naming anyone
+  // Neither learns who the other is: every failed event names no one.
+  co_await expect_refused_both_ways(outsider, b, where);
 
   // The outsider listens; a member calling it gives nothing away either.
   const auto outsider_at = co_await listening(outsider);
   node c(ctx, member("carol"));
-  auto r2 = co_await c->connect(outsider_at);
-  REQUIRE_FALSE(r2.has_value());
-  CHECK(r2.error() == peer_errc::not_authenticated);
-  co_await expect_unauthenticated_failure(outsider);
-  CHECK_FALSE(saw_connection_or_data(outsider));
-  CHECK_FALSE(saw_connection_or_data(b));
+  co_await expect_refused_both_ways(c, outsider, outsider_at);
   auto listed = co_await b->connections();
   REQUIRE(listed.has_value());
   CHECK(listed->empty());
@@ -224,18 +193,8 @@ CO_TEST_CASE("nodes holding different keys refuse each other with not_authentica
   node m(ctx, member("mallory", other_key()));
   const auto m_at = co_await listening(m);
 
-  auto r = co_await m->connect(b_at);
-  REQUIRE_FALSE(r.has_value());
-  CHECK(r.error() == peer_errc::not_authenticated);
-  co_await expect_unauthenticated_failure(b);
-
-  auto r2 = co_await b->connect(m_at);
-  REQUIRE_FALSE(r2.has_value());
-  CHECK(r2.error() == peer_errc::not_authenticated);
-  co_await expect_unauthenticated_failure(m);
-
-  CHECK_FALSE(saw_connection_or_data(b));
-  CHECK_FALSE(saw_connection_or_data(m));
+  co_await expect_refused_both_ways(m, b, b_at);
+  co_await expect_refused_both_ways(b, m, m_at);
   // Neither learned a peer id: every event either node logged names no one.
   for (node* n : {&b, &m})
     CHECK(n->count([](const graph_event& e) {
@@ -354,12 +313,7 @@ CO_TEST_CASE("an open node and a closed node refuse each other with not_authenti
   node open_node(ctx, props("olivia"));
   const auto open_at = co_await listening(open_node);
   node closed_node(ctx, member("cedric"));
-  auto r = co_await closed_node->connect(open_at);
-  REQUIRE_FALSE(r.has_value());
-  CHECK(r.error() == peer_errc::not_authenticated);
-  co_await expect_unauthenticated_failure(open_node);
-  CHECK_FALSE(saw_connection_or_data(open_node));
-  CHECK_FALSE(saw_connection_or_data(closed_node));
+  co_await expect_refused_both_ways(closed_node, open_node, open_at);
 
   // And a member of the closed graph is unharmed: it still takes members.
   const auto closed_at = co_await listening(closed_node);

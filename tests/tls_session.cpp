@@ -19,9 +19,9 @@
 
 namespace {
 
+using peergraph::membership_role;
 using peergraph::peer_errc;
 using peergraph::detail::tls_context;
-using peergraph::detail::tls_progress;
 using peergraph::detail::tls_session;
 using peergraph::test::make_ca;
 using peergraph::test::make_node;
@@ -58,7 +58,7 @@ handshake_outcome run_handshake(tls_session& client, tls_session& server)
     if (!r)
       error = r.error().code();
     else
-      done = *r == tls_progress::done;
+      done = *r == peergraph::secure_progress::done;
   };
   for (int round = 0; round < 10; ++round) {
     step(client, to_client, to_server, outcome.client_done, outcome.client_error);
@@ -95,7 +95,7 @@ bytes text(std::string_view s)
 struct session_pair
 {
   session_pair(const pem_identity& ca, const pem_identity& a, const pem_identity& b)
-      : client(context_for(ca, a), tls_session::role::client), server(context_for(ca, b), tls_session::role::server)
+      : client(context_for(ca, a), membership_role::caller), server(context_for(ca, b), membership_role::acceptor)
   {
     const auto outcome = run_handshake(client, server);
     REQUIRE(outcome.client_done);
@@ -115,8 +115,8 @@ TEST_CASE("two nodes with certificates of the graph's CA complete a TLS 1.3 hand
   session_pair pair(ca, make_node("alice", ca), make_node("bob", ca));
   CHECK(pair.client.version() == TLS1_3_VERSION);
   CHECK(pair.server.version() == TLS1_3_VERSION);
-  CHECK(pair.client.peer_common_name() == "bob");
-  CHECK(pair.server.peer_common_name() == "alice");
+  CHECK(pair.client.peer_name() == "bob");
+  CHECK(pair.server.peer_name() == "alice");
 }
 
 TEST_CASE("application data crosses in order, whatever the buffers and however the ciphertext is cut")
@@ -167,8 +167,8 @@ TEST_CASE("a certificate of another CA is refused: not_authenticated on both sid
   const auto other_ca = make_ca("another CA");
   SUBCASE("the caller's certificate")
   {
-    tls_session client(context_for(other_ca, make_node("mallory", other_ca)), tls_session::role::client);
-    tls_session server(context_for(ca, make_node("bob", ca)), tls_session::role::server);
+    tls_session client(context_for(other_ca, make_node("mallory", other_ca)), membership_role::caller);
+    tls_session server(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
     const auto outcome = run_handshake(client, server);
     CHECK(outcome.client_error == peer_errc::not_authenticated);
     CHECK(outcome.server_error == peer_errc::not_authenticated);
@@ -176,8 +176,8 @@ TEST_CASE("a certificate of another CA is refused: not_authenticated on both sid
   }
   SUBCASE("the acceptor's certificate")
   {
-    tls_session client(context_for(ca, make_node("alice", ca)), tls_session::role::client);
-    tls_session server(context_for(other_ca, make_node("mallory", other_ca)), tls_session::role::server);
+    tls_session client(context_for(ca, make_node("alice", ca)), membership_role::caller);
+    tls_session server(context_for(other_ca, make_node("mallory", other_ca)), membership_role::acceptor);
     const auto outcome = run_handshake(client, server);
     CHECK(outcome.client_error == peer_errc::not_authenticated);
     CHECK(outcome.server_error == peer_errc::not_authenticated);
@@ -186,8 +186,8 @@ TEST_CASE("a certificate of another CA is refused: not_authenticated on both sid
   SUBCASE("a certificate the node signed itself, with the graph CA's name")
   {
     const auto fake_ca = make_ca("test graph CA"); // same name, other key
-    tls_session client(context_for(fake_ca, make_node("mallory", fake_ca)), tls_session::role::client);
-    tls_session server(context_for(ca, make_node("bob", ca)), tls_session::role::server);
+    tls_session client(context_for(fake_ca, make_node("mallory", fake_ca)), membership_role::caller);
+    tls_session server(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
     const auto outcome = run_handshake(client, server);
     CHECK(outcome.server_error == peer_errc::not_authenticated);
     CHECK(outcome.client_error == peer_errc::not_authenticated);
@@ -200,8 +200,8 @@ TEST_CASE("an expired or not yet valid certificate is refused with not_authentic
   const auto expired = make_node("old", ca, -10, -1);
   const auto future = make_node("early", ca, 1, 10);
   for (const auto* identity : {&expired, &future}) {
-    tls_session client(context_for(ca, *identity), tls_session::role::client);
-    tls_session server(context_for(ca, make_node("bob", ca)), tls_session::role::server);
+    tls_session client(context_for(ca, *identity), membership_role::caller);
+    tls_session server(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
     const auto outcome = run_handshake(client, server);
     CHECK(outcome.server_error == peer_errc::not_authenticated);
     CHECK(outcome.client_error == peer_errc::not_authenticated);
@@ -211,8 +211,8 @@ TEST_CASE("an expired or not yet valid certificate is refused with not_authentic
 TEST_CASE("a client without a certificate, or one that speaks only TLS 1.2, does not get in")
 {
   const auto ca = make_ca("test graph CA");
-  tls_session server_a(context_for(ca, make_node("bob", ca)), tls_session::role::server);
-  tls_session server_b(context_for(ca, make_node("bob", ca)), tls_session::role::server);
+  tls_session server_a(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
+  tls_session server_b(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
 
   // Drives a client made directly with OpenSSL against `server` for a few rounds; returns the server's error.
   const auto against = [](tls_session& server, SSL_CTX* ctx) -> std::optional<peer_errc> {
@@ -267,7 +267,7 @@ TEST_CASE("a tampered record, or garbage in place of a handshake, fails with pro
   // A failed session stays failed.
   CHECK(pair.server.decrypt({}, plaintext, replies).error() == peer_errc::protocol_error);
 
-  tls_session server(context_for(ca, make_node("bob", ca)), tls_session::role::server);
+  tls_session server(context_for(ca, make_node("bob", ca)), membership_role::acceptor);
   bytes out;
   const bytes garbage = text("GET / HTTP/1.1\r\nHost: peergraph\r\n\r\n");
   auto h = server.handshake(garbage, out);

@@ -15,6 +15,7 @@
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
 #include <peergraph/send.hpp>
+#include <peergraph/transport_security.hpp>
 #include <peergraph/use_expected.hpp>
 
 #include <asio/any_io_executor.hpp>
@@ -79,6 +80,14 @@ struct graph_properties
   /// default): an open graph, which any node that knows the graph id may join. Nodes of one graph all set it, or
   /// none does: an open node and a closed node refuse each other with not_authenticated.
   std::shared_ptr<const membership_authenticator> membership;
+  /// A secure channel under every connection (e.g. tls_credentials::make from <peergraph/tls.hpp>: TLS 1.3, both
+  /// nodes authenticated by certificates of the graph's CA). The channel's handshake comes first, so a node without
+  /// accepted credentials learns no peer id and cannot send data: its connection fails with not_authenticated on both
+  /// sides. A node's hello must announce the peer id its credentials name. Everything after the handshake is
+  /// encrypted; payloads are then copied into the encrypted records, so sends are no longer zero-copy, and sends
+  /// already queued when a connection closes still go out (within close_linger) ahead of the close frame. Null (the
+  /// default): plain TCP. Nodes of one graph all set it, or none does.
+  std::shared_ptr<const transport_security> tls;
 
   /// Checks every field: invalid_argument with nothing changed when one is out of range.
   [[nodiscard]] expected<void, peer_error> validate() const

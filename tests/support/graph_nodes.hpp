@@ -199,6 +199,40 @@ inline asio::awaitable<void> exchange(node& a, node& b, const node_link& l, std:
   CHECK(text_of(got_back->payload) == back);
 }
 
+/// Checks that `n` reports a failed connection with not_authenticated that names no one: a node that did not prove
+/// it belongs (closed graphs, TLS) is never reported under the peer id it claimed.
+inline asio::awaitable<void> expect_unauthenticated_failure(node& n)
+{
+  auto failure = co_await n.changed([](const connection_changed& c) {
+    return c.status == connection_status::failed && c.reason == peer_errc::not_authenticated;
+  });
+  REQUIRE_MESSAGE(failure.has_value(), "no failed event with not_authenticated");
+  CHECK(failure->remote_peer.empty());
+  CHECK(!failure->remote_node);
+}
+
+/// Whether `n` reported a connected peer or any incoming data.
+inline bool saw_connection_or_data(node& n)
+{
+  return n.count([](const graph_event& e) {
+    const auto* c = std::get_if<connection_changed>(&e);
+    return std::holds_alternative<incoming_data>(e) || (c != nullptr && c->status == connection_status::connected);
+  }) != 0;
+}
+
+/// Connects `caller` to `acceptor` (listening at `where`) and checks that both sides fail with not_authenticated
+/// and neither learns anything of the other.
+inline asio::awaitable<void> expect_refused_both_ways(node& caller, node& acceptor, const tcp::endpoint& where)
+{
+  auto r = co_await caller->connect(where);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == peer_errc::not_authenticated);
+  co_await expect_unauthenticated_failure(caller);
+  co_await expect_unauthenticated_failure(acceptor);
+  CHECK_FALSE(saw_connection_or_data(caller));
+  CHECK_FALSE(saw_connection_or_data(acceptor));
+}
+
 // ---- a raw peer speaking the wire protocol by hand -------------------------------------------------------------
 
 inline wire::hello_message hello_of(std::string_view peer, std::string_view graph = "test-graph",

@@ -13,6 +13,7 @@
 #include <peergraph/config.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/expected.hpp>
+#include <peergraph/transport_security.hpp>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -140,25 +141,13 @@ private:
   std::unique_ptr<SSL_CTX, ssl_ctx_deleter> ctx_;
 };
 
-/// Where a handshake stands after a step.
-enum class tls_progress : unsigned char
-{
-  need_more, ///< send what the step produced, then feed the peer's next bytes
-  done,      ///< the handshake completed and the peer's certificate verified; send what the step produced
-};
-
-/// One TLS 1.3 connection, without I/O. Every call appends the bytes to send to the peer to `out`, which the caller
-/// sends in order, even when the call fails (a failed handshake produces the alert that tells the peer why).
-class tls_session
+/// One TLS 1.3 connection, without I/O: the caller (membership_role::caller) is the TLS client. Every call appends
+/// the bytes to send to the peer to `out`, which the caller sends in order, even when the call fails (a failed
+/// handshake produces the alert that tells the peer why).
+class tls_session final : public secure_session
 {
 public:
-  enum class role : unsigned char
-  {
-    client, ///< the side that opened the TCP connection
-    server, ///< the side that accepted it
-  };
-
-  tls_session(std::shared_ptr<const tls_context> context, role side) : context_(std::move(context))
+  tls_session(std::shared_ptr<const tls_context> context, membership_role side) : context_(std::move(context))
   {
     ssl_.reset(SSL_new(context_->native()));
     if (!ssl_)
@@ -174,7 +163,7 @@ public:
     SSL_set_bio(ssl_.get(), in, out); // the SSL owns both from here
     in_ = in;
     out_ = out;
-    if (side == role::client)
+    if (side == membership_role::caller)
       SSL_set_connect_state(ssl_.get());
     else
       SSL_set_accept_state(ssl_.get());
@@ -186,7 +175,8 @@ public:
   /// One handshake step: takes the peer's bytes (possibly none, for the client's first step).
   /// @return need_more or done; or not_authenticated when the peer's certificate is missing or does not chain to
   /// the graph's CA (or the peer refused ours), protocol_error for anything else that is not TLS 1.3.
-  [[nodiscard]] expected<tls_progress, peer_error> handshake(std::span<const std::byte> in, std::vector<std::byte>& out)
+  [[nodiscard]] expected<secure_progress, peer_error> handshake(std::span<const std::byte> in,
+                                                                std::vector<std::byte>& out) override
   {
     if (!valid() || failed_)
       return unexpected(peer_error(failed_ ? error_ : peer_errc::out_of_memory));
@@ -195,16 +185,16 @@ public:
     const int r = SSL_do_handshake(ssl_.get());
     drain(out);
     if (r == 1)
-      return tls_progress::done;
+      return secure_progress::done;
     const int reason = SSL_get_error(ssl_.get(), r);
     if (reason == SSL_ERROR_WANT_READ)
-      return tls_progress::need_more;
+      return secure_progress::need_more;
     return fail(handshake_error());
   }
 
   /// Encrypts `buffers`, in order, as application data.
   [[nodiscard]] expected<void, peer_error> encrypt(std::span<const std::span<const std::byte>> buffers,
-                                                   std::vector<std::byte>& out)
+                                                   std::vector<std::byte>& out) override
   {
     if (!valid() || failed_)
       return unexpected(peer_error(failed_ ? error_ : peer_errc::out_of_memory));
@@ -227,7 +217,7 @@ public:
   /// @return whether the peer closed the TLS connection (its close_notify arrived); protocol_error for a record
   /// that does not authenticate or does not parse.
   [[nodiscard]] expected<bool, peer_error> decrypt(std::span<const std::byte> in, std::vector<std::byte>& plaintext,
-                                                   std::vector<std::byte>& out)
+                                                   std::vector<std::byte>& out) override
   {
     if (!valid() || failed_)
       return unexpected(peer_error(failed_ ? error_ : peer_errc::out_of_memory));
@@ -254,7 +244,7 @@ public:
   }
 
   /// Starts closing: appends the closing alert (close_notify).
-  void close(std::vector<std::byte>& out)
+  void close(std::vector<std::byte>& out) override
   {
     if (!valid() || failed_)
       return;
@@ -264,7 +254,7 @@ public:
   }
 
   /// The peer certificate's subject common name, after a completed handshake; empty when it has none.
-  [[nodiscard]] std::string peer_common_name() const
+  [[nodiscard]] std::string peer_name() const override
   {
     X509* peer = valid() ? SSL_get0_peer_certificate(ssl_.get()) : nullptr;
     if (peer == nullptr)

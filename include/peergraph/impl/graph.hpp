@@ -13,6 +13,7 @@
 #include <peergraph/wire.hpp>
 
 #include <asio/basic_socket_acceptor.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/basic_stream_socket.hpp>
 #include <asio/basic_waitable_timer.hpp>
 #include <asio/co_spawn.hpp>
@@ -126,9 +127,10 @@ public:
   struct connection
   {
     connection(connection_id id_, connection_kind kind_, peer_id peer, node_id node, asio::ip::tcp::endpoint address,
-               socket_type&& socket_)
+               socket_type&& socket_, std::unique_ptr<secure_session> session_)
         : id(id_), kind(kind_), remote_peer(std::move(peer)), remote_node(node), remote_address(address),
-          socket(std::move(socket_)), linger(socket.get_executor()), keepalive(socket.get_executor())
+          socket(std::move(socket_)), session(std::move(session_)), linger(socket.get_executor()),
+          keepalive(socket.get_executor())
     {
     }
 
@@ -138,6 +140,7 @@ public:
     node_id remote_node;
     asio::ip::tcp::endpoint remote_address;
     socket_type socket;
+    std::unique_ptr<secure_session> session; // graph_properties::tls: every byte passes through it
     timer_type linger;     // bounds how long a closing connection may take to say goodbye (close_linger)
     timer_type keepalive;  // pings a quiet remote, and gives up on one that stays silent
     bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
@@ -307,6 +310,7 @@ private:
   {
     pending(const context_type& context, connection_kind kind_) : socket(context), deadline(context), kind(kind_) {}
     socket_type socket;
+    std::unique_ptr<secure_session> session; // graph_properties::tls, from the start of the handshake
     timer_type deadline;
     connection_kind kind; // for an incoming connection: what the remote's hello asked for
     bool timed_out = false;
@@ -445,24 +449,39 @@ private:
       return unexpected(error);
     };
 
+    if (properties_.tls) {
+      auto secured = co_await secure_channel(attempt, state, initiator);
+      if (!secured)
+        co_return fail(secured.error());
+    }
     if (properties_.membership) {
-      auto proved = co_await prove_membership(attempt.socket, state, initiator);
+      auto proved = co_await prove_membership(attempt, state, initiator);
       preamble_sent = true;
       if (!proved)
         co_return fail(proved.error());
     }
     if (initiator) {
-      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, expected_peer, preamble_sent); !sent)
+      if (auto sent = co_await send_hello(attempt, attempt.kind, expected_peer, preamble_sent); !sent)
         co_return fail(sent.error());
+      preamble_sent = true;
     }
-    auto hello = co_await read_until(attempt.socket, state, wire::decode_event::hello);
+    auto hello = co_await read_until(attempt, state, wire::decode_event::hello);
     if (!hello) {
-      // An open graph's acceptor met a caller that began a membership exchange.
-      if (!initiator && hello.error() == peer_errc::not_authenticated)
-        co_await send_refuse(attempt.socket, peer_errc::not_authenticated, preamble_sent);
+      // An open graph's acceptor met a caller that began a membership exchange, or a secure channel.
+      const bool secure_caller = !attempt.session && hello.error() == peer_errc::protocol_error &&
+                                 starts_like_tls(std::span<const std::byte>(state.buffer).first(state.end));
+      if (!initiator && (hello.error() == peer_errc::not_authenticated || secure_caller)) {
+        co_await send_refuse(attempt, peer_errc::not_authenticated, preamble_sent);
+        co_return fail(peer_error(peer_errc::not_authenticated));
+      }
       co_return fail(hello.error());
     }
     wire::hello_message remote = std::move(state.decoder.hello());
+    // On a secure channel a node speaks only under the peer id its credentials name.
+    if (attempt.session && remote.peer.view() != attempt.session->peer_name()) {
+      co_await send_refuse(attempt, peer_errc::not_authenticated, preamble_sent);
+      co_return fail(peer_error(peer_errc::not_authenticated));
+    }
     attempt.remote_peer = remote.peer;
     attempt.remote_node = remote.node;
     if (!initiator) {
@@ -470,26 +489,26 @@ private:
       // A caller that does not belong here (another graph, or looking for another peer) learns only the reason,
       // not who this node is: the refuse goes in place of this side's hello.
       if (const peer_errc stranger = check_caller(remote); stranger != peer_errc{}) {
-        co_await send_refuse(attempt.socket, stranger, preamble_sent);
+        co_await send_refuse(attempt, stranger, preamble_sent);
         co_return fail(peer_error(stranger));
       }
-      if (auto sent = co_await send_hello(attempt.socket, attempt.kind, std::nullopt, preamble_sent); !sent)
+      if (auto sent = co_await send_hello(attempt, attempt.kind, std::nullopt, preamble_sent); !sent)
         co_return fail(sent.error());
     }
 
     const peer_errc verdict = check_hello(remote, id, initiator, attempt.kind, expected_peer);
     if (verdict != peer_errc{}) {
-      co_await send_refuse(attempt.socket, verdict, /*preamble_sent=*/true);
+      co_await send_refuse(attempt, verdict, /*preamble_sent=*/true);
       co_return fail(peer_error(verdict));
     }
     attempt.holds_slot = true;
     ++reserved_slots_;
     {
       const auto accept = wire::encode_accept();
-      if (auto sent = co_await async_send(attempt.socket, asio::buffer(accept)); !sent)
+      if (auto sent = co_await send_bytes(attempt, accept); !sent)
         co_return fail(sent.error());
     }
-    auto reply = co_await read_until(attempt.socket, state, wire::decode_event::accept);
+    auto reply = co_await read_until(attempt, state, wire::decode_event::accept);
     if (!reply)
       co_return fail(reply.error());
     attempt.deadline.cancel();
@@ -508,7 +527,7 @@ private:
   /// and a fresh challenge, each proves membership over both challenges, and the acceptor proves first, so a caller
   /// never says who it is to a node that is not a member. A proof that does not verify is refused with
   /// not_authenticated. Yields not_authenticated too when the remote node skips the exchange (an open graph's node).
-  asio::awaitable<expected<void, peer_error>> prove_membership(socket_type& socket, handshake_result& state,
+  asio::awaitable<expected<void, peer_error>> prove_membership(pending& attempt, handshake_result& state,
                                                                bool initiator)
   {
     const membership_authenticator& credentials = *properties_.membership;
@@ -520,56 +539,54 @@ private:
 
     if (initiator) {
       const auto challenge = wire::encode_membership_challenge(own_nonce);
-      const std::array<asio::const_buffer, 2> opening{asio::buffer(preamble), asio::buffer(challenge)};
-      if (auto sent = co_await async_send(socket, opening); !sent)
+      if (auto sent = co_await send_bytes(attempt, preamble, challenge); !sent)
         co_return unexpected(sent.error());
-      if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got)
+      if (auto got = co_await read_until(attempt, state, wire::decode_event::membership); !got)
         co_return unexpected(got.error());
       const wire::membership_message& answer = state.decoder.membership();
       if (answer.step != wire::membership_step::answer) {
-        co_await send_refuse(socket, peer_errc::protocol_error, /*preamble_sent=*/true);
+        co_await send_refuse(attempt, peer_errc::protocol_error, /*preamble_sent=*/true);
         co_return unexpected(peer_error(peer_errc::protocol_error));
       }
       if (!credentials.verify(membership_role::acceptor, own_nonce, answer.nonce, answer.proof)) {
-        co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/true);
+        co_await send_refuse(attempt, peer_errc::not_authenticated, /*preamble_sent=*/true);
         co_return unexpected(peer_error(peer_errc::not_authenticated));
       }
       if (auto made = credentials.prove(membership_role::caller, own_nonce, answer.nonce, proof); !made)
         co_return unexpected(made.error());
       const auto proof_frame = wire::encode_membership_proof(proof);
-      if (auto sent = co_await async_send(socket, asio::buffer(proof_frame)); !sent)
+      if (auto sent = co_await send_bytes(attempt, proof_frame); !sent)
         co_return unexpected(sent.error());
       co_return expected<void, peer_error>{};
     }
 
-    if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got) {
+    if (auto got = co_await read_until(attempt, state, wire::decode_event::membership); !got) {
       if (got.error() == peer_errc::not_authenticated) // a hello without a membership proof
-        co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/false);
+        co_await send_refuse(attempt, peer_errc::not_authenticated, /*preamble_sent=*/false);
       co_return unexpected(got.error());
     }
     const wire::membership_message challenge = state.decoder.membership();
     if (challenge.step != wire::membership_step::challenge) {
-      co_await send_refuse(socket, peer_errc::protocol_error, /*preamble_sent=*/false);
+      co_await send_refuse(attempt, peer_errc::protocol_error, /*preamble_sent=*/false);
       co_return unexpected(peer_error(peer_errc::protocol_error));
     }
     if (auto made = credentials.prove(membership_role::acceptor, challenge.nonce, own_nonce, proof); !made)
       co_return unexpected(made.error());
     const auto answer = wire::encode_membership_answer(own_nonce, proof);
-    const std::array<asio::const_buffer, 2> opening{asio::buffer(preamble), asio::buffer(answer)};
-    if (auto sent = co_await async_send(socket, opening); !sent)
+    if (auto sent = co_await send_bytes(attempt, preamble, answer); !sent)
       co_return unexpected(sent.error());
     // The decoder lets only the caller's proof (or a refuse) follow its challenge.
-    if (auto got = co_await read_until(socket, state, wire::decode_event::membership); !got)
+    if (auto got = co_await read_until(attempt, state, wire::decode_event::membership); !got)
       co_return unexpected(got.error());
     if (!credentials.verify(membership_role::caller, challenge.nonce, own_nonce, state.decoder.membership().proof)) {
-      co_await send_refuse(socket, peer_errc::not_authenticated, /*preamble_sent=*/true);
+      co_await send_refuse(attempt, peer_errc::not_authenticated, /*preamble_sent=*/true);
       co_return unexpected(peer_error(peer_errc::not_authenticated));
     }
     co_return expected<void, peer_error>{};
   }
 
   /// Sends this side's hello, after its preamble unless the membership exchange already sent that.
-  asio::awaitable<expected<void, peer_error>> send_hello(socket_type& socket, connection_kind kind,
+  asio::awaitable<expected<void, peer_error>> send_hello(pending& attempt, connection_kind kind,
                                                           const std::optional<peer_id>& expected_peer,
                                                           bool preamble_sent)
   {
@@ -577,25 +594,150 @@ private:
         wire::encode_hello(wire::hello_message{kind, properties_.graph, properties_.peer, node_, expected_peer});
     if (!hello)
       co_return unexpected(hello.error());
-    auto sent = co_await async_send(socket, asio::buffer(*hello) + (preamble_sent ? wire::preamble_size : 0));
+    co_return co_await send_bytes(attempt,
+                                  std::span<const std::byte>(*hello).subspan(preamble_sent ? wire::preamble_size : 0));
+  }
+
+  /// Tells the remote why the handshake ends, best effort (it may be gone already): a refuse frame, after this
+  /// side's preamble when nothing was sent yet (a refuse in place of the hello, which introduces nothing).
+  asio::awaitable<void> send_refuse(pending& attempt, peer_errc reason, bool preamble_sent)
+  {
+    auto refuse = preamble_sent ? wire::encode_refuse(reason) : wire::encode_refusing_opening(reason);
+    if (refuse)
+      (void)co_await send_bytes(attempt, *refuse);
+  }
+
+  /// Sends handshake bytes (`first`, then `second`), through the secure channel when there is one.
+  asio::awaitable<expected<void, peer_error>> send_bytes(pending& attempt, std::span<const std::byte> first,
+                                                          std::span<const std::byte> second = {})
+  {
+    std::vector<std::byte> ciphertext;
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(first.data(), first.size()),
+                                              asio::buffer(second.data(), second.size())};
+    if (attempt.session) {
+      const std::array<std::span<const std::byte>, 2> plain{first, second};
+      if (auto encrypted = attempt.session->encrypt(plain, ciphertext); !encrypted)
+        co_return unexpected(encrypted.error());
+      buffers = {asio::buffer(ciphertext), asio::const_buffer()};
+    }
+    auto sent = co_await async_send(attempt.socket, buffers);
     if (!sent)
       co_return unexpected(sent.error());
     co_return expected<void, peer_error>{};
   }
 
-  /// Tells the remote why the handshake ends, best effort (it may be gone already): a refuse frame, after this
-  /// side's preamble when nothing was sent yet (a refuse in place of the hello, which introduces nothing).
-  asio::awaitable<void> send_refuse(socket_type& socket, peer_errc reason, bool preamble_sent)
+  /// The secure channel's handshake (graph_properties::tls), before anything else: the caller speaks first.
+  /// Ciphertext read beyond the handshake stays in the session, for read_until to decrypt.
+  asio::awaitable<expected<void, peer_error>> secure_channel(pending& attempt, handshake_result& state, bool initiator)
   {
-    auto refuse = preamble_sent ? wire::encode_refuse(reason) : wire::encode_refusing_opening(reason);
-    if (refuse)
-      co_await async_send(socket, asio::buffer(*refuse), send_flags::none, asio_compat::use_awaitable_tuple);
+    auto session = properties_.tls->start(initiator ? membership_role::caller : membership_role::acceptor);
+    if (!session)
+      co_return unexpected(session.error());
+    attempt.session = std::move(*session);
+    std::vector<std::byte> in;
+    std::vector<std::byte> out;
+    for (int step = 0; step < 64; ++step) {
+      out.clear();
+      auto progress = attempt.session->handshake(in, out);
+      if (!out.empty()) {
+        auto sent = co_await async_send(attempt.socket, asio::buffer(out));
+        if (!sent && progress)
+          co_return unexpected(sent.error());
+      }
+      if (!progress)
+        co_return unexpected(progress.error());
+      if (*progress == secure_progress::done)
+        co_return expected<void, peer_error>{};
+      in.resize(state.buffer.size());
+      auto [ec, n] = co_await attempt.socket.async_read_some(asio::buffer(in), asio_compat::use_awaitable_tuple);
+      if (ec)
+        co_return unexpected(handshake_read_error(ec));
+      in.resize(n);
+      if (step == 0 && starts_with_magic(in)) {
+        // A node without the channel (plain peergraph): it learns only that it was not authenticated, in the clear.
+        if (auto refuse = wire::encode_refusing_opening(peer_errc::not_authenticated); refuse && !initiator)
+          co_await async_send(attempt.socket, asio::buffer(*refuse), send_flags::none,
+                              asio_compat::use_awaitable_tuple);
+        co_return unexpected(peer_error(plain_refusal(state, in)));
+      }
+    }
+    co_return unexpected(peer_error(peer_errc::protocol_error)); // a handshake that never ends
+  }
+
+  /// Whether `bytes` begin like a plain peergraph stream (its preamble), as far as they go.
+  static bool starts_with_magic(std::span<const std::byte> bytes) noexcept
+  {
+    const std::size_t n = std::min(bytes.size(), wire::magic.size());
+    return n != 0 && std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n), wire::magic.begin());
+  }
+
+  /// Whether `bytes` begin like a TLS handshake record (what a node with a secure channel sends first).
+  static bool starts_like_tls(std::span<const std::byte> bytes) noexcept
+  {
+    return bytes.size() >= 2 && bytes[0] == std::byte{0x16} && bytes[1] == std::byte{0x03};
+  }
+
+  /// The answer of a plain node to a caller's secure handshake: its refuse reason when it sent one (in place of its
+  /// hello), otherwise not_authenticated.
+  static peer_errc plain_refusal(handshake_result& state, std::span<const std::byte> bytes)
+  {
+    auto r = state.decoder.decode(bytes);
+    if (r && r->event == wire::decode_event::refuse)
+      return state.decoder.reason().code;
+    return peer_errc::not_authenticated;
+  }
+
+  /// The error of a failed read during a handshake: the end of the stream is connection_failed.
+  static peer_error handshake_read_error(const std::error_code& ec)
+  {
+    if (ec == asio::error::eof || ec == asio::error::connection_reset)
+      return peer_error(peer_errc::connection_failed, ec);
+    return peer_error(ec);
+  }
+
+  /// Reads the next bytes of a handshake into state.buffer (replacing what was there), decrypted on a secure
+  /// channel; at least one byte, or an error.
+  asio::awaitable<expected<void, peer_error>> read_more(pending& attempt, handshake_result& state)
+  {
+    state.begin = state.end = 0;
+    if (!attempt.session) {
+      auto [ec, n] = co_await attempt.socket.async_read_some(asio::buffer(state.buffer),
+                                                              asio_compat::use_awaitable_tuple);
+      if (ec)
+        co_return unexpected(handshake_read_error(ec));
+      state.end = n;
+      co_return expected<void, peer_error>{};
+    }
+    std::vector<std::byte> ciphertext; // empty first: records that arrived with the last ones are decrypted first
+    for (int round = 0; round < 1'000'000; ++round) {
+      std::vector<std::byte> plaintext;
+      std::vector<std::byte> out;
+      auto closed = attempt.session->decrypt(ciphertext, plaintext, out);
+      if (!out.empty())
+        (void)co_await async_send(attempt.socket, asio::buffer(out));
+      if (!closed)
+        co_return unexpected(closed.error());
+      if (!plaintext.empty()) {
+        state.buffer = std::move(plaintext);
+        state.end = state.buffer.size();
+        co_return expected<void, peer_error>{};
+      }
+      if (*closed)
+        co_return unexpected(peer_error(peer_errc::connection_failed));
+      ciphertext.resize(4096);
+      auto [ec, n] = co_await attempt.socket.async_read_some(asio::buffer(ciphertext),
+                                                              asio_compat::use_awaitable_tuple);
+      if (ec)
+        co_return unexpected(handshake_read_error(ec));
+      ciphertext.resize(n);
+    }
+    co_return unexpected(peer_error(peer_errc::protocol_error));
   }
 
   /// Reads until the decoder reports `wanted` (membership, hello or accept). A refuse yields its reason; a hello
   /// where a membership frame belongs, or the reverse, is not_authenticated (the two sides disagree on whether the
   /// graph is closed); the end of the stream during a handshake is connection_failed.
-  asio::awaitable<expected<void, peer_error>> read_until(socket_type& socket, handshake_result& state,
+  asio::awaitable<expected<void, peer_error>> read_until(pending& attempt, handshake_result& state,
                                                           wire::decode_event wanted)
   {
     for (;;) {
@@ -615,14 +757,8 @@ private:
           co_return unexpected(peer_error(peer_errc::not_authenticated)); // one graph closed, the other open
         co_return unexpected(peer_error(peer_errc::protocol_error));
       }
-      state.begin = state.end = 0;
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(state.buffer), asio_compat::use_awaitable_tuple);
-      if (ec) {
-        if (ec == asio::error::eof || ec == asio::error::connection_reset)
-          co_return unexpected(peer_error(peer_errc::connection_failed, ec));
-        co_return unexpected(peer_error(ec));
-      }
-      state.end = n;
+      if (auto more = co_await read_more(attempt, state); !more)
+        co_return unexpected(more.error());
     }
   }
 
@@ -693,7 +829,7 @@ private:
     std::error_code ec;
     auto address = attempt.socket.remote_endpoint(ec);
     auto c = std::make_shared<connection>(id, kind, attempt.remote_peer, attempt.remote_node, address,
-                                          std::move(attempt.socket));
+                                          std::move(attempt.socket), std::move(attempt.session));
     if (kind == connection_kind::neighbor)
       neighbors_.at(c->remote_peer.str()).established = true;
     connections_.emplace(id.value(), c);
@@ -741,6 +877,7 @@ private:
     std::size_t filled = 0;
     bool deliver_current = false;
     pooled_buffer buffer;
+    std::vector<std::byte> plaintext; // a secure channel's decrypted bytes; released when the socket is drained
     // Bytes the handshake read beyond its last message come first.
     std::span<const std::byte> input(state.buffer.data() + state.begin, state.end - state.begin);
 
@@ -760,6 +897,7 @@ private:
         const std::size_t n = c->socket.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
         if (ec == asio::error::would_block) {
           buffer.release(); // drained: give the buffer back until data flows again
+          plaintext = std::vector<std::byte>();
           continue;
         }
         if (ec) {
@@ -768,6 +906,18 @@ private:
         }
         input = std::span<const std::byte>(buffer.data(), n);
         c->heard = true;
+        if (c->session) {
+          plaintext.clear();
+          if (auto opened = decrypt(*c, input, plaintext); !opened) {
+            reason = opened.error();
+            break;
+          } else if (*opened) {
+            reason = end_of_stream_reason(asio::error::eof, state.decoder); // the peer closed the channel
+            break;
+          }
+          input = plaintext;
+          continue; // a record may hold no application data yet
+        }
       }
       auto r = state.decoder.decode(input);
       if (!r) {
@@ -808,7 +958,7 @@ private:
         reason = peer_error(peer_errc::protocol_error);
         break;
       }
-      if (!frame_done && current && deliver_current && input.empty() && !reason &&
+      if (!frame_done && current && deliver_current && input.empty() && !reason && !c->session &&
           state.decoder.payload_remaining() >= direct_read_threshold) {
         // The rest of a large payload, once the read buffer holds none of it: straight into the event's buffer, in
         // as few system calls as the kernel allows (Asio's default reads at most 64 KiB per call).
@@ -865,6 +1015,8 @@ private:
   /// sent whole (the caller then closes the socket, which the remote sees as the end of the connection too).
   bool send_close_frame(connection& c, peer_errc reason)
   {
+    if (c.session)
+      return false; // a secure channel's records are sent in the order they were made: see close_connection
     flush_staged(c);
     const int fd = static_cast<int>(c.socket.native_handle());
     if (!c.socket.is_open() || !send_order::instance().idle(fd) || c.staged != 0)
@@ -895,6 +1047,57 @@ public:
       c.stage({static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len});
     schedule_flush(it->second);
     return true;
+  }
+
+  /// Whether connection `id` runs over a secure channel (graph_properties::tls).
+  [[nodiscard]] bool is_secure(connection_id id) const noexcept
+  {
+    auto it = connections_.find(id.value());
+    return it != connections_.end() && it->second->session != nullptr;
+  }
+
+  /// send_data on a secure connection, tried at once: the frame is staged, or encrypted and written when nothing is
+  /// queued on the socket (a part the kernel does not take waits in the queue, the transport owning it). False when
+  /// the send has to wait its turn; nothing was done then.
+  bool try_send_secure(connection_id id, iovec_capture& frame, bool may_stage, std::error_code& ec)
+  {
+    if (may_stage && stage_frame(id, frame)) {
+      ec = {};
+      return true;
+    }
+    connection& c = *connections_.at(id.value());
+    flush_staged(c);
+    if (!c.socket.is_open() || !send_order::instance().idle(static_cast<int>(c.socket.native_handle())))
+      return false;
+    std::vector<std::byte> ciphertext;
+    if (auto encrypted = encrypt_frame(c, frame, ciphertext); !encrypted) {
+      ec = to_error_code(encrypted.error());
+      return true;
+    }
+    send_ciphertext(c, std::move(ciphertext));
+    ec = {};
+    return true;
+  }
+
+  /// send_data on a secure connection, in its turn: encrypted now (so records keep the order of the sends), and
+  /// `handler(ec, bytes)` called once the socket took the ciphertext.
+  template <class Handler>
+  void send_secure(connection_id id, send_request request, Handler&& handler)
+  {
+    connection& c = *connections_.at(id.value());
+    flush_staged(c);
+    std::vector<std::byte> ciphertext;
+    auto ex = asio::get_associated_executor(handler, context_);
+    if (auto encrypted = encrypt_frame(c, request.buffers, ciphertext); !encrypted) {
+      asio::post(ex, [h = std::forward<Handler>(handler), ec = to_error_code(encrypted.error())]() mutable {
+        std::move(h)(ec, std::size_t{0});
+      });
+      return;
+    }
+    const auto bytes = asio::buffer(ciphertext); // a moved vector keeps its storage
+    send_promised(c, bytes,
+                  asio::bind_executor(ex, [h = std::forward<Handler>(handler), held = std::move(ciphertext)](
+                                              std::error_code ec, std::size_t n) mutable { std::move(h)(ec, n); }));
   }
 
   /// Writes what is staged on connection `id` before a send that bypasses the staging buffer, to keep the order.
@@ -936,6 +1139,16 @@ private:
   {
     if (c.staged == 0 || !c.socket.is_open())
       return;
+    if (c.session) {
+      std::vector<std::byte> ciphertext;
+      const std::array<std::span<const std::byte>, 1> staged{std::span<const std::byte>(c.staging.data(), c.staged)};
+      const bool encrypted = c.session->encrypt(staged, ciphertext).has_value();
+      c.staged = 0;
+      c.staging.release();
+      if (encrypted) // otherwise the channel failed, and its reader ends the connection
+        send_ciphertext(c, std::move(ciphertext));
+      return;
+    }
     const int fd = static_cast<int>(c.socket.native_handle());
     std::size_t written = 0;
     if (send_order::instance().idle(fd)) {
@@ -953,6 +1166,47 @@ private:
     const auto rest = asio::buffer(c.staging.data() + written, c.staged - written);
     c.staged = 0;
     send_promised(c, rest, [held = std::move(c.staging)](std::error_code, std::size_t) {});
+  }
+
+  /// Encrypts the buffers of one frame on a secure connection.
+  static expected<void, peer_error> encrypt_frame(connection& c, iovec_capture& frame,
+                                                  std::vector<std::byte>& ciphertext)
+  {
+    std::vector<std::span<const std::byte>> parts;
+    parts.reserve(frame.count());
+    for (std::size_t i = 0; i < frame.count(); ++i)
+      parts.emplace_back(static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len);
+    return c.session->encrypt(parts, ciphertext);
+  }
+
+  /// Sends ciphertext of a secure connection: written at once when nothing is queued on the socket, the rest queued
+  /// behind what is. Promised like staged frames: a record left out would break the channel for every later one.
+  void send_ciphertext(connection& c, std::vector<std::byte> ciphertext)
+  {
+    if (ciphertext.empty() || !c.socket.is_open())
+      return;
+    const int fd = static_cast<int>(c.socket.native_handle());
+    std::size_t written = 0;
+    if (send_order::instance().idle(fd)) {
+      ::iovec iov{ciphertext.data(), ciphertext.size()};
+      const send_some_result result = send_some(fd, &iov, 1, 0);
+      written = result.bytes;
+      if (written == ciphertext.size() || (result.error != 0 && result.error != EAGAIN))
+        return; // sent, or the connection is broken (its reader reports why)
+    }
+    const auto rest = asio::buffer(ciphertext.data() + written, ciphertext.size() - written);
+    send_promised(c, rest, [held = std::move(ciphertext)](std::error_code, std::size_t) {});
+  }
+
+  /// Decrypts bytes read from a secure connection, appending the plaintext; sends what the channel answers.
+  /// @return whether the peer closed the channel.
+  expected<bool, peer_error> decrypt(connection& c, std::span<const std::byte> ciphertext,
+                                     std::vector<std::byte>& plaintext)
+  {
+    std::vector<std::byte> answer;
+    auto closed = c.session->decrypt(ciphertext, plaintext, answer);
+    send_ciphertext(c, std::move(answer));
+    return closed;
   }
 
   /// Queues bytes already promised to the peer (staged frames whose send_data succeeded, the close frame): closing
@@ -983,11 +1237,24 @@ private:
     if (send_close_frame(*c, wire_reason)) {
       c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
     } else {
-      send_order::instance().withdraw(static_cast<int>(c->socket.native_handle()));
       auto frame = wire::encode_close(wire_reason);
       if (!frame) {
         c->socket.close(ignored);
         return;
+      }
+      if (c->session) {
+        // Every queued record goes out (none may be left out), then the close frame and the channel's closing.
+        flush_staged(*c);
+        std::vector<std::byte> ciphertext;
+        const std::array<std::span<const std::byte>, 1> plain{std::span<const std::byte>(*frame)};
+        if (!c->session->encrypt(plain, ciphertext)) {
+          c->socket.close(ignored);
+          return;
+        }
+        c->session->close(ciphertext);
+        *frame = std::move(ciphertext);
+      } else {
+        send_order::instance().withdraw(static_cast<int>(c->socket.native_handle()));
       }
       const auto bytes = asio::buffer(*frame); // a moved vector keeps its storage
       send_promised(*c, bytes, [weak = std::weak_ptr<connection>(c), held = std::move(*frame)](std::error_code ec,
@@ -1124,6 +1391,8 @@ public:
       ec = to_error_code(error);
       return true;
     }
+    if (state_->is_secure(id_))
+      return state_->try_send_secure(id_, request.buffers, may_stage_, ec);
     if (may_stage_ && state_->stage_frame(id_, request.buffers)) {
       ec = {};
       return true;
@@ -1154,6 +1423,8 @@ public:
         asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
         return;
       }
+      if (state->is_secure(id))
+        return state->send_secure(id, std::move(request), std::move(completion));
       state->flush_staged(id);
       const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
       send(std::move(completion), std::move(request));
