@@ -123,6 +123,7 @@ struct expectation
 {
   bool hello = false;    // a valid hello came through
   bool membership = false; // a membership frame came first: the node (of an open graph) refuses not_authenticated
+  bool tls = false;        // the stream begins like a TLS handshake: the node (without TLS) refuses not_authenticated
   bool accepted = false; // the client accepted
   wire::hello_message client_hello;
   std::vector<frame> frames; // complete data frames of the types the node delivers, in order
@@ -133,6 +134,7 @@ struct expectation
 expectation expect(std::span<const std::byte> stream)
 {
   expectation e;
+  e.tls = stream.size() >= 2 && stream[0] == std::byte{0x16} && stream[1] == std::byte{0x03};
   wire::frame_decoder decoder(node_max_frame_size);
   std::optional<frame> current;
   while (!stream.empty()) {
@@ -457,8 +459,8 @@ private:
   void check_node_output(const expectation& expected, std::span<const std::byte> received)
   {
     // The node tells nothing, not even its peer id, to a client that did not complete a valid hello; to one that
-    // begins a membership exchange (this node's graph is open) it says only not_authenticated.
-    if (expected.membership) {
+    // begins a membership exchange or a TLS handshake (this node has neither) it says only not_authenticated.
+    if (expected.membership || expected.tls) {
       const auto refusal = wire::encode_refusing_opening(peer_errc::not_authenticated);
       PEERGRAPH_FUZZ_CHECK(received.empty() || (received.size() == refusal->size() &&
                                                 std::equal(received.begin(), received.end(), refusal->begin())));

@@ -269,6 +269,10 @@ void connection_seeds(writer& w)
   w.put(t, "raw_half_hello_silent", {op(0, 3), std::span<const std::byte>(h).first(20)});
   w.put(t, "raw_membership_challenge", {op(0), preamble, challenge(), proof(), hello_frame("fuzz-graph", "raw-client"),
                                          accept(), data(chat, "x")});
+  // What a TLS node sends first: a handshake record header, then the start of a ClientHello.
+  w.put(t, "raw_tls_client_hello", {op(0), bytes{std::byte{0x16}, std::byte{0x03}, std::byte{0x01}, std::byte{0x00},
+                                                 std::byte{0x40}, std::byte{0x01}, std::byte{0x00}, std::byte{0x00},
+                                                 std::byte{0x3c}, std::byte{0x03}, std::byte{0x03}}});
   w.put(t, "raw_garbage", {op(0), text("GET / HTTP/1.1\r\nHost: x\r\n\r\n")});
   w.put(t, "preamble_then_hello_frame", {op(1), std::span(h).subspan(8), accept(), data(file, "payload")});
   w.put(t, "hello_then_accept", {op(2, 0, 1), accept(), ping(77), data(chat, "a")});

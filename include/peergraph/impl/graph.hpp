@@ -326,6 +326,8 @@ private:
     std::vector<std::byte> buffer;
     std::size_t begin = 0;
     std::size_t end = 0;
+    std::array<std::byte, 2> opening{}; // the first bytes of the stream, to recognise a TLS caller
+    std::size_t opening_size = 0;
   };
 
   /// Who holds the one neighbor connection a peer may have: a handshake in progress or an established connection.
@@ -469,7 +471,7 @@ private:
     if (!hello) {
       // An open graph's acceptor met a caller that began a membership exchange, or a secure channel.
       const bool secure_caller = !attempt.session && hello.error() == peer_errc::protocol_error &&
-                                 starts_like_tls(std::span<const std::byte>(state.buffer).first(state.end));
+                                 starts_like_tls(std::span<const std::byte>(state.opening).first(state.opening_size));
       if (!initiator && (hello.error() == peer_errc::not_authenticated || secure_caller)) {
         co_await send_refuse(attempt, peer_errc::not_authenticated, preamble_sent);
         co_return fail(peer_error(peer_errc::not_authenticated));
@@ -706,6 +708,8 @@ private:
       if (ec)
         co_return unexpected(handshake_read_error(ec));
       state.end = n;
+      for (std::size_t i = 0; i < n && state.opening_size < state.opening.size(); ++i)
+        state.opening[state.opening_size++] = state.buffer[i];
       co_return expected<void, peer_error>{};
     }
     std::vector<std::byte> ciphertext; // empty first: records that arrived with the last ones are decrypted first
