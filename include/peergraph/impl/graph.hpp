@@ -1053,9 +1053,12 @@ public:
     return true;
   }
 
-  /// Whether connection `id` runs over a secure channel (graph_properties::tls).
+  /// Whether connection `id` runs over a secure channel (graph_properties::tls). No lookup in a plain graph: this is
+  /// on the path of every send_data.
   [[nodiscard]] bool is_secure(connection_id id) const noexcept
   {
+    if (!properties_.tls)
+      return false;
     auto it = connections_.find(id.value());
     return it != connections_.end() && it->second->session != nullptr;
   }
