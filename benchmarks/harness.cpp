@@ -64,6 +64,20 @@ void store_le32(std::uint8_t* out, std::uint32_t v)
     out[i] = static_cast<std::uint8_t>(v >> (8 * i));
 }
 
+std::uint64_t (*allocation_counter)() noexcept = nullptr;
+
+/// The steady part of a counted stream in the allocation-counting build: the allocations of the whole process from
+/// the moment the receiver has verified data frame `first_frame` until it has verified the end frame. Start-up, the
+/// first half of the stream (where queues and pools reach their working size) and tear-down are left out.
+struct steady_window {
+  std::uint64_t first_frame = 0; // 0: not counted
+  std::uint64_t frames = 0;      // data frames verified inside the window
+  std::uint64_t start = 0;
+  std::uint64_t end = 0;
+  bool complete = false;
+};
+steady_window steady;
+
 } // namespace
 
 frame_header make_header(const guid& type, std::uint32_t payload_bytes)
@@ -139,6 +153,8 @@ void frame_checker::feed(const void* data, std::size_t size)
         have_ = 0;
         ++frames_;
         state_ = state::header;
+        if (frames_ == steady.first_frame)
+          steady.start = allocation_counter();
       }
       break;
     }
@@ -157,6 +173,11 @@ void frame_checker::feed(const void* data, std::size_t size)
         fail(format("sender sent %llu frames, receiver got %llu", static_cast<unsigned long long>(sent),
                     static_cast<unsigned long long>(frames_)));
       state_ = state::done;
+      if (steady.first_frame != 0 && frames_ >= steady.first_frame && !steady.complete) {
+        steady.end = allocation_counter();
+        steady.frames = frames_ - steady.first_frame;
+        steady.complete = true;
+      }
       break;
     }
     case state::done:
@@ -399,8 +420,6 @@ std::vector<contender>& contender_table()
   return table;
 }
 
-std::uint64_t (*allocation_counter)() noexcept = nullptr;
-
 } // namespace
 
 contender_registration::contender_registration(contender entry)
@@ -597,6 +616,9 @@ int run(const std::vector<std::string_view>& args)
     usage("a positive --count or --seconds is needed");
   prepare_pattern(def->payload_bytes);
 
+  // Counted streams (a frame count in the allocation-counting build) also report their steady second half.
+  if (allocation_counter != nullptr && spec.count >= 2 && def->payload_bytes != 0)
+    steady.first_frame = spec.count / 2;
   const std::uint64_t allocations_before = allocation_counter != nullptr ? allocation_counter() : 0;
   const measurement m = fn->second(spec);
   const std::uint64_t allocations_after = allocation_counter != nullptr ? allocation_counter() : 0;
@@ -605,6 +627,10 @@ int run(const std::vector<std::string_view>& args)
   out += ", \"values\": " + json_object(m.values) + ", \"details\": " + json_object(m.details);
   if (allocation_counter != nullptr)
     out += format(", \"allocations\": %llu", static_cast<unsigned long long>(allocations_after - allocations_before));
+  if (steady.complete)
+    out += format(", \"steady_allocations\": %llu, \"steady_frames\": %llu",
+                  static_cast<unsigned long long>(steady.end - steady.start),
+                  static_cast<unsigned long long>(steady.frames));
   out += "}";
   std::puts(out.c_str());
   return 0;

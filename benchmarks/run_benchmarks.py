@@ -241,12 +241,17 @@ def run_all(runner, supports, mode, method):
     else:
         sys.stderr.write("run_benchmarks: neither perf nor strace works here; syscalls_per_msg is left out\n")
 
-    # Heap allocations per message, sender and receiver together, in the allocation-counting program.
+    # Heap allocations per message, sender and receiver together, in the allocation-counting program: those made
+    # while the receiver verifies the second half of each stream (the first half brings queues and pools to their
+    # working size), by difference of the N and 2N runs.
     for _ in range(mode["count_rounds"]):
         for c in contenders:
-            allocs = [runner.measure(c, "small_msgs_64", "--count", k, program=runner.bench_allocs)["allocations"]
-                      for k in (n, 2 * n)]
-            add("allocs_per_msg", c, (allocs[1] - allocs[0]) / n)
+            runs = [runner.measure(c, "small_msgs_64", "--count", k, program=runner.bench_allocs) for k in (n, 2 * n)]
+            if any("steady_allocations" not in r for r in runs):
+                die(f"{c}: the allocation-counting run reported no steady half")
+            allocs = [r["steady_allocations"] for r in runs]
+            frames = [r["steady_frames"] for r in runs]
+            add("allocs_per_msg", c, (allocs[1] - allocs[0]) / (frames[1] - frames[0]))
 
     # User-space instructions per round trip, both ends on one thread, under callgrind.
     contenders = who("rtt_64_one_thread")

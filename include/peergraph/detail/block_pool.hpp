@@ -12,6 +12,7 @@
 #include <array>
 #include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <new>
 #include <utility>
@@ -20,8 +21,10 @@ namespace peergraph::detail {
 
 /// A process-wide pool of blocks from 64 bytes to 64 KiB. Larger requests go straight to the heap.
 ///
-/// A payload may be freed on another thread than the one that received it, so the pool is shared and locked; the
-/// lock is held for a list push or pop only.
+/// Each thread keeps a small cache of free blocks per size class in front of the shared lists, so that a thread that
+/// frees what it allocated (a reader and its event consumer, a connection's buffers) takes no lock. A payload may be
+/// freed on another thread than the one that received it: blocks a thread's cache has no room for go to the shared
+/// lists, which are locked for a list push or pop only.
 class block_pool
 {
 public:
@@ -57,7 +60,10 @@ public:
   {
     const std::size_t block = block_size(size);
     if (block <= max_block) {
-      class_list& list = lists_[class_index(block)];
+      const std::size_t index = class_index(block);
+      if (void* cached = local_cache().take(index))
+        return cached;
+      class_list& list = lists_[index];
       const std::lock_guard lock(list.mutex);
       if (free_block* head = list.head) {
         list.head = head->next;
@@ -72,14 +78,10 @@ public:
   {
     const std::size_t block = block_size(size);
     if (block <= max_block) {
-      class_list& list = lists_[class_index(block)];
-      const std::lock_guard lock(list.mutex);
-      if (list.count < max_kept(block)) {
-        // The free list lives in the free blocks themselves: keeping one allocates nothing.
-        list.head = ::new (p) free_block{list.head};
-        ++list.count;
-        return;
-      }
+      const std::size_t index = class_index(block);
+      if (!local_cache().keep(index, p, cache_limits[index]))
+        deallocate_shared(p, block);
+      return;
     }
     ::operator delete(p);
   }
@@ -111,6 +113,82 @@ private:
   };
 
   static constexpr std::size_t class_count = std::bit_width(max_block / min_block);
+  static constexpr std::size_t thread_cache_bytes_per_class = 256 * 1024;
+  /// How many free blocks of each size class one thread's cache keeps: at most 256 KiB, 4 to 256 blocks.
+  static constexpr std::array<std::size_t, class_count> cache_limits = [] {
+    std::array<std::size_t, class_count> limits{};
+    for (std::size_t index = 0; index < class_count; ++index)
+      limits[index] = std::clamp<std::size_t>(thread_cache_bytes_per_class / (min_block << index), 4, 256);
+    return limits;
+  }();
+
+  /// One thread's free blocks; what it holds when the thread ends goes back to the shared lists.
+  class thread_cache
+  {
+  public:
+    thread_cache() noexcept = default;
+    thread_cache(const thread_cache&) = delete;
+    thread_cache& operator=(const thread_cache&) = delete;
+    ~thread_cache()
+    {
+      for (std::size_t index = 0; index < class_count; ++index) {
+        while (free_block* head = lists_[index].head) {
+          lists_[index].head = head->next;
+          instance().deallocate_shared(head, min_block << index);
+        }
+      }
+    }
+
+    void* take(std::size_t index) noexcept
+    {
+      local_list& list = lists_[index];
+      free_block* head = list.head;
+      if (head != nullptr) {
+        list.head = head->next;
+        --list.count;
+      }
+      return head;
+    }
+
+    bool keep(std::size_t index, void* p, std::size_t limit) noexcept
+    {
+      local_list& list = lists_[index];
+      if (list.count >= limit)
+        return false;
+      list.head = ::new (p) free_block{list.head};
+      ++list.count;
+      return true;
+    }
+
+  private:
+    struct local_list
+    {
+      free_block* head = nullptr;
+      std::size_t count = 0;
+    };
+    std::array<local_list, class_count> lists_{};
+  };
+
+  static thread_cache& local_cache() noexcept
+  {
+    thread_local thread_cache cache;
+    return cache;
+  }
+
+  void deallocate_shared(void* p, std::size_t block) noexcept
+  {
+    class_list& list = lists_[class_index(block)];
+    {
+      const std::lock_guard lock(list.mutex);
+      if (list.count < max_kept(block)) {
+        // The free list lives in the free blocks themselves: keeping one allocates nothing.
+        list.head = ::new (p) free_block{list.head};
+        ++list.count;
+        return;
+      }
+    }
+    ::operator delete(p);
+  }
 
   static std::size_t class_index(std::size_t block) noexcept
   {
@@ -160,6 +238,38 @@ public:
 private:
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+};
+
+/// An allocator over the block pool: the default allocator of peergraph's own operations (a send waiting for the
+/// socket, a waiting next_event), so that they recycle through the thread's cache rather than compete with Asio's
+/// own operations for its two recycled blocks per thread.
+template <class T>
+class pool_allocator
+{
+public:
+  using value_type = T;
+
+  pool_allocator() noexcept = default;
+  template <class U>
+  pool_allocator(const pool_allocator<U>&) noexcept // NOLINT: implicit, as allocators convert
+  {
+  }
+
+  [[nodiscard]] T* allocate(std::size_t n)
+  {
+    static_assert(alignof(T) <= alignof(std::max_align_t), "pool blocks are aligned like operator new's");
+    if (n > static_cast<std::size_t>(-1) / sizeof(T))
+      throw std::bad_array_new_length();
+    return static_cast<T*>(block_pool::instance().allocate(n * sizeof(T)));
+  }
+
+  void deallocate(T* p, std::size_t n) noexcept { block_pool::instance().deallocate(p, n * sizeof(T)); }
+
+  template <class U>
+  friend bool operator==(const pool_allocator&, const pool_allocator<U>&) noexcept
+  {
+    return true;
+  }
 };
 
 } // namespace peergraph::detail

@@ -7,6 +7,7 @@
 //
 #pragma once
 
+#include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/ring_queue.hpp>
 #include <peergraph/event.hpp>
 
@@ -14,9 +15,9 @@
 #include <asio/associated_executor.hpp>
 #include <asio/error.hpp>
 #include <asio/execution/outstanding_work.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
-#include <asio/recycling_allocator.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -31,7 +32,11 @@ class waiting_completion
 {
 public:
   /// Delivers the result through the handler's executor (never inline) and frees the operation.
-  virtual void complete(std::error_code ec, Args... args) = 0;
+  virtual void complete(std::error_code ec, Args&&... args) = 0;
+
+  /// Delivers the result inline when the caller runs on the handler's executor, else as complete() does. Only for
+  /// callers at the bottom of a handler of their own, which expect the handler to run before this returns.
+  virtual void complete_inline(std::error_code ec, Args&&... args) = 0;
 
   waiting_completion* next = nullptr;
 
@@ -47,11 +52,11 @@ class waiting_completion_for final : public waiting_completion<Args...>
 {
 public:
   using allocator_type = typename std::allocator_traits<asio::associated_allocator_t<
-      Handler, asio::recycling_allocator<void>>>::template rebind_alloc<waiting_completion_for>;
+      Handler, pool_allocator<void>>>::template rebind_alloc<waiting_completion_for>;
 
   static waiting_completion<Args...>* create(Handler&& handler, const Executor& fallback)
   {
-    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
+    allocator_type alloc(asio::get_associated_allocator(handler, pool_allocator<void>()));
     auto* op = std::allocator_traits<allocator_type>::allocate(alloc, 1);
     std::allocator_traits<allocator_type>::construct(alloc, op, std::move(handler), fallback);
     return op;
@@ -63,19 +68,34 @@ public:
   {
   }
 
-  void complete(std::error_code ec, Args... args) override
+  void complete(std::error_code ec, Args&&... args) override
   {
     auto handler = std::move(handler_);
     auto work = std::move(work_);
-    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
-    std::allocator_traits<allocator_type>::destroy(alloc, this);
-    std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
+    destroy();
     asio::post(work, [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
       std::move(handler)(ec, std::move(values)...);
     });
   }
 
+  void complete_inline(std::error_code ec, Args&&... args) override
+  {
+    auto handler = std::move(handler_);
+    auto work = std::move(work_);
+    destroy();
+    asio::dispatch(work, [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
+      std::move(handler)(ec, std::move(values)...);
+    });
+  }
+
 private:
+  void destroy() noexcept
+  {
+    allocator_type alloc(asio::get_associated_allocator(handler_, pool_allocator<void>()));
+    std::allocator_traits<allocator_type>::destroy(alloc, this);
+    std::allocator_traits<allocator_type>::deallocate(alloc, this, 1);
+  }
+
   Handler handler_;
   std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, Executor>>(),
                                      asio::execution::outstanding_work.tracked))>
@@ -158,24 +178,53 @@ public:
   /// Hands `event` to a waiting consumer or queues it; false when the queue is full (wait with async_wait_space).
   bool try_push(graph_event& event)
   {
+    if (!try_push_quietly(event))
+      return false;
+    wake_consumers(/*inline_allowed=*/false);
+    return true;
+  }
+
+  /// Queues `event` (a graph_event or one of its alternatives) without waking a waiting consumer, so that a reader
+  /// can queue every event of one read and wake the consumer once for all of them (wake_consumers); false when the
+  /// queue is full, and `event` is left as it was.
+  template <class Event>
+  bool try_push_quietly(Event& event)
+  {
     if (closed_)
       return true; // dropped: nobody will ever read it
-    if (auto* consumer = consumers_.pop()) {
-      consumer->complete({}, std::move(event));
-      return true;
-    }
     if (items_.size() >= depth_)
       return false;
-    items_.push_back(std::move(event));
+    items_.emplace_back(std::move(event));
     return true;
+  }
+
+  /// Whether try_push would fail now.
+  [[nodiscard]] bool full() const noexcept { return !closed_ && items_.size() >= depth_; }
+
+  /// Hands queued events to waiting consumers, oldest first. With `inline_allowed` a consumer on the caller's
+  /// executor runs before this returns: for a reader at the bottom of its own handler, which saves a trip through the
+  /// executor's queue per message.
+  void wake_consumers(bool inline_allowed)
+  {
+    while (!items_.empty() && !consumers_.empty()) {
+      auto* consumer = consumers_.pop();
+      graph_event event(std::move(items_.front()));
+      items_.pop_front();
+      if (inline_allowed)
+        consumer->complete_inline({}, std::move(event));
+      else
+        consumer->complete({}, std::move(event));
+    }
   }
 
   /// Queues an event of the graph itself whatever the depth: there are at most a few per connection, and they must
   /// not be lost or hold anything up.
   void force_push(graph_event& event)
   {
-    if (!try_push(event))
-      items_.push_back(std::move(event));
+    if (closed_)
+      return;
+    items_.push_back(std::move(event));
+    wake_consumers(/*inline_allowed=*/false);
   }
 
   /// Waits until the queue has drained to half its depth: `handler(std::error_code)`.

@@ -9,7 +9,7 @@
 #include <peergraph/config.hpp>
 
 #include <asio/buffer.hpp>
-#include <asio/recycling_allocator.hpp>
+#include <peergraph/detail/block_pool.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -23,7 +23,7 @@ namespace peergraph::detail {
 /// Owns copies of the descriptors (never the bytes) of a buffer sequence, zero-length buffers dropped.
 ///
 /// Small sequences live inline, so the common one- and two-buffer sends allocate nothing; longer ones use Asio's
-/// per-thread recycling allocator, so a steady stream of equal-sized gathers does not reach the heap either.
+/// block pool (detail/block_pool.hpp), so a steady stream of equal-sized gathers does not reach the heap either.
 class iovec_capture
 {
 public:
@@ -106,7 +106,7 @@ private:
   void reserve(std::size_t n)
   {
     if (n > inline_capacity) {
-      data_ = asio::recycling_allocator<::iovec>().allocate(n);
+      data_ = pool_allocator<::iovec>().allocate(n);
       capacity_ = n;
     }
   }
@@ -141,7 +141,7 @@ private:
   void release() noexcept
   {
     if (data_ != inline_)
-      asio::recycling_allocator<::iovec>().deallocate(data_, capacity_);
+      pool_allocator<::iovec>().deallocate(data_, capacity_);
     data_ = inline_;
     capacity_ = inline_capacity;
   }

@@ -48,11 +48,15 @@ public:
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
 
-  void push_back(T value)
+  void push_back(T&& value) { emplace_back(std::move(value)); }
+
+  /// Constructs the new last element from `args`.
+  template <class... Args>
+  void emplace_back(Args&&... args)
   {
     if (size_ == capacity_)
       grow();
-    ::new (static_cast<void*>(slot(size_))) T(std::move(value));
+    ::new (static_cast<void*>(slot(size_))) T(std::forward<Args>(args)...);
     ++size_;
   }
 
@@ -77,7 +81,8 @@ private:
 
   void grow()
   {
-    const std::size_t next = capacity_ == 0 ? 16 : capacity_ * 2;
+    // Small at first: a graph with a few connections sees a few events at a time and should not hold more.
+    const std::size_t next = capacity_ == 0 ? 2 : capacity_ * 2;
     T* fresh = static_cast<T*>(::operator new(next * sizeof(T), std::align_val_t(alignof(T))));
     for (std::size_t i = 0; i < size_; ++i) {
       ::new (static_cast<void*>(fresh + i)) T(std::move(*slot(i)));

@@ -123,6 +123,24 @@ public:
   using timer_type =
       asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, context_type>;
 
+  /// The reading side of an established connection, driven by completion handlers (see continue_reading). Held only
+  /// while data flows: a connection at rest between frames has none, just one pending readiness wait.
+  struct read_state
+  {
+    explicit read_state(wire::frame_decoder&& decoder_) noexcept : decoder(std::move(decoder_)) {}
+
+    wire::frame_decoder decoder;
+    std::vector<std::byte> handshake_rest; // what the handshake read beyond its last message, until used up
+    pooled_buffer buffer;                  // the read buffer
+    std::vector<std::byte> plaintext;      // a secure channel's decrypted bytes
+    std::span<const std::byte> input;      // read and not yet decoded: in one of the three above
+    std::optional<incoming_data> current;  // the data frame being received
+    std::size_t filled = 0;                // payload bytes of `current` received so far
+    bool deliver_current = false;          // `current` is delivered (else received and dropped)
+    bool event_ready = false;              // `current` is complete and waits for room in the event queue
+    bool drained = false;                  // the last read returned less than the buffer: the socket had no more
+  };
+
   /// An established connection.
   struct connection
   {
@@ -151,7 +169,8 @@ public:
     // The buffer is pooled and held only while frames wait in it, so an idle connection holds none.
     pooled_buffer staging;
     std::size_t staged = 0;
-    bool flush_posted = false;
+    bool flush_posted = false; // a flush is posted, or deferred to the end of the current reader turn
+    std::unique_ptr<read_state> reader; // null while at rest between frames with nothing read
 
     void stage(std::span<const std::byte> bytes)
     {
@@ -839,7 +858,7 @@ private:
     connections_.emplace(id.value(), c);
     emit(connection_changed{id, kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
     update_status();
-    asio::co_spawn(context_, read_loop(c, std::move(state)), asio::detached);
+    start_reading(c, std::move(state));
     arm_keepalive(c);
   }
 
@@ -868,136 +887,278 @@ private:
     });
   }
 
-  /// Reads frames until the connection ends, delivering incoming data as events. Waiting for room in the event queue
-  /// stops the reading, which is how a slow consumer slows the remote senders down. An idle connection holds no read
-  /// buffer: it waits for readability, then reads with a pooled buffer until the socket is drained.
-  asio::awaitable<void> read_loop(std::shared_ptr<connection> c, handshake_result state)
+  /// What a reader waits for when it has done what it can.
+  enum class read_wait
   {
-    auto self = this->shared_from_this();
-    std::error_code ec;
-    c->socket.non_blocking(true, ec);
-    std::optional<peer_error> reason;
-    std::optional<incoming_data> current; // the data frame being received
-    std::size_t filled = 0;
-    bool deliver_current = false;
-    pooled_buffer buffer;
-    std::vector<std::byte> plaintext; // a secure channel's decrypted bytes; released when the socket is drained
-    // Bytes the handshake read beyond its last message come first.
-    std::span<const std::byte> input(state.buffer.data() + state.begin, state.end - state.begin);
+    readable, // the socket is empty
+    space,    // a complete message waits for room in the event queue
+    payload,  // the rest of a large payload, read straight into the message
+    turn,     // nothing: it yields to the other handlers of the context, having read a lot at once
+    done,     // the connection ended
+  };
 
-    while (!reason) {
-      if (input.empty()) {
-        if (!state.buffer.empty())
-          state.buffer = std::vector<std::byte>(); // used up; an idle connection keeps none (`= {}` keeps capacity)
-        if (!buffer) {
-          auto [wait_error] =
-              co_await c->socket.async_wait(asio::socket_base::wait_read, asio_compat::use_awaitable_tuple);
-          if (wait_error) {
-            reason = end_of_stream_reason(wait_error, state.decoder);
-            break;
-          }
-          buffer = pooled_buffer(read_buffer_size);
+  /// Reads of 64 KiB one reader turn makes at most before it lets the other handlers of the context run.
+  static constexpr int reads_per_turn = 16;
+  /// Readers at rest a graph keeps for its connections (each about 730 bytes).
+  static constexpr std::size_t max_spare_readers = 8;
+
+  /// Starts the reader of a new connection, after the bytes the handshake read beyond its last message.
+  void start_reading(const std::shared_ptr<connection>& c, handshake_result&& state)
+  {
+    std::error_code ignored;
+    c->socket.non_blocking(true, ignored);
+    if (state.begin == state.end && at_rest(state.decoder))
+      return wait_readable(c);
+    c->reader = std::make_unique<read_state>(std::move(state.decoder));
+    c->reader->handshake_rest = std::move(state.buffer);
+    c->reader->input =
+        std::span<const std::byte>(c->reader->handshake_rest).subspan(state.begin, state.end - state.begin);
+    asio::post(context_, [self = this->shared_from_this(), c] { self->continue_reading(c); });
+  }
+
+  /// Whether a decoder is where every established connection starts: between frames, in the data phase. A reader at
+  /// rest is interchangeable with a new one, so connections share them (spare_readers_).
+  static bool at_rest(const wire::frame_decoder& decoder) noexcept
+  {
+    return decoder.phase() == wire::decoder_phase::established && decoder.at_frame_boundary();
+  }
+
+  /// The reader of `c`, taken from the spare ones when it has none.
+  read_state& reader_of(connection& c)
+  {
+    if (!c.reader) {
+      if (!spare_readers_.empty()) {
+        c.reader = std::move(spare_readers_.back());
+        spare_readers_.pop_back();
+      } else {
+        c.reader = std::make_unique<read_state>(
+            wire::frame_decoder(properties_.max_frame_size, wire::decoder_phase::established));
+      }
+    }
+    return *c.reader;
+  }
+
+  /// Gives the reader of `c` back when it holds nothing: an idle connection keeps no reader.
+  void park_reader(connection& c)
+  {
+    read_state* r = c.reader.get();
+    if (r == nullptr || !r->input.empty() || r->current || r->buffer || r->plaintext.capacity() != 0 ||
+        r->handshake_rest.capacity() != 0 || !at_rest(r->decoder))
+      return;
+    if (spare_readers_.size() < max_spare_readers)
+      spare_readers_.push_back(std::move(c.reader));
+    c.reader.reset();
+  }
+
+  /// Why a connection ended, from a read error and its reader's position in the stream.
+  static peer_error end_of_stream_reason(const std::error_code& ec, const connection& c)
+  {
+    if (!c.reader)
+      return end_of_stream_reason(ec, wire::frame_decoder(0, wire::decoder_phase::established));
+    return end_of_stream_reason(ec, c.reader->decoder);
+  }
+
+  void wait_readable(std::shared_ptr<connection> c)
+  {
+    auto& socket = c->socket;
+    socket.async_wait(asio::socket_base::wait_read,
+                      [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec) mutable {
+                        if (ec)
+                          self->finish_reading(c, end_of_stream_reason(ec, *c));
+                        else
+                          self->continue_reading(std::move(c));
+                      });
+  }
+
+  /// One reader turn: reads and decodes what the socket has, queues the messages, then wakes the application's
+  /// waiting next_event once for all of them (inline: it runs before this returns) and writes what the application
+  /// and the reader staged meanwhile (pongs, replies) in one go. Then it waits for what it needs next. Waiting for
+  /// room in the event queue stops the reading, which is how a slow consumer slows the remote senders down.
+  void continue_reading(std::shared_ptr<connection> c)
+  {
+    std::optional<peer_error> reason;
+    read_wait wait = read_wait::done;
+    in_reader_turn_ = true;
+    for (int round = 0; round < 4; ++round) {
+      wait = read_available(c, reason);
+      events_.wake_consumers(/*inline_allowed=*/true);
+      // A consumer on this thread took what was queued: the message waiting for room fits now.
+      if (wait != read_wait::space || closed_ || events_.full())
+        break;
+    }
+    in_reader_turn_ = false;
+    flush_deferred();
+    switch (wait) {
+    case read_wait::readable:
+      park_reader(*c);
+      return wait_readable(std::move(c));
+    case read_wait::space:
+      return events_.async_wait_space(
+          [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec) mutable {
+            if (ec)
+              self->finish_reading(c, std::nullopt); // the graph closed
+            else
+              self->continue_reading(std::move(c));
+          });
+    case read_wait::payload:
+      return read_payload_directly(std::move(c));
+    case read_wait::turn:
+      return asio::post(context_,
+                        [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
+    case read_wait::done:
+      return finish_reading(c, reason);
+    }
+  }
+
+  /// Decodes the bytes at hand and reads more while the socket has them, queueing complete messages without waking
+  /// anyone. Reads stop at the first read that leaves the socket empty (one that returns less than the buffer), so a
+  /// drained socket is not asked again only to say it would block.
+  read_wait read_available(const std::shared_ptr<connection>& owner, std::optional<peer_error>& reason)
+  {
+    connection& c = *owner;
+    read_state& r = reader_of(c);
+    if (r.event_ready && !deliver_ready(c))
+      return read_wait::space;
+    int reads = 0;
+    for (;;) {
+      if (r.input.empty()) {
+        if (!r.handshake_rest.empty())
+          r.handshake_rest = std::vector<std::byte>(); // used up; an idle connection keeps none
+        if (r.drained || reads == reads_per_turn) {
+          if (!std::exchange(r.drained, false))
+            return read_wait::turn;
+          release_read_buffers(r);
+          return read_wait::readable;
         }
-        const std::size_t n = c->socket.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        if (!r.buffer)
+          r.buffer = pooled_buffer(read_buffer_size);
+        std::error_code ec;
+        const std::size_t n = c.socket.read_some(asio::buffer(r.buffer.data(), r.buffer.size()), ec);
+        ++reads;
         if (ec == asio::error::would_block) {
-          buffer.release(); // drained: give the buffer back until data flows again
-          plaintext = std::vector<std::byte>();
-          continue;
+          release_read_buffers(r);
+          return read_wait::readable;
         }
         if (ec) {
-          reason = end_of_stream_reason(ec, state.decoder);
-          break;
+          reason = end_of_stream_reason(ec, r.decoder);
+          return read_wait::done;
         }
-        input = std::span<const std::byte>(buffer.data(), n);
-        c->heard = true;
-        if (c->session) {
-          plaintext.clear();
-          if (auto opened = decrypt(*c, input, plaintext); !opened) {
+        r.drained = n < r.buffer.size();
+        r.input = std::span<const std::byte>(r.buffer.data(), n);
+        c.heard = true;
+        if (c.session) {
+          const std::span<const std::byte> ciphertext = r.input;
+          r.input = {};
+          r.plaintext.clear();
+          auto opened = decrypt(c, ciphertext, r.plaintext);
+          if (!opened) {
             reason = opened.error();
-            break;
-          } else if (*opened) {
-            reason = end_of_stream_reason(asio::error::eof, state.decoder); // the peer closed the channel
-            break;
+            return read_wait::done;
           }
-          input = plaintext;
-          continue; // a record may hold no application data yet
+          if (*opened) {
+            reason = end_of_stream_reason(asio::error::eof, r.decoder); // the peer closed the channel
+            return read_wait::done;
+          }
+          r.input = r.plaintext; // a record may hold no application data yet
+          continue;
         }
       }
-      auto r = state.decoder.decode(input);
-      if (!r) {
-        reason = r.error();
-        send_close_frame(*c, r.error().code());
-        break;
+      auto decoded = r.decoder.decode(r.input);
+      if (!decoded) {
+        reason = decoded.error();
+        send_close_frame(c, decoded.error().code());
+        return read_wait::done;
       }
-      input = input.subspan(r->consumed);
+      r.input = r.input.subspan(decoded->consumed);
       bool frame_done = false;
-      switch (r->event) {
+      switch (decoded->event) {
       case wire::decode_event::need_more:
         break;
       case wire::decode_event::data_header:
-        deliver_current = c->registered && filter_.accepts_data(r->type);
-        current.emplace(incoming_data{c->id, r->type, deliver_current ? payload(static_cast<std::size_t>(r->length))
-                                                                       : payload()});
-        filled = 0;
-        frame_done = r->frame_complete;
+        r.deliver_current = c.registered && filter_.accepts_data(decoded->type);
+        r.current.emplace(incoming_data{
+            c.id, decoded->type,
+            r.deliver_current ? payload(static_cast<std::size_t>(decoded->length)) : payload()});
+        r.filled = 0;
+        frame_done = decoded->frame_complete;
         break;
       case wire::decode_event::data_payload:
-        if (deliver_current && current) {
-          std::memcpy(current->payload.data() + filled, r->payload.data(), r->payload.size());
-          filled += r->payload.size();
+        if (r.deliver_current && r.current) {
+          std::memcpy(r.current->payload.data() + r.filled, decoded->payload.data(), decoded->payload.size());
+          r.filled += decoded->payload.size();
         }
-        frame_done = r->frame_complete;
+        frame_done = decoded->frame_complete;
         break;
-      case wire::decode_event::ping: {
-        const auto pong = wire::encode_pong(r->token);
-        stage_bytes(c, pong);
+      case wire::decode_event::ping:
+        stage_bytes(owner, wire::encode_pong(decoded->token));
         break;
-      }
       case wire::decode_event::pong:
         break;
       case wire::decode_event::close:
-        reason = peer_error(state.decoder.reason().code);
-        break;
+        reason = peer_error(r.decoder.reason().code);
+        return read_wait::done;
       default:
         reason = peer_error(peer_errc::protocol_error);
-        break;
+        return read_wait::done;
       }
-      if (!frame_done && current && deliver_current && input.empty() && !reason && !c->session &&
-          state.decoder.payload_remaining() >= direct_read_threshold) {
-        // The rest of a large payload, once the read buffer holds none of it: straight into the event's buffer, in
-        // as few system calls as the kernel allows (Asio's default reads at most 64 KiB per call).
-        buffer.release();
-        const auto rest = static_cast<std::size_t>(state.decoder.payload_remaining());
-        auto [read_error, n] = co_await asio::async_read(
-            c->socket, asio::buffer(current->payload.data() + filled, rest),
-            [](const std::error_code& error, std::size_t) -> std::size_t { return error ? 0 : ~std::size_t{0}; },
-            asio_compat::use_awaitable_tuple);
-        if (read_error) {
-          reason = end_of_stream_reason(read_error, state.decoder);
-          break;
-        }
-        filled += n;
-        frame_done = state.decoder.advance_payload(n).value_or(false);
-        c->heard = true;
-      }
-      if (frame_done && current) {
-        if (deliver_current && c->registered) {
-          graph_event event(std::move(*current));
-          bool graph_closed = false;
-          while (!graph_closed && !events_.try_push(event)) {
-            auto [wait_error] = co_await asio::async_initiate<decltype(asio_compat::use_awaitable_tuple),
-                                                              void(std::error_code)>(
-                [this](auto handler) { events_.async_wait_space(std::move(handler)); },
-                asio_compat::use_awaitable_tuple);
-            graph_closed = static_cast<bool>(wait_error);
-          }
-          if (graph_closed)
-            break;
-        }
-        current.reset();
+      if (!frame_done && r.current && r.deliver_current && r.input.empty() && !c.session &&
+          r.decoder.payload_remaining() >= direct_read_threshold)
+        return read_wait::payload;
+      if (frame_done && r.current) {
+        r.event_ready = true;
+        if (!deliver_ready(c))
+          return read_wait::space;
       }
     }
+  }
 
+  /// Queues the complete message of the reader, or drops it when it is not delivered; false when the event queue
+  /// has no room for it.
+  bool deliver_ready(connection& c)
+  {
+    read_state& r = *c.reader;
+    if (r.deliver_current && c.registered && !events_.try_push_quietly(*r.current))
+      return false;
+    r.current.reset();
+    r.event_ready = false;
+    return true;
+  }
+
+  static void release_read_buffers(read_state& r) noexcept
+  {
+    r.buffer.release(); // drained: give the buffer back until data flows again
+    if (r.plaintext.capacity() != 0)
+      r.plaintext = std::vector<std::byte>();
+  }
+
+  /// The rest of a large payload, once the read buffer holds none of it: straight into the message's buffer, in as
+  /// few system calls as the kernel allows (Asio's default reads at most 64 KiB per call).
+  void read_payload_directly(std::shared_ptr<connection> c)
+  {
+    read_state& r = *c->reader;
+    r.buffer.release();
+    const auto rest = static_cast<std::size_t>(r.decoder.payload_remaining());
+    auto& socket = c->socket;
+    asio::async_read(
+        socket, asio::buffer(r.current->payload.data() + r.filled, rest),
+        [](const std::error_code& error, std::size_t) -> std::size_t { return error ? 0 : ~std::size_t{0}; },
+        [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec, std::size_t n) mutable {
+          read_state& state = *c->reader;
+          if (ec)
+            return self->finish_reading(c, end_of_stream_reason(ec, state.decoder));
+          state.filled += n;
+          c->heard = true;
+          if (state.decoder.advance_payload(n).value_or(false))
+            state.event_ready = true;
+          self->continue_reading(std::move(c));
+        });
+  }
+
+  /// The end of a connection's reader: the connection is closed and, unless the graph or the application closed it,
+  /// taken out of the graph with `reason`.
+  void finish_reading(const std::shared_ptr<connection>& c, std::optional<peer_error> reason)
+  {
+    c->reader.reset();
     c->linger.cancel();
     c->keepalive.cancel();
     std::error_code ignored;
@@ -1129,15 +1290,31 @@ private:
     schedule_flush(c);
   }
 
+  /// Writes what `c` staged once the current handler is done: at the end of the reader turn when a reader runs (the
+  /// application's replies to what it read go out with one write, without a trip through the executor's queue),
+  /// otherwise in a posted handler.
   void schedule_flush(const std::shared_ptr<connection>& c)
   {
     if (c->flush_posted)
       return;
     c->flush_posted = true;
+    if (in_reader_turn_) {
+      deferred_flushes_.push_back(c);
+      return;
+    }
     asio::post(context_, [self = this->shared_from_this(), c] {
       c->flush_posted = false;
       self->flush_staged(*c);
     });
+  }
+
+  void flush_deferred()
+  {
+    for (const auto& c : deferred_flushes_) {
+      c->flush_posted = false;
+      flush_staged(*c);
+    }
+    deferred_flushes_.clear(); // keeps its capacity: no allocation per turn
   }
 
   /// Writes the staged frames: directly when the socket takes them, otherwise through the ordered send path, which
@@ -1329,6 +1506,9 @@ private:
   std::size_t reserved_slots_ = 0;
   graph_status status_ = graph_status::none;
   bool closed_ = false;
+  bool in_reader_turn_ = false; // a reader's handler runs (continue_reading): flushes wait for its end
+  std::vector<std::shared_ptr<connection>> deferred_flushes_;
+  std::vector<std::unique_ptr<read_state>> spare_readers_; // readers at rest, for the next connection with data
 };
 
 /// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's context and completes `handler`

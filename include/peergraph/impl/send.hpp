@@ -6,6 +6,7 @@
 //
 #pragma once
 
+#include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/iovec_capture.hpp>
 #include <peergraph/detail/send_order.hpp>
 #include <peergraph/detail/socket_ops.hpp>
@@ -20,7 +21,6 @@
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
-#include <asio/recycling_allocator.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <algorithm>
@@ -162,12 +162,12 @@ class send_op final : public send_waiter
 public:
   using handler_executor = asio::associated_executor_t<Handler, typename Socket::executor_type>;
   using allocator_type = typename std::allocator_traits<
-      asio::associated_allocator_t<Handler, asio::recycling_allocator<void>>>::template rebind_alloc<send_op>;
+      asio::associated_allocator_t<Handler, pool_allocator<void>>>::template rebind_alloc<send_op>;
 
   /// Creates the operation and queues it behind earlier sends on the socket.
   static void launch(Socket& socket, int fd, send_request&& request, Handler&& handler)
   {
-    allocator_type alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
+    allocator_type alloc(asio::get_associated_allocator(handler, pool_allocator<void>()));
     send_op* op = std::allocator_traits<allocator_type>::allocate(alloc, 1);
     std::allocator_traits<allocator_type>::construct(alloc, op, socket, fd, std::move(request), std::move(handler));
     op->withdrawable = op->request_.withdrawable;
@@ -349,7 +349,7 @@ private:
   void destroy() noexcept
   {
     asio::get_associated_cancellation_slot(handler_).clear();
-    free_self(allocator_type(asio::get_associated_allocator(handler_, asio::recycling_allocator<void>())));
+    free_self(allocator_type(asio::get_associated_allocator(handler_, pool_allocator<void>())));
   }
 
   /// Destroys and deallocates this operation with the handler's allocator (taken before the handler moves out).
@@ -367,7 +367,7 @@ private:
     auto handler = std::move(handler_);
     auto work = std::move(work_);
     const Result result = make_send_result<Result>(request_);
-    free_self(allocator_type(asio::get_associated_allocator(handler, asio::recycling_allocator<void>())));
+    free_self(allocator_type(asio::get_associated_allocator(handler, pool_allocator<void>())));
 
     if (next != nullptr)
       start_queued_sends(next);
