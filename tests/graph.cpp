@@ -1,6 +1,7 @@
 #include <peergraph/graph.hpp>
 // The header under test comes first: it must be self-contained.
 
+#include "support/allocation_counter.hpp"
 #include "support/co_test.hpp"
 #include "support/graph_support.hpp"
 #include "support/socket_pair.hpp"
@@ -8,7 +9,9 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/thread_pool.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <optional>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -376,6 +380,142 @@ CO_TEST_CASE("10,000 messages on one connection arrive in order")
     REQUIRE(message[1] == i * 7);
     REQUIRE(message[2] == (i ^ 0x5a5a5a5aU));
   }
+}
+
+namespace {
+
+/// The payload size of the next incoming_data event of `g`, skipping other events (at most 100); 0 on failure. The
+/// tests of allocations await next_event directly in their loops, as an application does: a coroutine layer of their
+/// own in between would bring Asio's frame allocations of that layer into the count.
+#define PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE(g, size)                                                                   \
+  for (int skipped = 0; skipped < 100 && (size) == 0; ++skipped) {                                                 \
+    auto event = co_await (g).next_event();                                                                        \
+    if (!event)                                                                                                    \
+      break;                                                                                                       \
+    if (const auto* data = std::get_if<incoming_data>(&*event))                                                    \
+      (size) = data->payload.size();                                                                               \
+  }
+
+/// `warm_up`, then `counted` round trips of 64 B: a request from `a`, the answer from `b`. Yields the heap
+/// allocations of the counted ones, or nothing when one failed. (Each co_await is a statement of its own: g++ 12
+/// miscompiles co_await inside a short-circuit condition.)
+asio::awaitable<std::optional<std::size_t>> round_trips(peergraph::graph& a, connection_id a_to_b,
+                                                        peergraph::graph& b, connection_id b_to_a, int warm_up,
+                                                        int counted)
+{
+  struct leg
+  {
+    peergraph::graph& from;
+    connection_id id;
+    peergraph::graph& to;
+  };
+  const std::array<leg, 2> legs{{{a, a_to_b, b}, {b, b_to_a, a}}};
+  const auto message = pattern(3, 64);
+  std::size_t before = 0;
+  for (int i = 0; i < warm_up + counted; ++i) {
+    if (i == warm_up)
+      before = peergraph::test::heap_allocations();
+    for (const leg& l : legs) {
+      const auto sent = co_await l.from.send_data(l.id, chat_type, asio::buffer(message));
+      std::size_t size = 0;
+      PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE(l.to, size)
+      if (!sent || size != message.size())
+        co_return std::nullopt;
+    }
+  }
+  co_return peergraph::test::heap_allocations() - before;
+}
+
+/// Takes incoming messages of 64 B from `g` until `got` reaches `messages`, counting them in `got`.
+asio::awaitable<void> consume(peergraph::graph& g, const int& messages, int& got)
+{
+  while (got < messages) {
+    std::size_t size = 0;
+    PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE(g, size)
+    if (size != 64)
+      co_return;
+    ++got;
+  }
+}
+
+/// Streams of 64 B messages from `a` to `b`, taken by a consumer running alongside (see consume).
+struct stream_test
+{
+  static constexpr int messages = 40'000; // 3.7 MB: more than the socket buffers take, so sends also wait
+  peergraph::graph& a;
+  connection_id a_to_b;
+  int expected = 0; // what the consumer takes in all
+  int received = 0;
+
+  /// `warm_up`, then `counted` streams; yields the heap allocations of the counted ones, or nothing when a send
+  /// failed or messages did not all arrive.
+  asio::awaitable<std::optional<std::size_t>> run(int warm_up, int counted)
+  {
+    const auto message = pattern(3, 64);
+    std::size_t before = 0;
+    for (int i = 0; i < warm_up + counted; ++i) {
+      if (i == warm_up)
+        before = peergraph::test::heap_allocations();
+      for (int m = 0; m < messages; ++m) {
+        const auto sent = co_await a.send_data(a_to_b, chat_type, asio::buffer(message));
+        if (!sent)
+          co_return std::nullopt;
+      }
+      const int target = received + messages;
+      for (int wait = 0; wait < 1'000 && received < target; ++wait)
+        co_await pause(10ms);
+      if (received != target)
+        co_return std::nullopt;
+    }
+    co_return peergraph::test::heap_allocations() - before;
+  }
+};
+
+#undef PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE
+
+} // namespace
+
+// A plain TEST_CASE with run() rather than the run_one_for loop of CO_TEST_CASE: Asio keeps its recycled operation
+// memory for the duration of a run() call, and one run_one call at a time would let every handler reach the heap.
+TEST_CASE("steady-state send_data and incoming data allocate nothing on the heap, in round trips and streams")
+{
+  if (!peergraph::test::allocations_counted()) {
+    MESSAGE("allocations are not counted in this build");
+    return;
+  }
+  asio::io_context ctx{1};
+  std::optional<std::size_t> round_trip_allocations;
+  std::optional<std::size_t> stream_allocations;
+  bool finished = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        peergraph::graph a(ctx.get_executor(), props("alice"));
+        peergraph::graph b(ctx.get_executor(), props("bob"));
+        const auto where = co_await listening(b);
+        auto id = co_await a.connect(where);
+        REQUIRE(id.has_value());
+        const auto at_b = co_await next_of<connection_changed>(b);
+
+        // Each measurement after a warm-up, in which pools, caches and queues reach their working size.
+        round_trip_allocations = co_await round_trips(a, *id, b, at_b.id, 100, 1'000);
+        stream_test streams{a, *id, 6 * stream_test::messages};
+        asio::co_spawn(ctx, consume(b, streams.expected, streams.received), asio::detached);
+        stream_allocations = co_await streams.run(2, 4);
+        finished = true;
+      },
+      [&](const std::exception_ptr&) { ctx.stop(); });
+  asio::steady_timer limit(ctx, std::chrono::seconds(30));
+  limit.async_wait([&](const std::error_code& ec) {
+    if (!ec)
+      ctx.stop();
+  });
+  ctx.run();
+  REQUIRE(finished);
+  REQUIRE(round_trip_allocations.has_value());
+  REQUIRE(stream_allocations.has_value());
+  CHECK(*round_trip_allocations == 0);
+  CHECK(*stream_allocations == 0);
 }
 
 CO_TEST_CASE("concurrent send_data calls on one connection never interleave and keep their start order")

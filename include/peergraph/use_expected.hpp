@@ -17,6 +17,7 @@
 #include <asio/awaitable.hpp>
 
 #include <concepts>
+#include <optional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -88,6 +89,13 @@ concept immediate_initiation = requires(Initiation& init, std::error_code& ec, T
   { init.try_immediate(ec, value, args...) } -> std::same_as<bool>;
 };
 
+/// An initiation that can finish synchronously and hands over its result itself, already as the expected the caller
+/// sees (no default-constructed value to assign to): std::nullopt when it has to wait.
+template <class Initiation, class T, class... Args>
+concept immediate_result_initiation = requires(Initiation& init, Args&... args) {
+  { init.try_immediate_result(args...) } -> std::same_as<std::optional<expected<T, peer_error>>>;
+};
+
 /// The same for operations that complete with an error code alone.
 template <class Initiation, class... Args>
 concept immediate_initiation_void = requires(Initiation& init, std::error_code& ec, Args&... args) {
@@ -110,7 +118,10 @@ public:
   template <class Initiation, class... InitArgs>
   static return_type initiate(Initiation initiation, peergraph::use_expected_t, InitArgs... args)
   {
-    if constexpr (peergraph::detail::immediate_initiation<Initiation, T, InitArgs...>) {
+    if constexpr (peergraph::detail::immediate_result_initiation<Initiation, T, InitArgs...>) {
+      if (auto result = initiation.try_immediate_result(args...))
+        co_return std::move(*result);
+    } else if constexpr (peergraph::detail::immediate_initiation<Initiation, T, InitArgs...>) {
       std::error_code ec;
       T value{};
       if (initiation.try_immediate(ec, value, args...))

@@ -4,6 +4,21 @@
 #include <cstdlib>
 #include <new>
 
+// Asio allocates its operations with aligned_alloc, which is counted too, except under AddressSanitizer, whose
+// runtime owns the C allocation functions.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PEERGRAPH_TEST_ASAN_OWNS_MALLOC
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define PEERGRAPH_TEST_ASAN_OWNS_MALLOC
+#endif
+
+#if !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+extern "C" void* __libc_memalign(std::size_t alignment, std::size_t size);
+#endif
+
 namespace {
 std::atomic<std::size_t> allocations{0};
 }
@@ -41,10 +56,58 @@ void* operator new[](std::size_t size)
   return ::operator new(size);
 }
 
+void* operator new(std::size_t size, std::align_val_t alignment)
+{
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  const auto align = static_cast<std::size_t>(alignment);
+  const std::size_t rounded = (size == 0 ? align : (size + align - 1) / align * align); // aligned_alloc's rule
+#if defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+  void* p = std::aligned_alloc(align, rounded);
+#else
+  void* p = __libc_memalign(align, rounded); // not through aligned_alloc, which would count it again
+#endif
+  if (p != nullptr)
+    return p;
+  throw std::bad_alloc();
+}
+
+void* operator new[](std::size_t size, std::align_val_t alignment)
+{
+  return ::operator new(size, alignment);
+}
+
+void operator delete(void* p, std::align_val_t) noexcept
+{
+  std::free(p);
+}
+
+void operator delete[](void* p, std::align_val_t) noexcept
+{
+  std::free(p);
+}
+
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept
+{
+  std::free(p);
+}
+
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept
+{
+  std::free(p);
+}
+
 void operator delete(void* p) noexcept
 {
   std::free(p);
 }
+
+#if !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept
+{
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(alignment, size);
+}
+#endif
 
 void operator delete[](void* p) noexcept
 {

@@ -1,7 +1,7 @@
 //
 // tests/support/allocation_counter.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// Counts calls of the global operator new, for tests that prove a path allocates nothing. Link
+// Counts calls of the global operator new (plain and aligned), for tests that prove a path allocates nothing. Link
 // support/allocation_counter.cpp into the test program to replace the global allocation functions.
 //
 #pragma once

@@ -114,11 +114,12 @@ private:
 
   static constexpr std::size_t class_count = std::bit_width(max_block / min_block);
   static constexpr std::size_t thread_cache_bytes_per_class = 256 * 1024;
-  /// How many free blocks of each size class one thread's cache keeps: at most 256 KiB, 4 to 256 blocks.
+  /// How many free blocks of each size class one thread's cache keeps: 256 KiB of each (4 blocks of 64 KiB, 4,096
+  /// of 64 bytes: a reader queues a whole read buffer of small messages before its consumer frees them).
   static constexpr std::array<std::size_t, class_count> cache_limits = [] {
     std::array<std::size_t, class_count> limits{};
     for (std::size_t index = 0; index < class_count; ++index)
-      limits[index] = std::clamp<std::size_t>(thread_cache_bytes_per_class / (min_block << index), 4, 256);
+      limits[index] = std::clamp<std::size_t>(thread_cache_bytes_per_class / (min_block << index), 4, 4096);
     return limits;
   }();
 

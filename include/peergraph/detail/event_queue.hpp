@@ -150,9 +150,17 @@ public:
   /// Takes the oldest event; false when there is none.
   bool try_pop(graph_event& out)
   {
+    return try_pop_with([&out](graph_event&& event) { out = std::move(event); });
+  }
+
+  /// Takes the oldest event by passing it to `take(graph_event&&)`, which moves it where it belongs (no default
+  /// constructed event in between); false when there is none.
+  template <class Take>
+  bool try_pop_with(Take&& take)
+  {
     if (items_.empty())
       return false;
-    out = std::move(items_.front());
+    std::forward<Take>(take)(std::move(items_.front()));
     items_.pop_front();
     if (items_.size() <= depth_ / 2)
       while (auto* producer = producers_.pop())

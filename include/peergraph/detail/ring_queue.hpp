@@ -65,7 +65,7 @@ public:
   void pop_front() noexcept
   {
     std::destroy_at(slot(0));
-    head_ = (head_ + 1) % capacity_;
+    head_ = (head_ + 1) & (capacity_ - 1);
     --size_;
   }
 
@@ -77,7 +77,8 @@ public:
   }
 
 private:
-  T* slot(std::size_t index) const noexcept { return slots_ + (head_ + index) % capacity_; }
+  // The capacity is a power of two, so positions wrap with a mask rather than a division.
+  T* slot(std::size_t index) const noexcept { return slots_ + ((head_ + index) & (capacity_ - 1)); }
 
   void grow()
   {
@@ -97,7 +98,7 @@ private:
   void copy_from(const ring_queue& other)
   {
     for (std::size_t i = 0; i < other.size_; ++i)
-      push_back(*other.slot(i));
+      emplace_back(*other.slot(i));
   }
 
   void swap(ring_queue& other) noexcept

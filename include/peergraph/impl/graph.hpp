@@ -280,8 +280,26 @@ public:
     events_.async_pop(std::forward<Handler>(handler));
   }
 
-  /// Takes a queued event without waiting; false when none is queued.
-  bool try_receive_event(graph_event& event) { return events_.try_pop(event); }
+  /// Takes a queued event without waiting, as the result of next_event; std::nullopt when none is queued.
+  std::optional<expected<graph_event, peer_error>> try_receive_event()
+  {
+    std::optional<expected<graph_event, peer_error>> result;
+    events_.try_pop_with([&result](graph_event&& event) { result.emplace(std::move(event)); });
+    return result;
+  }
+
+  /// The table entry of connection `id`, or null. The last one found is remembered: a send_data looks its connection
+  /// up several times, and consecutive sends mostly go to one connection.
+  const std::shared_ptr<connection>* find_connection(connection_id id) const noexcept
+  {
+    if (last_found_ != nullptr && (*last_found_)->id == id)
+      return last_found_;
+    auto it = connections_.find(id.value());
+    if (it == connections_.end())
+      return nullptr;
+    last_found_ = &it->second; // entries of an unordered_map stay where they are until erased
+    return last_found_;
+  }
 
   /// The connection's socket, for send_data; nullptr with the reason when there is none.
   socket_type* socket_for(connection_id id, peer_error& error) noexcept
@@ -290,12 +308,12 @@ public:
       error = peer_errc::invalid_graph;
       return nullptr;
     }
-    auto it = connections_.find(id.value());
-    if (it == connections_.end()) {
+    auto* c = find_connection(id);
+    if (c == nullptr) {
       error = peer_errc::connection_not_found;
       return nullptr;
     }
-    return &it->second->socket;
+    return &(*c)->socket;
   }
 
   [[nodiscard]] std::uint64_t max_frame_size() const noexcept { return properties_.max_frame_size; }
@@ -316,6 +334,7 @@ public:
     }
     auto open = std::move(connections_);
     connections_.clear();
+    last_found_ = nullptr;
     for (auto& [key, c] : open)
       close_connection(c, peer_errc::graph_shutting_down, std::nullopt);
     neighbors_.clear();
@@ -1081,6 +1100,15 @@ private:
             r.deliver_current ? payload(static_cast<std::size_t>(decoded->length)) : payload()});
         r.filled = 0;
         frame_done = decoded->frame_complete;
+        if (!frame_done && r.input.size() >= decoded->length) {
+          // The whole payload is at hand (the common case for small messages): take it without another decode.
+          const auto size = static_cast<std::size_t>(decoded->length);
+          if (r.deliver_current)
+            std::memcpy(r.current->payload.data(), r.input.data(), size);
+          r.filled = size;
+          r.input = r.input.subspan(size);
+          frame_done = r.decoder.advance_payload(size).value_or(false);
+        }
         break;
       case wire::decode_event::data_payload:
         if (r.deliver_current && r.current) {
@@ -1200,17 +1228,17 @@ public:
   /// again at once, as after a completed WSASend.
   bool stage_frame(connection_id id, iovec_capture& frame)
   {
-    auto it = connections_.find(id.value());
-    if (it == connections_.end() || !it->second->registered || frame.total_bytes() > staging_threshold())
+    auto* found = find_connection(id);
+    if (found == nullptr || !(*found)->registered || frame.total_bytes() > staging_threshold())
       return false;
-    connection& c = *it->second;
+    connection& c = **found;
     if (c.staged + frame.total_bytes() > staging_capacity)
       flush_staged(c);
     if (!c.socket.is_open() || !send_order::instance().idle(static_cast<int>(c.socket.native_handle())))
       return false;
     for (std::size_t i = 0; i < frame.count(); ++i)
       c.stage({static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len});
-    schedule_flush(it->second);
+    schedule_flush(*found);
     return true;
   }
 
@@ -1220,8 +1248,8 @@ public:
   {
     if (!properties_.tls)
       return false;
-    auto it = connections_.find(id.value());
-    return it != connections_.end() && it->second->session != nullptr;
+    const auto* c = find_connection(id);
+    return c != nullptr && (*c)->session != nullptr;
   }
 
   /// send_data on a secure connection, tried at once: the frame is staged, or encrypted and written when nothing is
@@ -1271,8 +1299,8 @@ public:
   /// Writes what is staged on connection `id` before a send that bypasses the staging buffer, to keep the order.
   void flush_staged(connection_id id)
   {
-    if (auto it = connections_.find(id.value()); it != connections_.end())
-      flush_staged(*it->second);
+    if (auto* c = find_connection(id))
+      flush_staged(**c);
   }
 
 private:
@@ -1462,6 +1490,7 @@ private:
   {
     c->registered = false;
     connections_.erase(c->id.value());
+    last_found_ = nullptr;
     if (c->kind == connection_kind::neighbor)
       release_claim(c->remote_peer, c->id);
     emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason});
@@ -1506,6 +1535,7 @@ private:
   std::size_t reserved_slots_ = 0;
   graph_status status_ = graph_status::none;
   bool closed_ = false;
+  mutable const std::shared_ptr<connection>* last_found_ = nullptr; // see find_connection; reset on every erase
   bool in_reader_turn_ = false; // a reader's handler runs (continue_reading): flushes wait for its end
   std::vector<std::shared_ptr<connection>> deferred_flushes_;
   std::vector<std::unique_ptr<read_state>> spare_readers_; // readers at rest, for the next connection with data
@@ -1633,20 +1663,16 @@ public:
 
   explicit initiate_next_event(std::shared_ptr<state_type> state) : state_(std::move(state)) {}
 
-  bool try_immediate(std::error_code& ec, graph_event& event) const
+  std::optional<expected<graph_event, peer_error>> try_immediate_result() const
   {
-    if (!state_) {
-      ec = make_error_code(peer_errc::not_initialized);
-      return true;
-    }
+    using result_type = std::optional<expected<graph_event, peer_error>>;
+    if (!state_)
+      return result_type(unexpected(peer_error(peer_errc::not_initialized)));
     if (!state_->on_context())
-      return false;
-    if (state_->closed()) {
-      ec = make_error_code(peer_errc::invalid_graph);
-      return true;
-    }
-    ec = {};
-    return state_->try_receive_event(event);
+      return std::nullopt;
+    if (state_->closed())
+      return result_type(unexpected(peer_error(peer_errc::invalid_graph)));
+    return state_->try_receive_event();
   }
 
   template <class Handler>
