@@ -66,12 +66,13 @@ void store_le32(std::uint8_t* out, std::uint32_t v)
 
 std::uint64_t (*allocation_counter)() noexcept = nullptr;
 
-/// The steady part of a counted stream in the allocation-counting build: the allocations of the whole process from
-/// the moment the receiver has verified data frame `first_frame` until it has verified the end frame. Start-up, the
-/// first half of the stream (where queues and pools reach their working size) and tear-down are left out.
+/// The steady part of a counted stream in the allocation-counting build: the allocations of the whole process while
+/// the receiver verifies data frames `first_frame` to `last_frame`, the middle half of the stream. Start-up, the first
+/// quarter (where queues and pools reach their working size), the last quarter (where the sender winds down, racing
+/// the receiver) and tear-down are left out.
 struct steady_window {
   std::uint64_t first_frame = 0; // 0: not counted
-  std::uint64_t frames = 0;      // data frames verified inside the window
+  std::uint64_t last_frame = 0;
   std::uint64_t start = 0;
   std::uint64_t end = 0;
   bool complete = false;
@@ -155,6 +156,10 @@ void frame_checker::feed(const void* data, std::size_t size)
         state_ = state::header;
         if (frames_ == steady.first_frame)
           steady.start = allocation_counter();
+        if (frames_ == steady.last_frame && steady.first_frame != 0) {
+          steady.end = allocation_counter();
+          steady.complete = true;
+        }
       }
       break;
     }
@@ -173,11 +178,6 @@ void frame_checker::feed(const void* data, std::size_t size)
         fail(format("sender sent %llu frames, receiver got %llu", static_cast<unsigned long long>(sent),
                     static_cast<unsigned long long>(frames_)));
       state_ = state::done;
-      if (steady.first_frame != 0 && frames_ >= steady.first_frame && !steady.complete) {
-        steady.end = allocation_counter();
-        steady.frames = frames_ - steady.first_frame;
-        steady.complete = true;
-      }
       break;
     }
     case state::done:
@@ -616,9 +616,11 @@ int run(const std::vector<std::string_view>& args)
     usage("a positive --count or --seconds is needed");
   prepare_pattern(def->payload_bytes);
 
-  // Counted streams (a frame count in the allocation-counting build) also report their steady second half.
-  if (allocation_counter != nullptr && spec.count >= 2 && def->payload_bytes != 0)
-    steady.first_frame = spec.count / 2;
+  // Counted streams (a frame count in the allocation-counting build) also report their steady middle half.
+  if (allocation_counter != nullptr && spec.count >= 4 && def->payload_bytes != 0) {
+    steady.first_frame = spec.count / 4;
+    steady.last_frame = spec.count - spec.count / 4;
+  }
   const std::uint64_t allocations_before = allocation_counter != nullptr ? allocation_counter() : 0;
   const measurement m = fn->second(spec);
   const std::uint64_t allocations_after = allocation_counter != nullptr ? allocation_counter() : 0;
@@ -630,7 +632,7 @@ int run(const std::vector<std::string_view>& args)
   if (steady.complete)
     out += format(", \"steady_allocations\": %llu, \"steady_frames\": %llu",
                   static_cast<unsigned long long>(steady.end - steady.start),
-                  static_cast<unsigned long long>(steady.frames));
+                  static_cast<unsigned long long>(steady.last_frame - steady.first_frame));
   out += "}";
   std::puts(out.c_str());
   return 0;

@@ -242,8 +242,8 @@ def run_all(runner, supports, mode, method):
         sys.stderr.write("run_benchmarks: neither perf nor strace works here; syscalls_per_msg is left out\n")
 
     # Heap allocations per message, sender and receiver together, in the allocation-counting program: those made
-    # while the receiver verifies the second half of each stream (the first half brings queues and pools to their
-    # working size), by difference of the N and 2N runs.
+    # while the receiver verifies the middle half of each stream (the first quarter brings queues and pools to their
+    # working size; in the last the sender winds down), by difference of the N and 2N runs.
     for _ in range(mode["count_rounds"]):
         for c in contenders:
             runs = [runner.measure(c, "small_msgs_64", "--count", k, program=runner.bench_allocs) for k in (n, 2 * n)]
