@@ -691,6 +691,36 @@ CO_TEST_CASE("a consumer that stops reading slows the sender down; nothing is lo
   CHECK(completed == count);
 }
 
+CO_TEST_CASE("messages that arrive while the event queue is full are delivered once it has room, and no later")
+{
+  auto pb = props("bob");
+  pb.event_queue_depth = 1;
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), pb);
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  (void)co_await next_of<connection_changed>(b);
+  (void)co_await next_of<peergraph::status_changed>(a);
+
+  // The first batch is read at once and fills the queue; the second arrives while bob's reader waits for room, and
+  // nothing comes after it to announce it again.
+  constexpr std::uint32_t batch = 10;
+  for (std::uint32_t i = 0; i < 2 * batch; ++i) {
+    if (i == batch)
+      co_await pause(50ms);
+    REQUIRE((co_await a.send_data(*id, chat_type, asio::buffer(&i, sizeof i))).has_value());
+  }
+  co_await pause(100ms);
+  for (std::uint32_t i = 0; i < 2 * batch; ++i) {
+    auto data = co_await next_of<incoming_data>(b);
+    REQUIRE(data.payload.size() == sizeof i);
+    std::uint32_t seq = 0;
+    std::memcpy(&seq, data.payload.data(), sizeof seq);
+    REQUIRE(seq == i);
+  }
+}
+
 CO_TEST_CASE("a peer that vanishes mid-frame is reported disconnected; the graph stays healthy")
 {
   peergraph::graph b(ctx.get_executor(), props("bob"));

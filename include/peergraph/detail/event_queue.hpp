@@ -68,27 +68,27 @@ public:
   {
   }
 
-  void complete(std::error_code ec, Args&&... args) override
-  {
-    auto handler = std::move(handler_);
-    auto work = std::move(work_);
-    destroy();
-    asio::post(work, [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
-      std::move(handler)(ec, std::move(values)...);
-    });
-  }
+  void complete(std::error_code ec, Args&&... args) override { deliver(false, ec, std::move(args)...); }
 
-  void complete_inline(std::error_code ec, Args&&... args) override
-  {
-    auto handler = std::move(handler_);
-    auto work = std::move(work_);
-    destroy();
-    asio::dispatch(work, [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
-      std::move(handler)(ec, std::move(values)...);
-    });
-  }
+  void complete_inline(std::error_code ec, Args&&... args) override { deliver(true, ec, std::move(args)...); }
 
 private:
+  /// Frees the operation, then runs the handler through its executor: dispatched (inline when allowed there) or
+  /// posted.
+  void deliver(bool inline_allowed, std::error_code ec, Args&&... args)
+  {
+    auto handler = std::move(handler_);
+    auto work = std::move(work_);
+    destroy();
+    auto call = [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
+      std::move(handler)(ec, std::move(values)...);
+    };
+    if (inline_allowed)
+      asio::dispatch(work, std::move(call));
+    else
+      asio::post(work, std::move(call));
+  }
+
   void destroy() noexcept
   {
     allocator_type alloc(asio::get_associated_allocator(handler_, pool_allocator<void>()));
