@@ -1000,6 +1000,8 @@ private:
     in_reader_turn_ = true;
     for (int round = 0; round < 4; ++round) {
       wait = read_available(c, reason);
+      if (wait == read_wait::done)
+        finish_reading(c, reason); // before the application runs: it sees the connection gone, not half closed
       events_.wake_consumers(/*inline_allowed=*/true);
       // A consumer on this thread took what was queued: the message waiting for room fits now.
       if (wait != read_wait::space || closed_ || events_.full())
@@ -1025,7 +1027,7 @@ private:
       return asio::post(context_,
                         [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
     case read_wait::done:
-      return finish_reading(c, reason);
+      return;
     }
   }
 
@@ -1085,7 +1087,8 @@ private:
       auto decoded = r.decoder.decode(r.input);
       if (!decoded) {
         reason = decoded.error();
-        send_close_frame(c, decoded.error().code());
+        if (c.registered) // a closing connection has sent its close frame already
+          send_close_frame(c, decoded.error().code());
         return read_wait::done;
       }
       r.input = r.input.subspan(decoded->consumed);
