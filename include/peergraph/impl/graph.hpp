@@ -972,8 +972,8 @@ private:
   /// Why a connection ended, from a read error and its reader's position in the stream.
   static peer_error end_of_stream_reason(const std::error_code& ec, const connection& c)
   {
-    if (!c.reader)
-      return end_of_stream_reason(ec, wire::frame_decoder(0, wire::decoder_phase::established));
+    if (!c.reader) // at rest between frames: an end of the stream is a clean end
+      return ec == asio::error::eof ? peer_error(peer_errc::connection_closed) : peer_error(ec);
     return end_of_stream_reason(ec, c.reader->decoder);
   }
 
