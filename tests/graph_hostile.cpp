@@ -276,6 +276,50 @@ CO_TEST_CASE("a truncated frame then end of stream: disconnected protocol_error,
   co_await exchange(a, b, healthy, "after truncated frames");
 }
 
+CO_TEST_CASE("data frames cut anywhere arrive whole and in order: a byte at a time, in chunks around 128, at once")
+{
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+  auto t = co_await raw_handshake(ctx, b, where, "cutter");
+
+  // Frames on both sides of what a connection at rest reads first (128 bytes: a 100-byte payload fills it exactly).
+  const std::array<std::size_t, 11> lengths{0, 1, 63, 64, 99, 100, 101, 127, 129, 1000, 20'000};
+  std::vector<std::byte> stream;
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    const auto header = wire::encode_data_header(chat_type, lengths[i]);
+    const auto body = pattern(static_cast<std::uint32_t>(i), lengths[i]);
+    stream.insert(stream.end(), header.begin(), header.end());
+    stream.insert(stream.end(), body.begin(), body.end());
+  }
+  const std::size_t small_part = stream.size() - (wire::data_frame_header_size + lengths.back());
+
+  // Each cut sends the whole stream in pieces of `cut` bytes, pausing after each so that most arrive at rest.
+  const std::array<std::size_t, 5> cuts{1, 127, 128, 129, stream.size()};
+  std::size_t delivered = 0;
+  for (const std::size_t cut : cuts) {
+    // A byte at a time for all but the last (20 KB) frame, which would take too long.
+    const std::size_t frames = cut == 1 ? lengths.size() - 1 : lengths.size();
+    const std::size_t end = cut == 1 ? small_part : stream.size();
+    for (std::size_t at = 0; at < end; at += cut) {
+      REQUIRE(t.raw->send(std::span<const std::byte>(stream).subspan(at, std::min(cut, end - at))));
+      if (cut != stream.size())
+        co_await pause(1ms);
+    }
+    for (std::size_t i = 0; i < frames; ++i, ++delivered) {
+      auto got = co_await b.data(t.on_node);
+      REQUIRE_MESSAGE(got.has_value(), "cut " << cut << ": frame " << i << " did not arrive");
+      CHECK_MESSAGE(got->payload.size() == lengths[i], "cut " << cut << ": frame " << i);
+      CHECK_MESSAGE(std::ranges::equal(got->payload, pattern(static_cast<std::uint32_t>(i), lengths[i])),
+                    "cut " << cut << ": frame " << i);
+    }
+  }
+  co_await pause(20ms);
+  CHECK(b.count([&](const graph_event& e) { return is_data_on(e, t.on_node); }) == delivered); // nothing extra
+  auto list = co_await b->connections();
+  REQUIRE(list.has_value());
+  CHECK(list->size() == 1); // the raw peer is still connected
+}
+
 CO_TEST_CASE("a data length of 2^63 (or 2^64-1, or the maximum + 1) is refused at its header with frame_too_large")
 {
   auto pb = props("bob");

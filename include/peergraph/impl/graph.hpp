@@ -112,6 +112,10 @@ inline constexpr std::size_t direct_read_threshold = 16 * 1024;
 inline constexpr std::size_t read_buffer_size = 64 * 1024;
 /// The staging buffer of one connection, while small frames flow.
 inline constexpr std::size_t staging_capacity = 64 * 1024;
+/// The buffer a connection at rest reads into: a small message arriving alone (a 64 B payload is a 92-byte frame,
+/// 114 bytes in a TLS record) is read and decoded from it in one system call, with no read buffer. Every idle
+/// connection holds one, so it stays small.
+inline constexpr std::size_t arrival_buffer_size = 128;
 
 template <class Executor>
 class graph_state : public std::enable_shared_from_this<graph_state<Executor>>
@@ -139,6 +143,7 @@ public:
     bool deliver_current = false;          // `current` is delivered (else received and dropped)
     bool event_ready = false;              // `current` is complete and waits for room in the event queue
     bool drained = false;                  // the last read returned less than the buffer: the socket had no more
+    std::size_t arrived = 0;               // bytes of the connection's arrival buffer not yet taken as input
   };
 
   /// An established connection.
@@ -171,6 +176,8 @@ public:
     std::size_t staged = 0;
     bool flush_posted = false; // a flush is posted, or deferred to the end of the current reader turn
     std::unique_ptr<read_state> reader; // null while at rest between frames with nothing read
+    // What the pending read of a connection at rest receives (see wait_readable).
+    std::array<std::byte, arrival_buffer_size> arrival{};
 
     void stage(std::span<const std::byte> bytes)
     {
@@ -977,16 +984,21 @@ private:
     return end_of_stream_reason(ec, c.reader->decoder);
   }
 
+  /// Waits for the next bytes of a connection at rest by reading them into its arrival buffer. A read rather than
+  /// a readiness wait: after a read that left the socket empty, Asio queues it without a system call, where a wait
+  /// would re-arm the descriptor (epoll_ctl) each time, and a small message is then read and decoded in one go.
   void wait_readable(std::shared_ptr<connection> c)
   {
     auto& socket = c->socket;
-    socket.async_wait(asio::socket_base::wait_read,
-                      [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec) mutable {
-                        if (ec)
-                          self->finish_reading(c, end_of_stream_reason(ec, *c));
-                        else
-                          self->continue_reading(std::move(c));
-                      });
+    const asio::mutable_buffer into = asio::buffer(c->arrival); // before `c` moves into the handler
+    socket.async_read_some(into,
+                           [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec,
+                                                                               std::size_t n) mutable {
+                             if (ec)
+                               return self->finish_reading(c, end_of_stream_reason(ec, *c));
+                             self->reader_of(*c).arrived = n;
+                             self->continue_reading(std::move(c));
+                           });
   }
 
   /// One reader turn: reads and decodes what the socket has, queues the messages, then wakes the application's
@@ -1051,21 +1063,26 @@ private:
           release_read_buffers(r);
           return read_wait::readable;
         }
-        if (!r.buffer)
-          r.buffer = pooled_buffer(read_buffer_size);
-        std::error_code ec;
-        const std::size_t n = c.socket.read_some(asio::buffer(r.buffer.data(), r.buffer.size()), ec);
-        ++reads;
-        if (ec == asio::error::would_block) {
-          release_read_buffers(r);
-          return read_wait::readable;
+        if (r.arrived != 0) { // what the read at rest received (wait_readable)
+          r.drained = r.arrived < c.arrival.size();
+          r.input = std::span<const std::byte>(c.arrival.data(), std::exchange(r.arrived, 0));
+        } else {
+          if (!r.buffer)
+            r.buffer = pooled_buffer(read_buffer_size);
+          std::error_code ec;
+          const std::size_t n = c.socket.read_some(asio::buffer(r.buffer.data(), r.buffer.size()), ec);
+          ++reads;
+          if (ec == asio::error::would_block) {
+            release_read_buffers(r);
+            return read_wait::readable;
+          }
+          if (ec) {
+            reason = end_of_stream_reason(ec, r.decoder);
+            return read_wait::done;
+          }
+          r.drained = n < r.buffer.size();
+          r.input = std::span<const std::byte>(r.buffer.data(), n);
         }
-        if (ec) {
-          reason = end_of_stream_reason(ec, r.decoder);
-          return read_wait::done;
-        }
-        r.drained = n < r.buffer.size();
-        r.input = std::span<const std::byte>(r.buffer.data(), n);
         c.heard = true;
         if (c.session) {
           const std::span<const std::byte> ciphertext = r.input;
