@@ -8,6 +8,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -934,9 +935,23 @@ TEST_CASE("a graph on an any_io_executor keeps its state on a strand unless the 
   CHECK(on_io.target_type() == typeid(asio::io_context::executor_type));
   const auto on_strand = context::make(asio::any_io_executor(asio::make_strand(ctx)));
   CHECK(on_strand.target_type() == typeid(asio::strand<asio::io_context::executor_type>));
-  // Outside any handler nothing runs on these contexts.
-  CHECK_FALSE(context::running_in_this_thread(on_pool));
-  CHECK_FALSE(context::running_in_this_thread(on_io));
+  // Outside any handler nothing runs on these contexts; inside one, its own context does.
+  const context::thread_check in_pool(on_pool);
+  const context::thread_check in_io(on_io);
+  const context::thread_check in_strand(on_strand);
+  CHECK_FALSE(in_pool());
+  CHECK_FALSE(in_io());
+  CHECK_FALSE(in_strand());
+  std::promise<bool> pool_answer;
+  asio::post(on_pool, [&] { pool_answer.set_value(in_pool() && !in_io()); });
+  CHECK(pool_answer.get_future().get());
+  bool io_answer = false;
+  bool strand_answer = false;
+  asio::post(on_io, [&] { io_answer = in_io() && !in_pool() && !in_strand(); });
+  asio::post(on_strand, [&] { strand_answer = in_strand() && in_io(); });
+  CHECK(ctx.run_for(std::chrono::seconds(5)) == 2);
+  CHECK(io_answer);
+  CHECK(strand_answer);
   pool.join();
 }
 

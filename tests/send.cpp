@@ -5,6 +5,8 @@
 #include "support/co_test.hpp"
 #include "support/socket_pair.hpp"
 
+#include <peergraph/detail/asio_compat.hpp>
+
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>

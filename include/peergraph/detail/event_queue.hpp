@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <memory>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace peergraph::detail {
@@ -64,7 +65,8 @@ public:
 
   waiting_completion_for(Handler&& handler, const Executor& fallback)
       : handler_(std::move(handler)),
-        work_(asio::prefer(asio::get_associated_executor(handler_, fallback), asio::execution::outstanding_work.tracked))
+        work_(asio::prefer(asio::get_associated_executor(handler_, fallback), asio::execution::outstanding_work.tracked)),
+        on_fallback_(runs_on(handler_, fallback))
   {
   }
 
@@ -73,13 +75,26 @@ public:
   void complete_inline(std::error_code ec, Args&&... args) override { deliver(true, ec, std::move(args)...); }
 
 private:
+  /// Whether the handler's executor is `fallback` itself, the graph's context.
+  static bool runs_on(const Handler& handler, const Executor& fallback) noexcept
+  {
+    if constexpr (std::is_same_v<asio::associated_executor_t<Handler, Executor>, Executor>)
+      return asio::get_associated_executor(handler, fallback) == fallback;
+    else
+      return false;
+  }
+
   /// Frees the operation, then runs the handler through its executor: dispatched (inline when allowed there) or
-  /// posted.
+  /// posted. Inline on the graph's context, where the caller runs, the handler is called directly: that is what
+  /// dispatch would do, without wrapping the handler and its event in two more function objects.
   void deliver(bool inline_allowed, std::error_code ec, Args&&... args)
   {
+    const bool direct = inline_allowed && on_fallback_;
     auto handler = std::move(handler_);
-    auto work = std::move(work_);
+    auto work = std::move(work_); // released after the handler ran, as dispatch would
     destroy();
+    if (direct)
+      return std::move(handler)(ec, std::move(args)...);
     auto call = [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
       std::move(handler)(ec, std::move(values)...);
     };
@@ -100,6 +115,7 @@ private:
   std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, Executor>>(),
                                      asio::execution::outstanding_work.tracked))>
       work_;
+  bool on_fallback_; // the handler's executor is the graph's context
 };
 
 template <class... Args>

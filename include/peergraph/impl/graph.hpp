@@ -40,28 +40,40 @@ namespace peergraph::detail {
 /// The serialized context a graph keeps its state on: a strand of a multi-threaded executor, or the executor itself
 /// when it already serializes its handlers (a strand, or an io_context, taken to be run by one thread as an implicit
 /// strand).
+/// Tells whether the calling thread runs a context whose type says so itself.
+template <class Context>
+class direct_thread_check
+{
+public:
+  explicit direct_thread_check(const Context& context) noexcept : context_(&context) {}
+  bool operator()() const noexcept { return context_->running_in_this_thread(); }
+
+private:
+  const Context* context_;
+};
+
 template <class Executor>
 struct graph_context
 {
   using type = asio::strand<Executor>;
+  using thread_check = direct_thread_check<type>;
   static type make(const Executor& ex) { return asio::make_strand(ex); }
-  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
 };
 
 template <class InnerExecutor>
 struct graph_context<asio::strand<InnerExecutor>>
 {
   using type = asio::strand<InnerExecutor>;
+  using thread_check = direct_thread_check<type>;
   static type make(const type& ex) { return ex; }
-  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
 };
 
 template <>
 struct graph_context<asio::io_context::executor_type>
 {
   using type = asio::io_context::executor_type;
+  using thread_check = direct_thread_check<type>;
   static type make(const type& ex) { return ex; }
-  static bool running_in_this_thread(const type& context) noexcept { return context.running_in_this_thread(); }
 };
 
 /// The executor of type Target inside `ex`, or null. Asio 1.22's any_executor::target() casts without checking the
@@ -94,16 +106,33 @@ struct graph_context<asio::any_io_executor>
     return asio::make_strand(ex);
   }
 
-  static bool running_in_this_thread(const type& context) noexcept
+  /// Tells whether the calling thread runs the context. The wrapped executor's type is looked up once (a type
+  /// comparison each), not on every call: operations ask on every send and every event.
+  class thread_check
   {
-    if (const auto* io = target_of<asio::io_context::executor_type>(context))
-      return io->running_in_this_thread();
-    if (const auto* io_strand = target_of<asio::strand<asio::io_context::executor_type>>(context))
-      return io_strand->running_in_this_thread();
-    if (const auto* any_strand = target_of<asio::strand<asio::any_io_executor>>(context))
-      return any_strand->running_in_this_thread();
-    return false;
-  }
+  public:
+    explicit thread_check(const type& context) noexcept
+    {
+      if (!bind<asio::io_context::executor_type>(context) &&
+          !bind<asio::strand<asio::io_context::executor_type>>(context))
+        bind<asio::strand<asio::any_io_executor>>(context);
+    }
+
+    bool operator()() const noexcept { return runs_ != nullptr && runs_(target_); }
+
+  private:
+    template <class Target>
+    bool bind(const type& context) noexcept
+    {
+      target_ = target_of<Target>(context);
+      if (target_ != nullptr)
+        runs_ = [](const void* target) noexcept { return static_cast<const Target*>(target)->running_in_this_thread(); };
+      return target_ != nullptr;
+    }
+
+    bool (*runs_)(const void*) noexcept = nullptr;
+    const void* target_ = nullptr; // inside the graph's context object, which never changes
+  };
 };
 
 /// Payloads at least this large are read from the socket straight into the event's buffer, past the read buffer.
@@ -197,7 +226,7 @@ public:
   [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
   [[nodiscard]] const context_type& context() const noexcept { return context_; }
   [[nodiscard]] node_id local_node() const noexcept { return node_; }
-  [[nodiscard]] bool on_context() const noexcept { return graph_context<Executor>::running_in_this_thread(context_); }
+  [[nodiscard]] bool on_context() const noexcept { return on_context_(); }
   [[nodiscard]] bool closed() const noexcept { return closed_; }
 
   // ---- operations, each run on the context ------------------------------------------------------------------
@@ -1446,7 +1475,7 @@ private:
   template <class Handler>
   void send_promised(connection& c, asio::const_buffer bytes, Handler&& handler)
   {
-    auto request = make_send_request<socket_type>(iovec_capture(bytes), send_flags::none);
+    auto request = make_send_request<socket_type>({}, bytes, send_flags::none);
     request.withdrawable = false;
     initiate_send<socket_type, true, std::size_t>(c.socket)(std::forward<Handler>(handler), std::move(request));
   }
@@ -1541,6 +1570,7 @@ private:
 
   Executor executor_;
   context_type context_;
+  typename graph_context<Executor>::thread_check on_context_{context_};
   graph_properties properties_;
   node_id node_;
   event_filter filter_;
@@ -1701,19 +1731,26 @@ public:
     if (!state_)
       return complete_not_initialized<graph_event>(asio::system_executor(), std::forward<Handler>(handler));
     auto h = std::decay_t<Handler>(std::forward<Handler>(handler));
-    asio::dispatch(state_->context(), [state = state_, h = std::move(h)]() mutable {
-      if (state->closed()) {
-        auto ex = asio::get_associated_executor(h, state->context());
-        asio::post(ex, [h = std::move(h)]() mutable {
-          std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
-        });
-        return;
-      }
-      state->receive_event(std::move(h));
-    });
+    if (state_->on_context()) // what dispatch would do, without wrapping the handler in a function object
+      return receive(*state_, std::move(h));
+    asio::dispatch(state_->context(),
+                   [state = state_, h = std::move(h)]() mutable { receive(*state, std::move(h)); });
   }
 
 private:
+  template <class Handler>
+  static void receive(state_type& state, Handler&& h)
+  {
+    if (state.closed()) {
+      auto ex = asio::get_associated_executor(h, state.context());
+      asio::post(ex, [h = std::move(h)]() mutable {
+        std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
+      });
+      return;
+    }
+    state.receive_event(std::move(h));
+  }
+
   std::shared_ptr<state_type> state_;
 };
 
@@ -1852,19 +1889,21 @@ auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, c
   for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
     payload_size += asio::const_buffer(*it).size();
   using socket_type = typename detail::graph_state<Executor>::socket_type;
-  detail::send_request request;
-  if (type.is_nil() || has_flags(flags, send_flags::partial) || has_flags(flags, send_flags::out_of_band)) {
-    // Partial or urgent bytes would break the framing of the stream.
-    request.refused = make_error_code(peer_errc::invalid_argument);
-  } else if (state_ && payload_size > state_->max_frame_size()) {
-    request.refused = make_error_code(peer_errc::frame_too_large);
-  } else {
-    const auto header = wire::encode_data_header(type, payload_size);
-    request = detail::make_send_request<socket_type>(detail::iovec_capture(std::span<const std::byte>(header), buffers),
-                                                     flags);
-  }
+  const auto refused = [](peer_errc why) {
+    detail::send_request request;
+    request.refused = make_error_code(why);
+    return request;
+  };
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
-      detail::initiate_send_data<Executor>(state_, id, flags == send_flags::none), token, std::move(request));
+      detail::initiate_send_data<Executor>(state_, id, flags == send_flags::none), token, [&] {
+        // Partial or urgent bytes would break the framing of the stream.
+        if (type.is_nil() || has_flags(flags, send_flags::partial) || has_flags(flags, send_flags::out_of_band))
+          return refused(peer_errc::invalid_argument);
+        if (state_ && payload_size > state_->max_frame_size())
+          return refused(peer_errc::frame_too_large);
+        const auto header = wire::encode_data_header(type, payload_size);
+        return detail::make_send_request<socket_type>(header, buffers, flags);
+      }());
 }
 
 template <class Executor>

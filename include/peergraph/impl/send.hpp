@@ -27,6 +27,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 
 namespace peergraph::detail {
@@ -43,6 +44,14 @@ struct is_stream_socket<asio::basic_stream_socket<Protocol, Executor>> : std::tr
 /// Everything a send needs from its initiation to its completion: the captured descriptors and the progress so far.
 struct send_request
 {
+  send_request() noexcept = default;
+
+  /// Captures `buffers` behind a copy of `prefix`, in place.
+  template <class ConstBufferSequence>
+  send_request(std::span<const std::byte> prefix, const ConstBufferSequence& buffers_) : buffers(prefix, buffers_)
+  {
+  }
+
   iovec_capture buffers;
   std::size_t bytes_sent = 0;
   int os_flags = 0;
@@ -68,12 +77,13 @@ Result make_send_result(const send_request& request) noexcept
     return request.bytes_sent;
 }
 
-/// Builds the request for `socket`, translating flags and checking what the socket type allows.
-template <class Socket>
-send_request make_send_request(iovec_capture&& buffers, send_flags flags)
+/// Builds the request for `socket` from `buffers` behind a copy of `prefix` (a frame header, or nothing), translating
+/// flags and checking what the socket type allows. The descriptors are captured in place: a request is large (eight
+/// inline descriptors), so it is built where it is returned rather than moved there.
+template <class Socket, class ConstBufferSequence>
+send_request make_send_request(std::span<const std::byte> prefix, const ConstBufferSequence& buffers, send_flags flags)
 {
-  send_request request;
-  request.buffers = std::move(buffers);
+  send_request request(prefix, buffers);
   if (has_flags(flags, send_flags::do_not_route))
     request.os_flags |= MSG_DONTROUTE;
   if (has_flags(flags, send_flags::out_of_band))
@@ -484,7 +494,7 @@ auto async_send(Socket& socket, const ConstBufferSequence& buffers, send_flags f
 {
   return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
       detail::initiate_send<Socket, true, std::size_t>(socket), token,
-      detail::make_send_request<Socket>(detail::iovec_capture(buffers), flags));
+      detail::make_send_request<Socket>({}, buffers, flags));
 }
 
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
@@ -501,7 +511,7 @@ auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, send_fl
 {
   return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
       detail::initiate_send<Socket, false, std::size_t>(socket), token,
-      detail::make_send_request<Socket>(detail::iovec_capture(buffers), flags));
+      detail::make_send_request<Socket>({}, buffers, flags));
 }
 
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
@@ -519,7 +529,7 @@ auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, se
 {
   return asio::async_initiate<CompletionToken, void(std::error_code, zero_copy_result)>(
       detail::initiate_send<Socket, true, zero_copy_result>(socket), token,
-      detail::make_send_request<Socket>(detail::iovec_capture(buffers), flags | send_flags::zero_copy));
+      detail::make_send_request<Socket>({}, buffers, flags | send_flags::zero_copy));
 }
 
 } // namespace peergraph
