@@ -653,6 +653,9 @@ CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending h
   for (std::size_t i = 0; i < results.size(); ++i) {
     REQUIRE_MESSAGE(results[i].has_value(), "real connect " << i << " did not complete");
     CHECK_MESSAGE(results[i]->has_value(), "real connect " << i << ": " << results[i]->error().message());
+    // The caller's connect completes once it has sent its accept; the listener registers it on reading that.
+    auto on_b = co_await b.changed(pid("real-" + std::to_string(i)), connection_status::connected);
+    CHECK_MESSAGE(on_b.has_value(), "real connect " << i << " not reported by the listener");
   }
 
   auto list = co_await b->connections();
