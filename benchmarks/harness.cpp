@@ -67,15 +67,28 @@ void store_le32(std::uint8_t* out, std::uint32_t v)
 std::uint64_t (*allocation_counter)() noexcept = nullptr;
 
 /// The steady part of a counted stream in the allocation-counting build: the allocations of the whole process while
-/// the receiver verifies data frames `first_frame` to `last_frame`, the middle half of the stream. Start-up, the first
-/// quarter (where queues and pools reach their working size), the last quarter (where the sender winds down, racing
-/// the receiver) and tear-down are left out.
+/// the receiver verifies data frames `first_frame` to `last_frame`, the middle half of the stream, and the sender is
+/// still sending. Start-up, the first quarter (where queues and pools reach their working size), the sender's wind-down
+/// (its last send, its coroutine's end) and tear-down are left out: a sender that runs ahead of the receiver by more
+/// than a quarter of the stream (the socket buffers hold tens of thousands of small frames) ends the window early.
 struct steady_window {
   std::uint64_t first_frame = 0; // 0: not counted
   std::uint64_t last_frame = 0;
   std::uint64_t start = 0;
-  std::uint64_t end = 0;
-  bool complete = false;
+  std::atomic<std::uint64_t> verified{0}; // data frames the receiver has verified, while counting
+  std::atomic<int> phase{0};              // 0: before the window, 1: in it, 2: after it
+  std::uint64_t end = 0;                  // written once, by whoever closes the window
+  std::uint64_t end_frame = 0;
+
+  /// Closes the window at receiver frame `frame` if it is open (from the receiver or the finished sender).
+  void close(std::uint64_t frame) noexcept
+  {
+    int open = 1;
+    if (phase.compare_exchange_strong(open, 2)) {
+      end = allocation_counter();
+      end_frame = frame;
+    }
+  }
 };
 steady_window steady;
 
@@ -154,11 +167,14 @@ void frame_checker::feed(const void* data, std::size_t size)
         have_ = 0;
         ++frames_;
         state_ = state::header;
-        if (frames_ == steady.first_frame)
-          steady.start = allocation_counter();
-        if (frames_ == steady.last_frame && steady.first_frame != 0) {
-          steady.end = allocation_counter();
-          steady.complete = true;
+        if (steady.first_frame != 0) {
+          steady.verified.store(frames_, std::memory_order_relaxed);
+          if (frames_ == steady.first_frame) {
+            steady.start = allocation_counter();
+            steady.phase.store(1);
+          }
+          if (frames_ == steady.last_frame)
+            steady.close(frames_);
         }
       }
       break;
@@ -199,6 +215,12 @@ send_limit send_limit::duration(double seconds, std::uint64_t check_every)
   l.check_mask_ = check_every - 1;
   l.length_ = std::chrono::duration_cast<bench_clock::duration>(std::chrono::duration<double>(seconds));
   return l;
+}
+
+void send_limit::sender_finished() noexcept
+{
+  if (steady.first_frame != 0)
+    steady.close(steady.verified.load(std::memory_order_relaxed));
 }
 
 void send_limit::start()
@@ -629,10 +651,10 @@ int run(const std::vector<std::string_view>& args)
   out += ", \"values\": " + json_object(m.values) + ", \"details\": " + json_object(m.details);
   if (allocation_counter != nullptr)
     out += format(", \"allocations\": %llu", static_cast<unsigned long long>(allocations_after - allocations_before));
-  if (steady.complete)
+  if (steady.phase.load() == 2 && steady.end_frame > steady.first_frame)
     out += format(", \"steady_allocations\": %llu, \"steady_frames\": %llu",
                   static_cast<unsigned long long>(steady.end - steady.start),
-                  static_cast<unsigned long long>(steady.last_frame - steady.first_frame));
+                  static_cast<unsigned long long>(steady.end_frame - steady.first_frame));
   out += "}";
   std::puts(out.c_str());
   return 0;

@@ -139,14 +139,21 @@ public:
   /// Whether the sender, having sent `sent` frames, sends another.
   bool more(std::uint64_t sent) const noexcept
   {
-    if (count_ != 0)
-      return sent < count_;
+    if (count_ != 0) {
+      if (sent < count_)
+        return true;
+      sender_finished();
+      return false;
+    }
     if ((sent & check_mask_) != 0)
       return true;
     return bench_clock::now() < deadline_;
   }
 
 private:
+  /// The end of a counted sender's data frames, which ends the steady window of the allocation count.
+  static void sender_finished() noexcept;
+
   std::uint64_t count_ = 0;
   std::uint64_t check_mask_ = 0;
   bench_clock::duration length_{};

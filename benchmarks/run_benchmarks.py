@@ -59,7 +59,8 @@ MODES = {
         "rtt_count": 2000,        # timed round trips per run
         "rtt_warmup": 200,        # untimed round trips first
         "count_rounds": 1,        # rounds of the counted measurements (system calls, allocations, instructions)
-        "counted_msgs": 20000,    # N for syscalls_per_msg and allocs_per_msg (and 2N)
+        "counted_msgs": 20000,    # N for syscalls_per_msg (and 2N)
+        "alloc_msgs": 100000,     # N for allocs_per_msg (and 2N)
         "instr_round_trips": 500,  # N for instr_per_rtt (and 2N)
         "idle_rounds": 1,
         "idle_connections": 2000,
@@ -72,6 +73,7 @@ MODES = {
         "rtt_warmup": 2000,
         "count_rounds": 3,
         "counted_msgs": 100000,
+        "alloc_msgs": 400000,
         "instr_round_trips": 2000,
         "idle_rounds": 3,
         "idle_connections": 2000,
@@ -242,8 +244,11 @@ def run_all(runner, supports, mode, method):
         sys.stderr.write("run_benchmarks: neither perf nor strace works here; syscalls_per_msg is left out\n")
 
     # Heap allocations per message, sender and receiver together, in the allocation-counting program: those made
-    # while the receiver verifies the middle half of each stream (the first quarter brings queues and pools to their
-    # working size; in the last the sender winds down), by difference of the N and 2N runs.
+    # while the receiver verifies the middle half of each stream and the sender still sends (the first quarter brings
+    # queues and pools to their working size; the sender's wind-down is left out), by difference of the N and 2N runs.
+    # N is large because the sender runs ahead by what the socket buffers hold (tens of thousands of small frames): by
+    # the time the window opens, it has filled its socket and waited for room, so that path is warm too.
+    n = mode["alloc_msgs"]
     for _ in range(mode["count_rounds"]):
         for c in contenders:
             runs = [runner.measure(c, "small_msgs_64", "--count", k, program=runner.bench_allocs) for k in (n, 2 * n)]

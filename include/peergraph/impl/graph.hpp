@@ -1677,28 +1677,36 @@ public:
       return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
     auto completion = bound_completion(std::forward<Handler>(handler),
                                        [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
+    if (state_->on_context()) // what dispatch would do, without wrapping the request in a function object
+      return send(*state_, id_, may_stage_, std::move(completion), std::move(request));
     asio::dispatch(state_->context(), [state = state_, id = id_, may_stage = may_stage_,
                                       completion = std::move(completion), request = std::move(request)]() mutable {
-      peer_error error;
-      auto* target = request.refused ? nullptr : state->socket_for(id, error);
-      const bool staged = target != nullptr && may_stage && state->stage_frame(id, request.buffers);
-      if (target == nullptr || staged) {
-        std::error_code ec;
-        if (!staged)
-          ec = request.refused ? request.refused : to_error_code(error);
-        auto ex = asio::get_associated_executor(completion, state->context());
-        asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
-        return;
-      }
-      if (state->is_secure(id))
-        return state->send_secure(id, std::move(request), std::move(completion));
-      state->flush_staged(id);
-      const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
-      send(std::move(completion), std::move(request));
+      send(*state, id, may_stage, std::move(completion), std::move(request));
     });
   }
 
 private:
+  template <class Completion>
+  static void send(state_type& state, connection_id id, bool may_stage, Completion&& completion, send_request&& request)
+  {
+    peer_error error;
+    auto* target = request.refused ? nullptr : state.socket_for(id, error);
+    const bool staged = target != nullptr && may_stage && state.stage_frame(id, request.buffers);
+    if (target == nullptr || staged) {
+      std::error_code ec;
+      if (!staged)
+        ec = request.refused ? request.refused : to_error_code(error);
+      auto ex = asio::get_associated_executor(completion, state.context());
+      asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
+      return;
+    }
+    if (state.is_secure(id))
+      return state.send_secure(id, std::move(request), std::move(completion));
+    state.flush_staged(id);
+    const initiate_send<typename state_type::socket_type, true, std::size_t> send_bytes(*target);
+    send_bytes(std::move(completion), std::move(request));
+  }
+
   std::shared_ptr<state_type> state_;
   connection_id id_;
   bool may_stage_; // false for zero_copy sends, which never copy the payload
