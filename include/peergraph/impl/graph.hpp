@@ -37,9 +37,6 @@
 
 namespace peergraph::detail {
 
-/// The serialized context a graph keeps its state on: a strand of a multi-threaded executor, or the executor itself
-/// when it already serializes its handlers (a strand, or an io_context, taken to be run by one thread as an implicit
-/// strand).
 /// Tells whether the calling thread runs a context whose type says so itself.
 template <class Context>
 class direct_thread_check
@@ -52,6 +49,9 @@ private:
   const Context* context_;
 };
 
+/// The serialized context a graph keeps its state on: a strand of a multi-threaded executor, or the executor itself
+/// when it already serializes its handlers (a strand, or an io_context, taken to be run by one thread as an implicit
+/// strand).
 template <class Executor>
 struct graph_context
 {
@@ -1014,8 +1014,9 @@ private:
   }
 
   /// Waits for the next bytes of a connection at rest by reading them into its arrival buffer. A read rather than
-  /// a readiness wait: after a read that left the socket empty, Asio queues it without a system call, where a wait
-  /// would re-arm the descriptor (epoll_ctl) each time, and a small message is then read and decoded in one go.
+  /// a readiness wait: Asio queues a read behind at most one attempt (a recv that says it would block), where a
+  /// readiness wait re-arms the descriptor (epoll_ctl) every time, and a small message that arrives is then read and
+  /// decoded in one go.
   void wait_readable(std::shared_ptr<connection> c)
   {
     auto& socket = c->socket;
