@@ -1592,6 +1592,16 @@ private:
   std::vector<std::unique_ptr<read_state>> spare_readers_; // readers at rest, for the next connection with data
 };
 
+/// Calls `f(state)` on the graph's context: at once when the caller already runs there (what dispatch does, without
+/// wrapping `f` in a type-erased function object), else through dispatch.
+template <class State, class F>
+void call_on_context(const std::shared_ptr<State>& state, F&& f)
+{
+  if (state->on_context())
+    return std::forward<F>(f)(*state);
+  asio::dispatch(state->context(), [state, f = std::forward<F>(f)]() mutable { std::move(f)(*state); });
+}
+
 /// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's context and completes `handler`
 /// with `void(std::error_code, T)` (or `void(std::error_code)` for T = void). The arguments are passed as parameters,
 /// which the coroutine frame owns; a capturing lambda coroutine would read its captures after the lambda is gone.
@@ -1678,36 +1688,28 @@ public:
       return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
     auto completion = bound_completion(std::forward<Handler>(handler),
                                        [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
-    if (state_->on_context()) // what dispatch would do, without wrapping the request in a function object
-      return send(*state_, id_, may_stage_, std::move(completion), std::move(request));
-    asio::dispatch(state_->context(), [state = state_, id = id_, may_stage = may_stage_,
-                                      completion = std::move(completion), request = std::move(request)]() mutable {
-      send(*state, id, may_stage, std::move(completion), std::move(request));
+    call_on_context(state_, [id = id_, may_stage = may_stage_, completion = std::move(completion),
+                             request = std::move(request)](state_type& state) mutable {
+      peer_error error;
+      auto* target = request.refused ? nullptr : state.socket_for(id, error);
+      const bool staged = target != nullptr && may_stage && state.stage_frame(id, request.buffers);
+      if (target == nullptr || staged) {
+        std::error_code ec;
+        if (!staged)
+          ec = request.refused ? request.refused : to_error_code(error);
+        auto ex = asio::get_associated_executor(completion, state.context());
+        asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
+        return;
+      }
+      if (state.is_secure(id))
+        return state.send_secure(id, std::move(request), std::move(completion));
+      state.flush_staged(id);
+      const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
+      send(std::move(completion), std::move(request));
     });
   }
 
 private:
-  template <class Completion>
-  static void send(state_type& state, connection_id id, bool may_stage, Completion&& completion, send_request&& request)
-  {
-    peer_error error;
-    auto* target = request.refused ? nullptr : state.socket_for(id, error);
-    const bool staged = target != nullptr && may_stage && state.stage_frame(id, request.buffers);
-    if (target == nullptr || staged) {
-      std::error_code ec;
-      if (!staged)
-        ec = request.refused ? request.refused : to_error_code(error);
-      auto ex = asio::get_associated_executor(completion, state.context());
-      asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
-      return;
-    }
-    if (state.is_secure(id))
-      return state.send_secure(id, std::move(request), std::move(completion));
-    state.flush_staged(id);
-    const initiate_send<typename state_type::socket_type, true, std::size_t> send_bytes(*target);
-    send_bytes(std::move(completion), std::move(request));
-  }
-
   std::shared_ptr<state_type> state_;
   connection_id id_;
   bool may_stage_; // false for zero_copy sends, which never copy the payload
@@ -1739,27 +1741,19 @@ public:
   {
     if (!state_)
       return complete_not_initialized<graph_event>(asio::system_executor(), std::forward<Handler>(handler));
-    auto h = std::decay_t<Handler>(std::forward<Handler>(handler));
-    if (state_->on_context()) // what dispatch would do, without wrapping the handler in a function object
-      return receive(*state_, std::move(h));
-    asio::dispatch(state_->context(),
-                   [state = state_, h = std::move(h)]() mutable { receive(*state, std::move(h)); });
+    call_on_context(state_, [h = std::decay_t<Handler>(std::forward<Handler>(handler))](state_type& state) mutable {
+      if (state.closed()) {
+        auto ex = asio::get_associated_executor(h, state.context());
+        asio::post(ex, [h = std::move(h)]() mutable {
+          std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
+        });
+        return;
+      }
+      state.receive_event(std::move(h));
+    });
   }
 
 private:
-  template <class Handler>
-  static void receive(state_type& state, Handler&& h)
-  {
-    if (state.closed()) {
-      auto ex = asio::get_associated_executor(h, state.context());
-      asio::post(ex, [h = std::move(h)]() mutable {
-        std::move(h)(make_error_code(peer_errc::invalid_graph), graph_event{});
-      });
-      return;
-    }
-    state.receive_event(std::move(h));
-  }
-
   std::shared_ptr<state_type> state_;
 };
 
