@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -140,8 +141,11 @@ public:
   bool more(std::uint64_t sent) const noexcept
   {
     if (count_ != 0) {
-      if (sent < count_)
+      if (sent < count_) {
+        if (progress_ != nullptr)
+          progress_->store(sent, std::memory_order_relaxed);
         return true;
+      }
       sender_finished();
       return false;
     }
@@ -155,6 +159,7 @@ private:
   static void sender_finished() noexcept;
 
   std::uint64_t count_ = 0;
+  std::atomic<std::uint64_t>* progress_ = nullptr; // the frames sent so far, while the allocation count needs it
   std::uint64_t check_mask_ = 0;
   bench_clock::duration length_{};
   bench_clock::time_point deadline_{};

@@ -246,8 +246,9 @@ def run_all(runner, supports, mode, method):
     # Heap allocations per message, sender and receiver together, in the allocation-counting program: those made
     # while the receiver verifies the middle half of each stream and the sender still sends (the first quarter brings
     # queues and pools to their working size; the sender's wind-down is left out), by difference of the N and 2N runs.
-    # N is large because the sender runs ahead by what the socket buffers hold (tens of thousands of small frames): by
-    # the time the window opens, it has filled its socket and waited for room, so that path is warm too.
+    # N is large because the sender runs ahead by what the socket buffers hold (tens of thousands of small frames).
+    # Early in the first quarter the receiver stalls once until the sender waits for room (harness.cpp,
+    # steady_window), so that the full-socket path is warm before the window opens, in every run.
     n = mode["alloc_msgs"]
     for _ in range(mode["count_rounds"]):
         for c in contenders:

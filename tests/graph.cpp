@@ -22,12 +22,14 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <typeinfo>
 #include <vector>
 
@@ -472,6 +474,61 @@ struct stream_test
   }
 };
 
+/// Takes `rounds` rounds of `per_round` 64 B messages from `g`, only as fast as a consumer that blocks its thread for
+/// 1 ms every 1,000 messages (the sender's socket keeps filling up, so its sends keep waiting for room), and answers
+/// each round with one 8 B message on the connection it came from. Stops at the first failure.
+asio::awaitable<void> consume_slowly(peergraph::graph& g, int per_round, int rounds)
+{
+  const auto answer = pattern(4, 8);
+  for (int round = 0; round < rounds; ++round) {
+    std::optional<connection_id> from;
+    int taken = 0;
+    for (int events = 0; taken < per_round && events < per_round + 100; ++events) {
+      auto event = co_await g.next_event();
+      if (!event)
+        co_return;
+      const auto* data = std::get_if<incoming_data>(&*event);
+      if (data == nullptr)
+        continue; // the connection's own events
+      if (data->payload.size() != 64)
+        co_return;
+      from = data->connection;
+      if (++taken % 1'000 == 0)
+        std::this_thread::sleep_for(1ms);
+    }
+    if (taken != per_round)
+      co_return;
+    const auto sent = co_await g.send_data(*from, chat_type, asio::buffer(answer));
+    if (!sent)
+      co_return;
+  }
+  // Stays until the graph closes: its own end is not part of what the sender counts.
+  (void)co_await g.next_event();
+}
+
+/// Sends `rounds` rounds of `per_round` 64 B messages from `a` over `id`, each ended by the receiver's answer (see
+/// consume_slowly). Yields the heap allocations of the rounds after the first `warm_up`, or nothing on a failure.
+asio::awaitable<std::optional<std::size_t>> stream_rounds(peergraph::graph& a, connection_id id, int per_round,
+                                                          int warm_up, int rounds)
+{
+  const auto message = pattern(3, 64);
+  std::size_t before = 0;
+  for (int round = 0; round < rounds; ++round) {
+    if (round == warm_up)
+      before = peergraph::test::heap_allocations();
+    for (int m = 0; m < per_round; ++m) {
+      const auto sent = co_await a.send_data(id, chat_type, asio::buffer(message));
+      if (!sent)
+        co_return std::nullopt;
+    }
+    std::size_t size = 0;
+    PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE(a, size)
+    if (size != 8)
+      co_return std::nullopt;
+  }
+  co_return peergraph::test::heap_allocations() - before;
+}
+
 #undef PEERGRAPH_TEST_NEXT_PAYLOAD_SIZE
 
 } // namespace
@@ -517,6 +574,46 @@ TEST_CASE("steady-state send_data and incoming data allocate nothing on the heap
   REQUIRE(stream_allocations.has_value());
   CHECK(*round_trip_allocations == 0);
   CHECK(*stream_allocations == 0);
+}
+
+// Sender and receiver on threads of their own, one io_context each, as many applications run: the sends that wait for
+// room complete through any_io_executor, whose own function objects come from two recycled blocks per thread and
+// otherwise from the heap.
+TEST_CASE("a stream to a slower consumer on another thread allocates nothing on the heap once warm")
+{
+  if (!peergraph::test::allocations_counted()) {
+    MESSAGE("allocations are not counted in this build");
+    return;
+  }
+  constexpr int per_round = 60'000; // 5.5 MB: the consumer falls behind by more than the socket buffers take
+  constexpr int warm_up_rounds = 2; // the first round's answer is the first message the sender's node reads
+  constexpr int rounds = 4;
+  asio::io_context sending{1};
+  asio::io_context receiving{1};
+  auto receiving_work = asio::make_work_guard(receiving);
+  std::thread receiver([&] { receiving.run_for(60s); });
+  std::optional<std::size_t> allocations;
+  {
+    peergraph::graph a(sending.get_executor(), props("alice"));
+    peergraph::graph b(receiving.get_executor(), props("bob"));
+    asio::co_spawn(receiving, consume_slowly(b, per_round, rounds), asio::detached);
+    asio::co_spawn(
+        sending,
+        [&]() -> asio::awaitable<void> {
+          const auto where = co_await listening(b);
+          const auto id = co_await a.connect(where);
+          if (id)
+            allocations = co_await stream_rounds(a, *id, per_round, warm_up_rounds, rounds);
+          (void)co_await a.close();
+          (void)co_await b.close();
+        },
+        [&](const std::exception_ptr&) { sending.stop(); });
+    sending.run_for(60s);
+  }
+  receiving_work.reset();
+  receiver.join();
+  REQUIRE(allocations.has_value());
+  CHECK(*allocations == 0);
 }
 
 CO_TEST_CASE("concurrent send_data calls on one connection never interleave and keep their start order")

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <peergraph/detail/block_pool.hpp>
+#include <peergraph/detail/pooled_post.hpp>
 #include <peergraph/detail/ring_queue.hpp>
 #include <peergraph/event.hpp>
 
@@ -95,13 +96,14 @@ private:
     destroy();
     if (direct)
       return std::move(handler)(ec, std::move(args)...);
+    const auto alloc = asio::get_associated_allocator(handler, pool_allocator<void>());
     auto call = [handler = std::move(handler), ec, ... values = std::move(args)]() mutable {
       std::move(handler)(ec, std::move(values)...);
     };
     if (inline_allowed)
-      asio::dispatch(work, std::move(call));
+      dispatch_with(work, alloc, std::move(call));
     else
-      asio::post(work, std::move(call));
+      post_with(work, alloc, std::move(call));
   }
 
   void destroy() noexcept

@@ -8,6 +8,7 @@
 
 #include <peergraph/config.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <mutex>
@@ -69,13 +70,19 @@ public:
     return index >= queues_.size() || queues_[index].head == nullptr;
   }
 
+  /// Makes room for the queue of `fd` before its first send that has to wait, which then allocates nothing.
+  void reserve(int fd)
+  {
+    const std::lock_guard lock(mutex_);
+    make_room(static_cast<std::size_t>(fd));
+  }
+
   /// Appends `waiter`; returns true when it is at the head (nothing earlier is pending).
   bool enqueue(int fd, send_waiter* waiter)
   {
     const std::lock_guard lock(mutex_);
     const auto index = static_cast<std::size_t>(fd);
-    if (index >= queues_.size())
-      queues_.resize(index + 1);
+    make_room(index);
     queue& q = queues_[index];
     waiter->next_in_queue = nullptr;
     if (q.head == nullptr) {
@@ -182,6 +189,12 @@ private:
   };
 
   send_order() = default;
+
+  void make_room(std::size_t index)
+  {
+    if (index >= queues_.size())
+      queues_.resize(std::max(index + 1, 2 * queues_.size()));
+  }
 
   std::mutex mutex_;
   std::vector<queue> queues_;

@@ -10,6 +10,7 @@
 #include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/bound_completion.hpp>
 #include <peergraph/detail/event_queue.hpp>
+#include <peergraph/detail/pooled_post.hpp>
 #include <peergraph/wire.hpp>
 
 #include <asio/basic_socket_acceptor.hpp>
@@ -31,7 +32,6 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
-#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 
@@ -75,21 +75,6 @@ struct graph_context<asio::io_context::executor_type>
   using thread_check = direct_thread_check<type>;
   static type make(const type& ex) { return ex; }
 };
-
-/// The executor of type Target inside `ex`, or null. Asio 1.22's any_executor::target() casts without checking the
-/// type, so the type is compared first; without RTTI nothing can be told apart and every lookup fails (the graph then
-/// takes a strand, which is always safe).
-template <class Target>
-const Target* target_of(const asio::any_io_executor& ex) noexcept
-{
-#if !defined(ASIO_NO_TYPEID)
-  if (ex && ex.target_type() == typeid(Target))
-    return ex.target<Target>();
-#else
-  (void)ex;
-#endif
-  return nullptr;
-}
 
 /// any_io_executor: the wrapped executor decides, as above.
 template <>
@@ -911,6 +896,8 @@ private:
     if (kind == connection_kind::neighbor)
       neighbors_.at(c->remote_peer.str()).established = true;
     connections_.emplace(id.value(), c);
+    // The first send that finds the socket full allocates nothing then: its queue exists from now on.
+    send_order::instance().reserve(static_cast<int>(c->socket.native_handle()));
     emit(connection_changed{id, kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
     update_status();
     start_reading(c, std::move(state));
@@ -968,7 +955,7 @@ private:
     c->reader->handshake_rest = std::move(state.buffer);
     c->reader->input =
         std::span<const std::byte>(c->reader->handshake_rest).subspan(state.begin, state.end - state.begin);
-    asio::post(context_, [self = this->shared_from_this(), c] { self->continue_reading(c); });
+    post_with(context_, pool_allocator<void>(), [self = this->shared_from_this(), c] { self->continue_reading(c); });
   }
 
   /// Whether a decoder is where every established connection starts: between frames, in the data phase. A reader at
@@ -1021,14 +1008,14 @@ private:
   {
     auto& socket = c->socket;
     const asio::mutable_buffer into = asio::buffer(c->arrival); // before `c` moves into the handler
-    socket.async_read_some(into,
-                           [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec,
-                                                                               std::size_t n) mutable {
-                             if (ec)
-                               return self->finish_reading(c, end_of_stream_reason(ec, *c));
-                             self->reader_of(*c).arrived = n;
-                             self->continue_reading(std::move(c));
-                           });
+    auto on_arrival = [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec,
+                                                                          std::size_t n) mutable {
+      if (ec)
+        return self->finish_reading(c, end_of_stream_reason(ec, *c));
+      self->reader_of(*c).arrived = n;
+      self->continue_reading(std::move(c));
+    };
+    socket.async_read_some(into, with_allocator(pool_allocator<void>(), std::move(on_arrival)));
   }
 
   /// One reader turn: reads and decodes what the socket has, queues the messages, then wakes the application's
@@ -1066,8 +1053,8 @@ private:
     case read_wait::payload:
       return read_payload_directly(std::move(c));
     case read_wait::turn:
-      return asio::post(context_,
-                        [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
+      return post_with(context_, pool_allocator<void>(),
+                       [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
     case read_wait::done:
       return;
     }
@@ -1217,19 +1204,23 @@ private:
     r.buffer.release();
     const auto rest = static_cast<std::size_t>(r.decoder.payload_remaining());
     auto& socket = c->socket;
-    asio::async_read(
-        socket, asio::buffer(r.current->payload.data() + r.filled, rest),
-        [](const std::error_code& error, std::size_t) -> std::size_t { return error ? 0 : ~std::size_t{0}; },
-        [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec, std::size_t n) mutable {
-          read_state& state = *c->reader;
-          if (ec)
-            return self->finish_reading(c, end_of_stream_reason(ec, state.decoder));
-          state.filled += n;
-          c->heard = true;
-          if (state.decoder.advance_payload(n).value_or(false))
-            state.event_ready = true;
-          self->continue_reading(std::move(c));
-        });
+    const asio::mutable_buffer into = asio::buffer(r.current->payload.data() + r.filled, rest);
+    auto on_payload = [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec,
+                                                                          std::size_t n) mutable {
+      read_state& state = *c->reader;
+      if (ec)
+        return self->finish_reading(c, end_of_stream_reason(ec, state.decoder));
+      state.filled += n;
+      c->heard = true;
+      if (state.decoder.advance_payload(n).value_or(false))
+        state.event_ready = true;
+      self->continue_reading(std::move(c));
+    };
+    const auto as_much_as_allowed = [](const std::error_code& error, std::size_t) -> std::size_t {
+      return error ? 0 : ~std::size_t{0};
+    };
+    asio::async_read(socket, into, as_much_as_allowed,
+                     with_allocator(pool_allocator<void>(), std::move(on_payload)));
   }
 
   /// The end of a connection's reader: the connection is closed and, unless the graph or the application closed it,
@@ -1380,7 +1371,7 @@ private:
       deferred_flushes_.push_back(c);
       return;
     }
-    asio::post(context_, [self = this->shared_from_this(), c] {
+    post_with(context_, pool_allocator<void>(), [self = this->shared_from_this(), c] {
       c->flush_posted = false;
       self->flush_staged(*c);
     });
@@ -1698,7 +1689,8 @@ public:
         if (!staged)
           ec = request.refused ? request.refused : to_error_code(error);
         auto ex = asio::get_associated_executor(completion, state.context());
-        asio::post(ex, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
+        const auto alloc = asio::get_associated_allocator(completion, pool_allocator<void>());
+        post_with(ex, alloc, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
         return;
       }
       if (state.is_secure(id))

@@ -8,6 +8,7 @@
 
 #include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/iovec_capture.hpp>
+#include <peergraph/detail/pooled_post.hpp>
 #include <peergraph/detail/send_order.hpp>
 #include <peergraph/detail/socket_ops.hpp>
 
@@ -293,13 +294,19 @@ private:
   void wait_writable()
   {
     waiting_for_socket_ = true;
-    socket_.async_wait(asio::socket_base::wait_write,
-                       asio::bind_cancellation_slot(wait_cancel_.slot(),
-                                                    [owner = ownership(this)](const std::error_code& ec) mutable {
-                                                      send_op* op = owner.release();
-                                                      op->waiting_for_socket_ = false;
-                                                      op->on_writable(ec);
-                                                    }));
+    auto on_writable = [owner = ownership(this)](const std::error_code& ec) mutable {
+      send_op* op = owner.release();
+      op->waiting_for_socket_ = false;
+      op->on_writable(ec);
+    };
+    auto waiting = with_allocator(asio::get_associated_allocator(handler_, pool_allocator<void>()),
+                                  std::move(on_writable));
+    // Only a wait that can be cancelled gets a slot: Asio allocates the slot's handler for every wait.
+    if (withdrawable || asio::get_associated_cancellation_slot(handler_).is_connected())
+      socket_.async_wait(asio::socket_base::wait_write,
+                         asio::bind_cancellation_slot(wait_cancel_.slot(), std::move(waiting)));
+    else
+      socket_.async_wait(asio::socket_base::wait_write, std::move(waiting));
   }
 
   void on_writable(const std::error_code& ec)
@@ -377,15 +384,16 @@ private:
     auto handler = std::move(handler_);
     auto work = std::move(work_);
     const Result result = make_send_result<Result>(request_);
-    free_self(allocator_type(asio::get_associated_allocator(handler, pool_allocator<void>())));
+    const auto alloc = asio::get_associated_allocator(handler, pool_allocator<void>());
+    free_self(allocator_type(alloc));
 
     if (next != nullptr)
       start_queued_sends(next);
     auto completion = [handler = std::move(handler), ec, result]() mutable { std::move(handler)(ec, result); };
     if (may_dispatch)
-      asio::dispatch(work, std::move(completion));
+      dispatch_with(work, alloc, std::move(completion));
     else
-      asio::post(work, std::move(completion));
+      post_with(work, alloc, std::move(completion));
   }
 
   Socket& socket_;
@@ -452,8 +460,10 @@ public:
     using decayed = std::decay_t<Handler>;
     auto ex = asio::get_associated_executor(handler, socket_->get_executor());
     auto post_result = [&](std::error_code ec) {
-      asio::post(ex, [h = decayed(std::forward<Handler>(handler)), ec, result = make_send_result<Result>(request)]()
-                     mutable { std::move(h)(ec, result); });
+      const auto alloc = asio::get_associated_allocator(handler, pool_allocator<void>());
+      auto complete = [h = decayed(std::forward<Handler>(handler)), ec,
+                       result = make_send_result<Result>(request)]() mutable { std::move(h)(ec, result); };
+      post_with(ex, alloc, std::move(complete));
     };
     if (request.refused)
       return post_result(request.refused);
