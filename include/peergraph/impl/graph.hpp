@@ -76,7 +76,8 @@ struct graph_context<asio::io_context::executor_type>
   static type make(const type& ex) { return ex; }
 };
 
-/// any_io_executor: the wrapped executor decides, as above.
+/// any_io_executor: the wrapped executor decides, as above. Without RTTI no wrapped executor can be told apart
+/// (target_of), and the graph takes a strand, which is always safe.
 template <>
 struct graph_context<asio::any_io_executor>
 {

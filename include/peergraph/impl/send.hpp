@@ -301,7 +301,8 @@ private:
     };
     auto waiting = with_allocator(asio::get_associated_allocator(handler_, pool_allocator<void>()),
                                   std::move(on_writable));
-    // Only a wait that can be cancelled gets a slot: Asio allocates the slot's handler for every wait.
+    // Only a wait that can be cancelled gets a slot: each wait with one takes memory for the slot's handler from
+    // Asio's two recycled blocks per thread, and from the heap when they are taken.
     if (withdrawable || asio::get_associated_cancellation_slot(handler_).is_connected())
       socket_.async_wait(asio::socket_base::wait_write,
                          asio::bind_cancellation_slot(wait_cancel_.slot(), std::move(waiting)));
