@@ -1,11 +1,16 @@
 #include <peergraph/event.hpp>
 // The header under test comes first: it must be self-contained.
 
+#include "support/allocation_counter.hpp"
+
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -44,6 +49,51 @@ TEST_CASE("a payload owns its bytes and moves without copying them")
   CHECK_FALSE(moved == payload::copy_of(std::span<const std::byte>(bytes).first(2)));
   CHECK(payload().empty());
   CHECK(payload(0).data() == nullptr);
+}
+
+TEST_CASE("a freed payload's memory serves the next payload of its size class without the heap")
+{
+  if (!test::allocations_counted())
+    return; // the sanitizer runtime owns operator new here
+  // Both ends of every size class, from 1 byte to the largest pooled block (64 KiB).
+  std::vector<std::size_t> sizes{1};
+  for (std::size_t block = 64; block <= 64 * 1024; block *= 2)
+    sizes.insert(sizes.end(), {block / 2 + 1, block});
+  for (const std::size_t size : sizes) {
+    CAPTURE(size);
+    const std::byte* first = nullptr;
+    {
+      payload p(size);
+      std::fill(p.bytes().begin(), p.bytes().end(), std::byte{0x5a}); // the whole block is the payload's to write
+      first = p.data();
+    }
+    const std::size_t before = test::heap_allocations();
+    payload again(size);
+    CHECK(test::heap_allocations() == before);
+    CHECK(again.data() == first); // the thread's own cache hands back what it just took
+  }
+}
+
+TEST_CASE("payloads freed on a thread that then ends are reused by other threads")
+{
+  constexpr std::size_t size = 40'000; // the 64 KiB class, of which a thread's cache keeps at most 4 blocks
+  constexpr std::size_t freed_count = 3;
+  std::vector<const std::byte*> freed;
+  std::thread([&] {
+    std::vector<payload> made;
+    for (std::size_t i = 0; i < freed_count; ++i)
+      freed.push_back(made.emplace_back(size).data());
+    made.clear(); // into this thread's cache, which goes to the shared lists when the thread ends
+  }).join();
+  // This thread takes from its own cache first (at most 4 blocks of the class), then from the shared lists, where
+  // the ended thread's blocks are the most recent.
+  std::vector<payload> reused;
+  for (std::size_t i = 0; i < 4 + freed_count; ++i)
+    reused.emplace_back(size);
+  for (const std::byte* block : freed) {
+    CAPTURE(static_cast<const void*>(block));
+    CHECK(std::any_of(reused.begin(), reused.end(), [&](const payload& p) { return p.data() == block; }));
+  }
 }
 
 TEST_CASE("kind_of names the alternative of an event")

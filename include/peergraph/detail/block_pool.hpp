@@ -35,11 +35,7 @@ public:
   static constexpr std::size_t kept_bytes_per_class = 4 * 1024 * 1024;
   static constexpr std::size_t min_kept = 1024;
 
-  static block_pool& instance() noexcept
-  {
-    static block_pool pool;
-    return pool;
-  }
+  static block_pool& instance() noexcept { return pool_; }
 
   /// The size a request of `size` bytes really gets (its class), or `size` itself past the largest class.
   static constexpr std::size_t block_size(std::size_t size) noexcept
@@ -57,9 +53,8 @@ public:
 
   void* allocate(std::size_t size)
   {
-    const std::size_t block = block_size(size);
-    if (block <= max_block) {
-      const std::size_t index = class_index(block);
+    if (size <= max_block) {
+      const std::size_t index = class_of(size);
       if (void* cached = local_cache().take(index))
         return cached;
       class_list& list = lists_[index];
@@ -69,17 +64,17 @@ public:
         --list.count;
         return head;
       }
+      return ::operator new(min_block << index);
     }
-    return ::operator new(block);
+    return ::operator new(size);
   }
 
   void deallocate(void* p, std::size_t size) noexcept
   {
-    const std::size_t block = block_size(size);
-    if (block <= max_block) {
-      const std::size_t index = class_index(block);
+    if (size <= max_block) {
+      const std::size_t index = class_of(size);
       if (!local_cache().keep(index, p, cache_limits[index]))
-        deallocate_shared(p, block);
+        deallocate_shared(p, min_block << index);
       return;
     }
     ::operator delete(p);
@@ -122,23 +117,11 @@ private:
     return limits;
   }();
 
-  /// One thread's free blocks; what it holds when the thread ends goes back to the shared lists.
+  /// One thread's free blocks. Trivial and constant-initialised, so that reaching it costs no initialisation check
+  /// on every allocation; `thread_drain` gives its blocks back to the shared lists when the thread ends.
   class thread_cache
   {
   public:
-    thread_cache() noexcept = default;
-    thread_cache(const thread_cache&) = delete;
-    thread_cache& operator=(const thread_cache&) = delete;
-    ~thread_cache()
-    {
-      for (std::size_t index = 0; index < class_count; ++index) {
-        while (free_block* head = lists_[index].head) {
-          lists_[index].head = head->next;
-          instance().deallocate_shared(head, min_block << index);
-        }
-      }
-    }
-
     void* take(std::size_t index) noexcept
     {
       local_list& list = lists_[index];
@@ -152,6 +135,11 @@ private:
 
     bool keep(std::size_t index, void* p, std::size_t limit) noexcept
     {
+      if (state_ != cache_state::armed) [[unlikely]] {
+        if (state_ == cache_state::ended)
+          return false; // the thread is past its drain: the block goes to the shared lists
+        arm_drain();
+      }
       local_list& list = lists_[index];
       if (list.count >= limit)
         return false;
@@ -160,20 +148,46 @@ private:
       return true;
     }
 
+    /// Gives every kept block to the shared lists; from then on the thread keeps none.
+    void drain() noexcept
+    {
+      for (std::size_t index = 0; index < class_count; ++index) {
+        while (free_block* head = lists_[index].head) {
+          lists_[index].head = head->next;
+          instance().deallocate_shared(head, min_block << index);
+        }
+        lists_[index].count = 0;
+      }
+      state_ = cache_state::ended;
+    }
+
   private:
+    // unarmed: no drain registered yet; armed: the thread's end drains the cache; ended: drained, keeps nothing.
+    enum class cache_state : unsigned char { unarmed, armed, ended };
+
     struct local_list
     {
-      free_block* head = nullptr;
-      std::size_t count = 0;
+      free_block* head;
+      std::size_t count;
     };
-    std::array<local_list, class_count> lists_{};
+
+    /// The first block a thread keeps registers the drain that runs when the thread ends.
+    void arm_drain() noexcept;
+
+    std::array<local_list, class_count> lists_;
+    cache_state state_;
   };
 
-  static thread_cache& local_cache() noexcept
+  /// Drains the thread's cache when the thread ends.
+  struct thread_drain
   {
-    thread_local thread_cache cache;
-    return cache;
-  }
+    thread_drain() noexcept = default;
+    thread_drain(const thread_drain&) = delete;
+    thread_drain& operator=(const thread_drain&) = delete;
+    ~thread_drain() { local_cache().drain(); }
+  };
+
+  static thread_cache& local_cache() noexcept { return local_cache_; }
 
   void deallocate_shared(void* p, std::size_t block) noexcept
   {
@@ -195,10 +209,30 @@ private:
     return static_cast<std::size_t>(std::bit_width(block / min_block)) - 1;
   }
 
-  block_pool() = default;
+  /// The size class of a request of `size` bytes (at most max_block): the class of block_size(size), in one step.
+  static std::size_t class_of(std::size_t size) noexcept
+  {
+    return size <= min_block ? 0 : static_cast<std::size_t>(std::bit_width((size - 1) / min_block));
+  }
+
+  constexpr block_pool() noexcept = default;
 
   std::array<class_list, class_count> lists_;
+
+  static block_pool pool_;
+  static thread_local thread_cache local_cache_;
 };
+
+// Constant-initialised: reaching the pool and a thread's cache costs no initialisation check.
+inline constinit block_pool block_pool::pool_{};
+inline constinit thread_local block_pool::thread_cache block_pool::local_cache_{};
+
+inline void block_pool::thread_cache::arm_drain() noexcept
+{
+  static thread_local thread_drain drain_at_exit;
+  (void)drain_at_exit;
+  state_ = cache_state::armed;
+}
 
 class pooled_buffer
 {
