@@ -21,7 +21,6 @@
 
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -649,7 +648,7 @@ TEST_CASE("a stream to a slower consumer on another thread allocates nothing on 
   receiving_work.reset();
   receiver.join();
   REQUIRE(allocations.has_value());
-  REQUIRE(allocations->size() == rounds - warm_up_rounds);
+  REQUIRE(allocations->size() == static_cast<std::size_t>(rounds - warm_up_rounds));
   // The block pool grows to the most blocks that were ever live at once. Under heavy CPU contention an interleaving
   // rarely sets a new high by one block after the warm-up (seen in about 1 of 15 runs with three busy loops on two
   // cores): growth, once. A cost per message would show in every round, by thousands.
