@@ -74,7 +74,7 @@ public:
     if (size <= max_block) {
       const std::size_t index = class_of(size);
       if (!local_cache().keep(index, p, cache_limits[index]))
-        deallocate_shared(p, min_block << index);
+        deallocate_shared(p, index);
       return;
     }
     ::operator delete(p);
@@ -154,7 +154,7 @@ private:
       for (std::size_t index = 0; index < class_count; ++index) {
         while (free_block* head = lists_[index].head) {
           lists_[index].head = head->next;
-          instance().deallocate_shared(head, min_block << index);
+          instance().deallocate_shared(head, index);
         }
         lists_[index].count = 0;
       }
@@ -189,12 +189,12 @@ private:
 
   static thread_cache& local_cache() noexcept { return local_cache_; }
 
-  void deallocate_shared(void* p, std::size_t block) noexcept
+  void deallocate_shared(void* p, std::size_t index) noexcept
   {
-    class_list& list = lists_[class_index(block)];
+    class_list& list = lists_[index];
     {
       const std::lock_guard lock(list.mutex);
-      if (list.count < max_kept(block)) {
+      if (list.count < max_kept(min_block << index)) {
         // The free list lives in the free blocks themselves: keeping one allocates nothing.
         list.head = ::new (p) free_block{list.head};
         ++list.count;
@@ -202,11 +202,6 @@ private:
       }
     }
     ::operator delete(p);
-  }
-
-  static std::size_t class_index(std::size_t block) noexcept
-  {
-    return static_cast<std::size_t>(std::bit_width(block / min_block)) - 1;
   }
 
   /// The size class of a request of `size` bytes (at most max_block): the class of block_size(size), in one step.
