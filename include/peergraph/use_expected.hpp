@@ -112,11 +112,20 @@ class expected_handler : public asio::detail::awaitable_handler_base<Executor, e
 public:
   using asio::detail::awaitable_handler_base<Executor, expected<T, peer_error>>::awaitable_handler_base;
 
-  void operator()(const std::error_code& ec, Args... args)
+  // The value is forwarded straight into the coroutine's result, which is constructed from it in place: no copy of
+  // the completion's arguments and no intermediate expected.
+  template <class... Values>
+    requires(sizeof...(Values) == sizeof...(Args))
+  void operator()(const std::error_code& ec, Values&&... values)
   {
     auto* frame = this->frame();
     frame->attach_thread(this);
-    frame->return_value(to_expected(ec, std::move(args)...));
+    if (ec)
+      frame->return_value(unexpected<peer_error>(peer_error(ec)));
+    else if constexpr (sizeof...(Values) == 0)
+      frame->return_value(expected<void, peer_error>());
+    else
+      frame->return_value(std::forward<Values>(values)...); // expected<T>'s value constructor, in the frame
     frame->clear_cancellation_slot();
     frame->pop_frame();
     this->pump();

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <span>
 #include <utility>
 
@@ -117,7 +118,9 @@ private:
     count_ = other.count_;
     total_bytes_ = other.total_bytes_;
     if (other.data_ == other.inline_) {
-      std::copy_n(other.inline_, other.count_, inline_);
+      // Whole arrays of fixed size: a few vector moves, cheaper than a loop over what is in use. A request moves
+      // twice on its way into a waiting operation.
+      std::memcpy(inline_, other.inline_, sizeof inline_);
       data_ = inline_;
       capacity_ = inline_capacity;
     } else {
@@ -126,7 +129,7 @@ private:
     }
     prefix_size_ = std::exchange(other.prefix_size_, 0);
     if (prefix_size_ != 0) {
-      std::copy_n(other.prefix_, prefix_size_, prefix_);
+      std::memcpy(prefix_, other.prefix_, sizeof prefix_);
       // The prefix is always the first descriptor; re-point it (and any trim of it) at this object's copy.
       if (first_ == 0) {
         const auto trimmed = static_cast<std::size_t>(static_cast<std::byte*>(data_[0].iov_base) - other.prefix_);
