@@ -118,8 +118,8 @@ private:
     count_ = other.count_;
     total_bytes_ = other.total_bytes_;
     if (other.data_ == other.inline_) {
-      // Whole arrays of fixed size: a few vector moves, cheaper than a loop over what is in use. A request moves
-      // twice on its way into a waiting operation.
+      // The whole fixed-size arrays: a few wide moves, cheaper than a loop over the entries in use. Every
+      // send_data moves its request twice, into the frame of the coroutine that awaits it.
       std::memcpy(inline_, other.inline_, sizeof inline_);
       data_ = inline_;
       capacity_ = inline_capacity;
