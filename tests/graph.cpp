@@ -14,6 +14,7 @@
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/thread_pool.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
 
@@ -25,10 +26,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <typeinfo>
 #include <vector>
@@ -355,6 +359,78 @@ CO_TEST_CASE("send_data delivers typed data and validates its arguments")
     }
     CHECK(i < 19);
   }
+}
+
+CO_TEST_CASE("send_data and next_event take other completion tokens: callbacks, as_tuple, use_awaitable")
+{
+  peergraph::graph a(ctx.get_executor(), props("alice"));
+  peergraph::graph b(ctx.get_executor(), props("bob"));
+  const auto where = co_await listening(b);
+  auto id = co_await a.connect(where);
+  REQUIRE(id.has_value());
+  (void)co_await next_of<connection_changed>(b);
+
+  // Callbacks run after the initiating call has returned, never inside it, with the peer_errc as error code. What
+  // they see is shared with them, so that a late one after a failed check touches nothing that is gone.
+  struct outcomes
+  {
+    std::optional<std::error_code> sent;
+    std::optional<std::error_code> refused;
+    std::optional<incoming_data> received;
+    std::function<void()> receive; // asks b for its next event until a data event comes
+  };
+  const auto seen = std::make_shared<outcomes>();
+  const std::string by_callback = "by callback";
+  a.send_data(*id, chat_type, asio::buffer(by_callback), [seen](std::error_code ec) { seen->sent = ec; });
+  a.send_data(*id, data_type{}, asio::buffer(by_callback), [seen](std::error_code ec) { seen->refused = ec; });
+  CHECK_FALSE(seen->sent.has_value());
+  CHECK_FALSE(seen->refused.has_value());
+  seen->receive = [&b, weak = std::weak_ptr<outcomes>(seen)] {
+    b.next_event([weak](std::error_code ec, graph_event event) {
+      const auto state = weak.lock();
+      if (ec || !state)
+        return;
+      if (auto* data = std::get_if<incoming_data>(&event))
+        state->received = std::move(*data);
+      else
+        state->receive();
+    });
+  };
+  seen->receive();
+  for (int i = 0; i < 500 && !(seen->sent && seen->refused && seen->received); ++i)
+    co_await pause(10ms);
+  REQUIRE(seen->sent.has_value());
+  CHECK_FALSE(*seen->sent);
+  REQUIRE(seen->refused.has_value());
+  CHECK(*seen->refused == peer_errc::invalid_argument);
+  REQUIRE(seen->received.has_value());
+  CHECK(seen->received->type == chat_type);
+  CHECK(text_of(seen->received->payload) == by_callback);
+  seen->receive = nullptr;
+
+  // as_tuple(use_awaitable): the error code and the value, no expected.
+  const std::string by_tuple = "by tuple";
+  auto [send_ec] = co_await a.send_data(*id, file_type, asio::buffer(by_tuple), use_tuple);
+  CHECK_FALSE(send_ec);
+  std::optional<incoming_data> tuple_data;
+  for (int i = 0; i < 10 && !tuple_data; ++i) {
+    auto [event_ec, event] = co_await b.next_event(use_tuple);
+    REQUIRE_FALSE(event_ec);
+    if (auto* data = std::get_if<incoming_data>(&event))
+      tuple_data = std::move(*data);
+  }
+  REQUIRE(tuple_data.has_value());
+  CHECK(tuple_data->type == file_type);
+  CHECK(text_of(tuple_data->payload) == by_tuple);
+
+  // use_awaitable: an error is thrown as a system_error carrying the peer_errc.
+  std::error_code thrown;
+  try {
+    co_await a.send_data(connection_id(987654), chat_type, asio::buffer(by_tuple), asio::use_awaitable);
+  } catch (const std::system_error& e) {
+    thrown = e.code();
+  }
+  CHECK(thrown == peer_errc::connection_not_found);
 }
 
 CO_TEST_CASE("10,000 messages on one connection arrive in order")

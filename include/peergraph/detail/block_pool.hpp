@@ -51,29 +51,24 @@ public:
     return std::max(min_kept, kept_bytes_per_class / block);
   }
 
+  // The thread's cache is the common case and is small enough to inline into every caller; the shared lists and
+  // the heap are out of line.
   void* allocate(std::size_t size)
   {
-    if (size <= max_block) {
+    if (size <= max_block) [[likely]] {
       const std::size_t index = class_of(size);
-      if (void* cached = local_cache().take(index))
+      if (void* cached = local_cache().take(index)) [[likely]]
         return cached;
-      class_list& list = lists_[index];
-      const std::lock_guard lock(list.mutex);
-      if (free_block* head = list.head) {
-        list.head = head->next;
-        --list.count;
-        return head;
-      }
-      return ::operator new(min_block << index);
+      return allocate_shared(index);
     }
     return ::operator new(size);
   }
 
   void deallocate(void* p, std::size_t size) noexcept
   {
-    if (size <= max_block) {
+    if (size <= max_block) [[likely]] {
       const std::size_t index = class_of(size);
-      if (!local_cache().keep(index, p, cache_limits[index]))
+      if (!local_cache().keep(index, p, cache_limits[index])) [[unlikely]]
         deallocate_shared(p, index);
       return;
     }
@@ -188,6 +183,20 @@ private:
   };
 
   static thread_cache& local_cache() noexcept { return local_cache_; }
+
+  void* allocate_shared(std::size_t index)
+  {
+    class_list& list = lists_[index];
+    {
+      const std::lock_guard lock(list.mutex);
+      if (free_block* head = list.head) {
+        list.head = head->next;
+        --list.count;
+        return head;
+      }
+    }
+    return ::operator new(min_block << index);
+  }
 
   void deallocate_shared(void* p, std::size_t index) noexcept
   {
