@@ -83,6 +83,16 @@ asio::awaitable<tcp::endpoint> listening(Graph& g, const tcp::endpoint& where = 
   co_return *endpoint;
 }
 
+/// Makes `to` listen on loopback and connects `from` to it: from's connection id (checked to be there).
+template <class Graph>
+asio::awaitable<peergraph::expected<connection_id, peergraph::peer_error>> connected(Graph& from, Graph& to)
+{
+  const auto where = co_await listening(to);
+  auto id = co_await from.connect(where);
+  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  co_return id;
+}
+
 } // namespace
 
 TEST_SUITE_BEGIN("graph");
@@ -365,9 +375,7 @@ CO_TEST_CASE("send_data and next_event take other completion tokens: callbacks, 
 {
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), props("bob"));
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
   (void)co_await next_of<connection_changed>(b);
 
   // Callbacks run after the initiating call has returned, never inside it, with the peer_errc as error code. What
@@ -437,9 +445,7 @@ CO_TEST_CASE("10,000 messages on one connection arrive in order")
 {
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), props("bob"));
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
 
   constexpr std::uint32_t count = 10'000;
   asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
@@ -743,9 +749,7 @@ CO_TEST_CASE("concurrent send_data calls on one connection never interleave and 
   auto pb = props("bob");
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), pb);
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
 
   constexpr std::uint32_t senders = 32;
   constexpr std::size_t size = 200'000; // large enough that sends wait for the socket and queue up
@@ -770,9 +774,7 @@ CO_TEST_CASE("a 32 MiB payload of 4,096 buffers arrives intact")
 {
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), props("bob"));
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
 
   constexpr std::size_t total = 32 * 1024 * 1024;
   const auto data = pattern(7, total);
@@ -857,9 +859,7 @@ CO_TEST_CASE("the event filter delivers only the kinds and data types asked for"
   pb.events.data_types = {file_type};
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), pb);
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
   const std::string chat = "not for the filter";
   const std::string file = "for the filter";
   REQUIRE((co_await a.send_data(*id, chat_type, asio::buffer(chat))).has_value());
@@ -882,9 +882,7 @@ CO_TEST_CASE("a consumer that stops reading slows the sender down; nothing is lo
   pb.event_queue_depth = 4;
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), pb);
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
   (void)co_await next_of<connection_changed>(b);
 
   constexpr std::uint32_t count = 400;
@@ -917,9 +915,7 @@ CO_TEST_CASE("messages that arrive while the event queue is full are delivered o
   pb.event_queue_depth = 1;
   peergraph::graph a(ctx.get_executor(), props("alice"));
   peergraph::graph b(ctx.get_executor(), pb);
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
   (void)co_await next_of<connection_changed>(b);
   (void)co_await next_of<peergraph::status_changed>(a);
 
@@ -1031,9 +1027,7 @@ CO_TEST_CASE("close while sends are pending completes every send, a partly writt
   auto pb = props("bob");
   pb.event_queue_depth = 1;
   peergraph::graph b(ctx.get_executor(), pb);
-  const auto where = co_await listening(b);
-  auto id = co_await a.connect(where);
-  REQUIRE(id.has_value());
+  auto id = co_await connected(a, b);
   const auto block = pattern(5, 1024 * 1024);
   int finished = 0;
   int aborted = 0;

@@ -51,8 +51,7 @@ public:
     return std::max(min_kept, kept_bytes_per_class / block);
   }
 
-  // The thread's cache is the common case and is small enough to inline into every caller; the shared lists and
-  // the heap are out of line.
+  // The thread's cache is the common path and stays short: the shared lists and the heap are functions of their own.
   void* allocate(std::size_t size)
   {
     if (size <= max_block) [[likely]] {
