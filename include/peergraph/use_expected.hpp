@@ -199,3 +199,22 @@ public:
 };
 
 } // namespace asio
+
+namespace peergraph::detail {
+
+/// asio::async_initiate with the initiation's one argument made by `make_argument()` where it is needed. For
+/// use_expected the argument is made straight in the parameter of the coroutine that awaits the operation, so a
+/// large one (a send request, about 280 bytes) is built once rather than built and then moved there, as passing it
+/// through async_initiate would; every other token goes through async_initiate.
+template <class CompletionToken, class Signature, class Initiation, class MakeArgument>
+auto async_initiate_made(Initiation&& initiation, CompletionToken& token, MakeArgument&& make_argument)
+{
+  if constexpr (std::is_same_v<std::decay_t<CompletionToken>, use_expected_t>)
+    return asio::async_result<use_expected_t, Signature>::initiate(std::forward<Initiation>(initiation), token,
+                                                                   std::forward<MakeArgument>(make_argument)());
+  else
+    return asio::async_initiate<CompletionToken, Signature>(std::forward<Initiation>(initiation), token,
+                                                            std::forward<MakeArgument>(make_argument)());
+}
+
+} // namespace peergraph::detail

@@ -1899,16 +1899,8 @@ auto basic_graph<Executor>::send_data(connection_id id, const data_type& type, c
     const auto header = wire::encode_data_header(type, payload_size);
     return detail::make_send_request<socket_type>(header, buffers, flags);
   };
-  detail::initiate_send_data<Executor> initiation(state_, id, flags == send_flags::none);
-  if constexpr (std::is_same_v<std::decay_t<CompletionToken>, use_expected_t>) {
-    // What async_initiate does for this token, minus a move: the request (about 280 bytes) is built straight into
-    // the parameter of the coroutine that awaits it, not built first and moved there.
-    return asio::async_result<use_expected_t, void(std::error_code)>::initiate(std::move(initiation), token,
-                                                                               make_request());
-  } else {
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(std::move(initiation), token,
-                                                                        make_request());
-  }
+  return detail::async_initiate_made<CompletionToken, void(std::error_code)>(
+      detail::initiate_send_data<Executor>(state_, id, flags == send_flags::none), token, make_request);
 }
 
 template <class Executor>

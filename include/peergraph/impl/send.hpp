@@ -503,9 +503,9 @@ template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 auto async_send(Socket& socket, const ConstBufferSequence& buffers, send_flags flags, CompletionToken&& token)
 {
-  return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+  return detail::async_initiate_made<CompletionToken, void(std::error_code, std::size_t)>(
       detail::initiate_send<Socket, true, std::size_t>(socket), token,
-      detail::make_send_request<Socket>({}, buffers, flags));
+      [&] { return detail::make_send_request<Socket>({}, buffers, flags); });
 }
 
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
@@ -520,9 +520,9 @@ template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, send_flags flags, CompletionToken&& token)
 {
-  return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+  return detail::async_initiate_made<CompletionToken, void(std::error_code, std::size_t)>(
       detail::initiate_send<Socket, false, std::size_t>(socket), token,
-      detail::make_send_request<Socket>({}, buffers, flags));
+      [&] { return detail::make_send_request<Socket>({}, buffers, flags); });
 }
 
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
@@ -538,9 +538,9 @@ template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
 auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, send_flags flags,
                           CompletionToken&& token)
 {
-  return asio::async_initiate<CompletionToken, void(std::error_code, zero_copy_result)>(
+  return detail::async_initiate_made<CompletionToken, void(std::error_code, zero_copy_result)>(
       detail::initiate_send<Socket, true, zero_copy_result>(socket), token,
-      detail::make_send_request<Socket>({}, buffers, flags | send_flags::zero_copy));
+      [&] { return detail::make_send_request<Socket>({}, buffers, flags | send_flags::zero_copy); });
 }
 
 } // namespace peergraph
