@@ -48,6 +48,26 @@ COLORS = {
 }
 OTHER_COLORS = [0x9467BD, 0x8C564B, 0xE377C2, 0xBCBD22, 0xD62728]
 
+# The graph's targets, checked in every run: (scenario, reference contender or None for an absolute bound, bound).
+# A ratio is the peergraph contender's median divided by the reference's; for a higher-is-better scenario the target
+# is a lower bound, otherwise an upper bound.
+TARGET_CONTENDER = "peergraph"
+TARGETS = [
+    ("small_msgs_64", "zeromq", 1.5),
+    ("syscalls_per_msg", None, 0.01),
+    ("small_msgs_1k", "zeromq", 1.5),
+    ("large_msgs_1m", "raw", 0.9),
+    ("rtt_64_p50", "raw", 1.1),
+    ("rtt_64_p50", "zeromq", 0.7),
+    ("rtt_64_p99", "raw", 1.1),
+    ("rtt_64_p99", "zeromq", 0.7),
+    ("instr_per_rtt", "asio_callback", 1.1),
+    # Zero allocations per message: counting by difference leaves a few allocations of the run's edges, far below one
+    # in a thousand messages.
+    ("allocs_per_msg", None, 0.001),
+    ("idle_conn_bytes", None, 4096),
+]
+
 STREAM_MEASURES = ["small_msgs_64", "small_msgs_1k", "large_msgs_1m", "gather_256x64"]
 SYSCALLS = ["write", "writev", "sendmsg", "sendto"]
 
@@ -393,7 +413,35 @@ def markdown(result, settings):
                         row.append(f"{entries[p]['median'] / entries[c]['median']:.2f}×")
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += target_lines(scenarios)
     return "\n".join(lines)
+
+
+def target_lines(scenarios):
+    """The targets table: each target, the run's value and whether it holds. Empty when the graph was not measured."""
+    rows = []
+    for scenario, reference, bound in TARGETS:
+        entries = scenarios.get(scenario, {})
+        if TARGET_CONTENDER not in entries or (reference is not None and reference not in entries):
+            continue
+        higher = SCENARIOS[scenario][1]
+        value = entries[TARGET_CONTENDER]["median"]
+        if reference is None:
+            target = f"{'at least' if higher else 'at most'} {fmt(bound)} {entries[TARGET_CONTENDER]['unit']}"
+            shown = fmt(value)
+        else:
+            ref = entries[reference]["median"]
+            if ref == 0:
+                continue
+            value = round(value / ref, 2)  # the check uses the ratio as the table shows it
+            target = f"{'at least' if higher else 'at most'} {bound:g}× `{reference}`"
+            shown = f"{value:.2f}×"
+        holds = value >= bound if higher else value <= bound
+        rows.append(f"| `{scenario}` | {target} | {shown} | {'yes' if holds else 'no'} |")
+    if not rows:
+        return []
+    return [f"Targets of the `{TARGET_CONTENDER}` contender (medians of this run):", "",
+            "| scenario | target | this run | holds |", "|---|---|---:|---|"] + rows + [""]
 
 
 def chart(result, path):
