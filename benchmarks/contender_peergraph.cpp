@@ -51,7 +51,8 @@ constexpr peergraph::data_type as_data_type(const guid& g) noexcept
 constexpr peergraph::data_type data_message = as_data_type(data_type);
 constexpr peergraph::data_type end_message = as_data_type(end_type);
 
-/// The properties of benchmark node `name`: the default limits (60 MB frames) unless `max_connections` is given.
+/// The properties of benchmark node `name`: the default limits (60 MB frames) unless `max_connections` is given,
+/// which then holds for one address too (every connection of a benchmark comes from 127.0.0.1).
 peergraph::graph_properties properties(const std::string& name, std::size_t max_connections = 0)
 {
   peergraph::graph_properties p;
@@ -61,8 +62,10 @@ peergraph::graph_properties properties(const std::string& name, std::size_t max_
     fail("peergraph: invalid graph or peer id");
   p.graph = std::move(*graph);
   p.peer = std::move(*peer);
-  if (max_connections != 0)
+  if (max_connections != 0) {
     p.max_connections = max_connections;
+    p.max_connections_per_address = max_connections;
+  }
   return p;
 }
 

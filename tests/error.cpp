@@ -97,6 +97,7 @@ constexpr expected_row expected_rows[] = {
   {peer_errc::limit_exceeded, 42, "limit_exceeded", 0x80072728u, 10024, 0},
   {peer_errc::not_found, 43, "not_found", 0x80070490u, 0, 0},
   {peer_errc::unknown_error, 44, "unknown_error", 0x80004005u, 0, 0},
+  {peer_errc::wrong_graph, 45, "wrong_graph", 0x80070041u, 0, 0},
 };
 
 // The one condition whose HRESULT (E_INVALIDARG) and errno (EINVAL) belong to another condition first, and the one
@@ -219,6 +220,7 @@ TEST_CASE("peer_errc values are stable and all_peer_errc lists each once, in ord
   }
   static_assert(static_cast<int>(peer_errc::invalid_argument) == 1, "0 is success; the first condition is 1");
   static_assert(static_cast<int>(peer_errc::unknown_error) == 44);
+  static_assert(static_cast<int>(peer_errc::wrong_graph) == 45);
   static_assert(std::is_same_v<std::underlying_type_t<peer_errc>, int>);
 }
 
@@ -245,7 +247,7 @@ TEST_CASE("every enumerator has a distinct, non-empty message and name")
 
 TEST_CASE("values outside the enumeration get the generic message and name")
 {
-  for (const int value : {0, -1, 45, 1000})
+  for (const int value : {0, -1, 46, 1000})
   {
     CAPTURE(value);
     CHECK(peergraph::peer_category().message(value) == "unknown peergraph error");
@@ -285,7 +287,7 @@ TEST_CASE("every enumerator round-trips through std::error_code")
         CHECK(ec != other);
   }
   // Out-of-range peergraph codes are not conditions.
-  CHECK(peergraph::to_peer_errc(std::error_code(45, peergraph::peer_category())) == peer_errc::unknown_error);
+  CHECK(peergraph::to_peer_errc(std::error_code(46, peergraph::peer_category())) == peer_errc::unknown_error);
   CHECK(peergraph::to_peer_errc(std::error_code(-3, peergraph::peer_category())) == peer_errc::unknown_error);
 }
 
@@ -534,7 +536,7 @@ TEST_CASE("to_hresult gives the Windows value of every condition and from_hresul
   }
   CHECK(seen.size() == peergraph::all_peer_errc.size() - 1);
   CHECK(peergraph::to_hresult(static_cast<peer_errc>(0)) == 0x80004005u);
-  CHECK(peergraph::to_hresult(static_cast<peer_errc>(45)) == 0x80004005u);
+  CHECK(peergraph::to_hresult(static_cast<peer_errc>(46)) == 0x80004005u);
 }
 
 TEST_CASE("from_hresult accepts common equivalents and rejects unknown and success values")
@@ -598,7 +600,7 @@ TEST_CASE("to_wsa_error gives the Winsock code of every condition and from_wsa_e
     CHECK(peergraph::to_wsa_error(condition) == code);
   }
   CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(0)) == 0);
-  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(45)) == 0);
+  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(46)) == 0);
 }
 
 TEST_CASE("from_wsa_error accepts codes that share a condition and rejects unknown ones")

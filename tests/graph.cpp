@@ -219,11 +219,11 @@ CO_TEST_CASE("connect checks the expected peer id, duplicates, self and the grap
   peergraph::graph stranger(ctx.get_executor(), props("stranger", "other-graph"));
   auto refused = co_await stranger.connect(where_b);
   REQUIRE_FALSE(refused.has_value());
-  CHECK(refused.error() == peer_errc::connection_refused);
+  CHECK(refused.error() == peer_errc::wrong_graph);
   for (int i = 0; i < 10; ++i) {
     auto e = co_await next_of<connection_changed>(b);
     if (e.status == connection_status::failed && e.remote_peer == pid("stranger")) {
-      CHECK(e.reason == peer_errc::connection_refused);
+      CHECK(e.reason == peer_errc::wrong_graph);
       break;
     }
     CHECK(i < 9);

@@ -66,3 +66,11 @@
 
 /// Checks an internal invariant in debug builds. Never used for input validation: bad input yields a peer_error.
 #define PEERGRAPH_ASSERT(expr) assert(expr)
+
+/// Keeps a rarely taken path (a failure, a limit reached) out of the per-message functions that call it, so that
+/// those stay small enough to be inlined where they are called.
+#if defined(__GNUC__) || defined(__clang__)
+#define PEERGRAPH_COLD __attribute__((noinline, cold))
+#else
+#define PEERGRAPH_COLD
+#endif

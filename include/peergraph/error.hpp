@@ -72,10 +72,11 @@ enum class peer_errc : int
   limit_exceeded = 42,         ///< a configured limit (connections, handshakes, queue) was reached; WSAEMFILE, EMFILE
   not_found = 43,              ///< HRESULT_FROM_WIN32(ERROR_NOT_FOUND), asio::error::not_found, ENOENT
   unknown_error = 44,          ///< an OS or library error with no better mapping; peer_error keeps the original code
+  wrong_graph = 45,            ///< the remote node belongs to another graph; HRESULT_FROM_WIN32(ERROR_NETWORK_ACCESS_DENIED)
 };
 
-/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 44), for code that must visit each one.
-inline constexpr std::array<peer_errc, 44> all_peer_errc{
+/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 45), for code that must visit each one.
+inline constexpr std::array<peer_errc, 45> all_peer_errc{
   peer_errc::invalid_argument,      peer_errc::out_of_memory,       peer_errc::not_initialized,
   peer_errc::invalid_graph,         peer_errc::already_exists,      peer_errc::connection_not_found,
   peer_errc::network_down,          peer_errc::access_denied,       peer_errc::interrupted,
@@ -90,7 +91,7 @@ inline constexpr std::array<peer_errc, 44> all_peer_errc{
   peer_errc::protocol_error,        peer_errc::unsupported_version, peer_errc::frame_too_large,
   peer_errc::invalid_address,       peer_errc::graph_not_ready,     peer_errc::node_not_found,
   peer_errc::not_direct_connection, peer_errc::connection_closed,   peer_errc::limit_exceeded,
-  peer_errc::not_found,             peer_errc::unknown_error,
+  peer_errc::not_found,             peer_errc::unknown_error,       peer_errc::wrong_graph,
 };
 
 } // namespace peergraph

@@ -68,8 +68,28 @@ struct graph_properties
   std::chrono::milliseconds close_linger{2'000};
   /// Most established connections (neighbor and direct together); more are refused with limit_exceeded.
   std::size_t max_connections = 1024;
+  /// Most established connections accepted from one remote IP address (neighbor and direct; the connections this
+  /// node opens do not count); more are refused with limit_exceeded, so that one address cannot take every slot. A
+  /// value above max_connections means max_connections.
+  std::size_t max_connections_per_address = 256;
   /// Most incoming connections in their handshake at once; more are closed at once.
   std::size_t max_pending_handshakes = 64;
+  /// Most incoming connections in their handshake at once from one remote IP address; more from that address are
+  /// closed at once while other addresses still get in. A value above max_pending_handshakes means that.
+  std::size_t max_pending_handshakes_per_address = 16;
+  /// Bytes one connection may hold for its peer beyond what the kernel's send buffer took: frames send_data already
+  /// reported sent, pongs, close frames, refusals and a secure channel's records. A peer that does not read makes
+  /// them pile up: at this bound the node stops reading from that peer (so it makes no more replies), and when the
+  /// peer has not taken enough to go below half of it within output_stall_timeout, the connection ends with
+  /// limit_exceeded. From 64 KiB (one staging buffer) up.
+  std::size_t max_connection_output = 256 * 1024;
+  /// How long a connection may stay at max_connection_output before it ends with limit_exceeded.
+  std::chrono::milliseconds output_stall_timeout{10'000};
+  /// Node-wide budget of payload bytes the graph holds for the application: messages being received and messages
+  /// waiting in the event queue. A payload's buffer grows as its bytes arrive (a frame header alone takes at most
+  /// 128 KiB, a buffer at most 32 times the bytes that arrived), each step charged here; when the budget is used up, readers stop reading (TCP backpressure) until the
+  /// application takes events. One message of max_frame_size always fits: a smaller value means max_frame_size.
+  std::uint64_t max_incoming_bytes = 256ULL * 1024 * 1024;
   /// Events queued for next_event() before readers stop reading (TCP backpressure slows the senders).
   std::size_t event_queue_depth = 1024;
   /// Which events are queued at all (PeerGraphRegisterEvent); the others are not delivered.
@@ -95,7 +115,8 @@ struct graph_properties
     if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
         connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || keepalive_interval.count() < 0 ||
         close_linger.count() < 0 || max_connections == 0 || max_pending_handshakes == 0 || event_queue_depth == 0 ||
-        copy_threshold > 32 * 1024)
+        copy_threshold > 32 * 1024 || max_connections_per_address == 0 || max_pending_handshakes_per_address == 0 ||
+        max_connection_output < 64 * 1024 || output_stall_timeout.count() <= 0 || max_incoming_bytes == 0)
       return unexpected(peer_error(peer_errc::invalid_argument));
     return {};
   }
@@ -204,9 +225,10 @@ public:
   /// node of the same graph listening there is accepted.
   /// @par Completion Signature
   /// `void(std::error_code, connection_id)`.
-  /// Errors: already_exists (a neighbor connection to that peer exists), connect_self, connection_refused (another
-  /// graph, or the remote refused), node_not_found, limit_exceeded, timed_out (connect or handshake timeout),
-  /// connection_refused / host_unreachable / network_unreachable from the network, protocol_error.
+  /// Errors: already_exists (a neighbor connection to that peer exists), connect_self, wrong_graph (the node there
+  /// belongs to another graph), connection_refused (the remote refused), node_not_found, limit_exceeded (a limit of
+  /// either node, e.g. max_connections or max_connections_per_address), timed_out (connect or handshake timeout),
+  /// host_unreachable / network_unreachable from the network, protocol_error, out_of_memory.
   template <class CompletionToken = use_expected_t>
   auto connect(const asio::ip::tcp::endpoint& address, std::optional<peer_id> expected_peer = std::nullopt,
                CompletionToken&& token = {});
@@ -227,14 +249,21 @@ public:
   /// staging buffer and sent with the frames around them. Either way the operation completes when the transport
   /// has every byte, without waiting for the remote, and without suspending when that is at once. Messages of
   /// concurrent send_data calls on one connection never interleave and keep the order in which the calls were made.
+  ///
+  /// What a success promises: the message is in the kernel's send buffer, or (staged) in the connection's 64 KiB
+  /// staging buffer, which is written before the executor's next turn. It does not promise that the remote received
+  /// it. When a write on the connection fails (the peer is gone), the connection ends at once with that error, a
+  /// connection_changed event reports it, and this and every later send_data on it fail with the error: after a
+  /// peer is gone, at most what fits in the kernel's send buffer and one staging buffer is reported sent.
   /// @param id The connection.
   /// @param type The application-defined type of the data; the nil GUID is invalid_argument.
   /// @param buffers Any Asio ConstBufferSequence or `std::span<const wsabuf>`.
   /// @par Completion Signature
   /// `void(std::error_code)`. Errors: connection_not_found for an unknown or closed id, frame_too_large (nothing
-  /// sent) for more than max_frame_size bytes, invalid_argument for a nil type, and send errors (connection_reset,
-  /// shut_down, operation_aborted when the connection closes meanwhile: at once if nothing of the message was
-  /// written yet, otherwise when the rest could not be written within graph_properties::close_linger).
+  /// sent) for more than max_frame_size bytes, invalid_argument for a nil type, out_of_memory, and send errors
+  /// (connection_reset, shut_down, and the same for later sends on a connection whose write failed; operation_aborted
+  /// when the connection closes meanwhile: at once if nothing of the message was written yet, otherwise when the rest
+  /// could not be written within graph_properties::close_linger).
   template <class ConstBufferSequence, class CompletionToken = use_expected_t>
     requires asio::is_const_buffer_sequence<ConstBufferSequence>::value &&
              (!std::is_same_v<std::decay_t<CompletionToken>, send_flags>)

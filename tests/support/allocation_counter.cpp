@@ -21,11 +21,34 @@ extern "C" void* __libc_memalign(std::size_t alignment, std::size_t size);
 
 namespace {
 std::atomic<std::size_t> allocations{0};
+std::atomic<std::size_t> fail_above{0}; // 0: disarmed
+std::atomic<std::size_t> refused{0};
+
+/// Counts a request of `size` bytes; false when it is to fail (fail_allocations_above).
+[[maybe_unused]] bool admit(std::size_t size) noexcept
+{
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t limit = fail_above.load(std::memory_order_relaxed);
+  if (limit == 0 || size <= limit)
+    return true;
+  refused.fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
+} // namespace
 
 std::size_t peergraph::test::heap_allocations() noexcept
 {
   return allocations.load(std::memory_order_relaxed);
+}
+
+void peergraph::test::fail_allocations_above(std::size_t bytes) noexcept
+{
+  fail_above.store(bytes, std::memory_order_relaxed);
+}
+
+std::size_t peergraph::test::refused_allocations() noexcept
+{
+  return refused.load(std::memory_order_relaxed);
 }
 
 // ThreadSanitizer's runtime defines the global allocation functions itself; a second definition does not link.
@@ -45,7 +68,8 @@ bool peergraph::test::allocations_counted() noexcept
 
 void* operator new(std::size_t size)
 {
-  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (!admit(size))
+    throw std::bad_alloc();
   if (void* p = std::malloc(size == 0 ? 1 : size))
     return p;
   throw std::bad_alloc();
@@ -58,7 +82,8 @@ void* operator new[](std::size_t size)
 
 void* operator new(std::size_t size, std::align_val_t alignment)
 {
-  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (!admit(size))
+    throw std::bad_alloc();
   const auto align = static_cast<std::size_t>(alignment);
   const std::size_t rounded = (size == 0 ? align : (size + align - 1) / align * align); // aligned_alloc's rule
 #if defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)

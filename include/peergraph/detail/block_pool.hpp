@@ -29,11 +29,12 @@ class block_pool
 public:
   static constexpr std::size_t min_block = 64;
   static constexpr std::size_t max_block = 64 * 1024;
-  /// Bytes kept for reuse per size class, and the least number of blocks kept in any class. Small classes keep many
-  /// blocks (a full event queue of small messages, and more, recycles without touching the heap); the pool as a whole
-  /// stays bounded, at about 140 MiB in the worst case.
-  static constexpr std::size_t kept_bytes_per_class = 4 * 1024 * 1024;
-  static constexpr std::size_t min_kept = 1024;
+  /// Bytes kept for reuse per size class in the shared lists, and the least number of blocks kept in any class. Small
+  /// classes keep many blocks (a full event queue of small messages, and more, recycles without touching the heap);
+  /// the lists as a whole keep at most about 11 MiB, so that what a burst (or a hostile peer) made the node take goes
+  /// back to the heap once it is over.
+  static constexpr std::size_t kept_bytes_per_class = 1024 * 1024;
+  static constexpr std::size_t min_kept = 16;
 
   static block_pool& instance() noexcept { return pool_; }
 

@@ -3,10 +3,13 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The bounded queue between a graph's connection readers and next_event(). Readers that find it full wait until it
 // has drained to half its depth (not for every single free slot), so a fast reader and a slower consumer meet once
-// per half-queue rather than once per event. Used only on the graph's serialized context.
+// per half-queue rather than once per event. It also keeps the graph's budget of payload bytes (messages being
+// received and messages queued): a reader charges a payload's buffer as it grows, and the bytes come back when the
+// application takes the message. Used only on the graph's serialized context.
 //
 #pragma once
 
+#include <peergraph/config.hpp>
 #include <peergraph/detail/block_pool.hpp>
 #include <peergraph/detail/pooled_post.hpp>
 #include <peergraph/detail/ring_queue.hpp>
@@ -20,7 +23,9 @@
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <system_error>
 #include <type_traits>
@@ -157,7 +162,10 @@ template <class Executor>
 class event_queue
 {
 public:
-  event_queue(const Executor& executor, std::size_t depth) : executor_(executor), depth_(depth) {}
+  event_queue(const Executor& executor, std::size_t depth, std::uint64_t payload_budget)
+      : executor_(executor), depth_(depth), budget_(payload_budget)
+  {
+  }
 
   event_queue(const event_queue&) = delete;
   event_queue& operator=(const event_queue&) = delete;
@@ -178,12 +186,28 @@ public:
   {
     if (items_.empty())
       return false;
+    release_payload(items_.front());
     std::forward<Take>(take)(std::move(items_.front()));
     items_.pop_front();
-    if (items_.size() <= depth_ / 2)
-      while (auto* producer = producers_.pop())
-        producer->complete({});
+    wake_producers();
     return true;
+  }
+
+  /// Takes `bytes` of the payload budget for a message being received; false, with nothing taken, when that would
+  /// exceed the budget (wait with async_wait_space, then try again).
+  [[nodiscard]] bool try_charge(std::uint64_t bytes) noexcept
+  {
+    if (bytes > budget_ - std::min(held_, budget_))
+      return false;
+    held_ += bytes;
+    return true;
+  }
+
+  /// Gives back `bytes` of the budget: a message that will not be queued after all (its connection ended).
+  void refund(std::uint64_t bytes) noexcept
+  {
+    held_ -= std::min(held_, bytes);
+    wake_producers();
   }
 
   /// Waits for an event: `handler(std::error_code, graph_event)`; operation_aborted when the queue closes first.
@@ -234,6 +258,7 @@ public:
   {
     while (!items_.empty() && !consumers_.empty()) {
       auto* consumer = consumers_.pop();
+      release_payload(items_.front());
       graph_event event(std::move(items_.front()));
       items_.pop_front();
       if (inline_allowed)
@@ -241,6 +266,7 @@ public:
       else
         consumer->complete({}, std::move(event));
     }
+    wake_producers(); // payload bytes went to the application: a reader waiting for the budget may go on
   }
 
   /// Queues an event of the graph itself whatever the depth: there are at most a few per connection, and they must
@@ -253,16 +279,20 @@ public:
     wake_consumers(/*inline_allowed=*/false);
   }
 
-  /// Waits until the queue has drained to half its depth: `handler(std::error_code)`.
+  /// Waits until the queue has drained to half its depth and `payload_bytes` more fit in the payload budget:
+  /// `handler(std::error_code)`. Waiters are woken together once the one that needs least would fit; each then
+  /// checks again for what it needs.
   template <class Handler>
-  void async_wait_space(Handler&& handler)
+  void async_wait_space(Handler&& handler, std::uint64_t payload_bytes = 0)
   {
     using op = waiting_completion_for<std::decay_t<Handler>, Executor>;
     auto* waiter = op::create(std::forward<Handler>(handler), executor_);
-    if (closed_ || items_.size() <= depth_ / 2)
+    if (closed_ || (items_.size() <= depth_ / 2 && payload_bytes <= budget_ - std::min(held_, budget_))) {
       waiter->complete(closed_ ? std::error_code(asio::error::operation_aborted) : std::error_code{});
-    else
-      producers_.push(waiter);
+      return;
+    }
+    smallest_need_ = std::min(smallest_need_, payload_bytes);
+    producers_.push(waiter);
   }
 
   /// Completes every waiting consumer and producer with operation_aborted and drops the queued events.
@@ -270,15 +300,43 @@ public:
   {
     closed_ = true;
     items_.clear();
+    held_ = 0;
     while (auto* consumer = consumers_.pop())
       consumer->complete(asio::error::operation_aborted, {});
     while (auto* producer = producers_.pop())
       producer->complete(asio::error::operation_aborted);
+    smallest_need_ = ~std::uint64_t{0};
   }
 
 private:
+  /// The queued event leaves the queue: its payload no longer counts against the budget.
+  void release_payload(const graph_event& event) noexcept
+  {
+    if (const auto* data = std::get_if<incoming_data>(&event))
+      held_ -= std::min<std::uint64_t>(held_, data->payload.size());
+  }
+
+  /// Wakes the readers waiting for room once the queue is at most half full and the least of their needs fits.
+  void wake_producers()
+  {
+    if (!producers_.empty()) [[unlikely]]
+      wake_waiting_producers();
+  }
+
+  PEERGRAPH_COLD void wake_waiting_producers()
+  {
+    if (items_.size() > depth_ / 2 || smallest_need_ > budget_ - std::min(held_, budget_))
+      return;
+    smallest_need_ = ~std::uint64_t{0};
+    while (auto* producer = producers_.pop())
+      producer->complete({});
+  }
+
   Executor executor_;
   std::size_t depth_;
+  std::uint64_t budget_;   // payload bytes readers may hold at once (graph_properties::max_incoming_bytes)
+  std::uint64_t held_ = 0; // payload bytes charged and not yet taken by the application
+  std::uint64_t smallest_need_ = ~std::uint64_t{0}; // the least budget a waiting reader needs
   ring_queue<graph_event> items_;
   waiting_list<graph_event> consumers_;
   waiting_list<> producers_;

@@ -85,6 +85,7 @@ inline constexpr int win32_invalid_data = 13;           // ERROR_INVALID_DATA
 inline constexpr int win32_outofmemory = 14;            // ERROR_OUTOFMEMORY
 inline constexpr int win32_already_exists = 183;        // ERROR_ALREADY_EXISTS
 inline constexpr int win32_not_found = 1168;            // ERROR_NOT_FOUND
+inline constexpr int win32_network_access_denied = 65;  // ERROR_NETWORK_ACCESS_DENIED
 inline constexpr int win32_timeout = 1460;              // ERROR_TIMEOUT
 } // namespace wsa
 
@@ -179,6 +180,8 @@ inline constexpr peer_errc_info peer_errc_table[] = {
     hresult_from_win32(wsa::win32_not_found), 0, 0},
   {peer_errc::unknown_error, "unknown_error", "unknown error",
     e_fail, 0, 0},
+  {peer_errc::wrong_graph, "wrong_graph", "the remote node belongs to another graph",
+    hresult_from_win32(wsa::win32_network_access_denied), 0, 0},
 };
 // clang-format on
 

@@ -154,7 +154,9 @@ public:
     std::vector<std::byte> plaintext;      // a secure channel's decrypted bytes
     std::span<const std::byte> input;      // read and not yet decoded: in one of the three above
     std::optional<incoming_data> current;  // the data frame being received
+    std::size_t length = 0;                // its payload's length; its buffer grows to it as the bytes arrive
     std::size_t filled = 0;                // payload bytes of `current` received so far
+    std::uint64_t budget_needed = 0;       // what the reader waits for of the payload budget (read_wait::space)
     bool deliver_current = false;          // `current` is delivered (else received and dropped)
     bool event_ready = false;              // `current` is complete and waits for room in the event queue
     bool drained = false;                  // the last read returned less than the buffer: the socket had no more
@@ -184,6 +186,9 @@ public:
     bool registered = true; // in the graph's table; false once closing: its data is no longer delivered
     bool heard = false;     // something arrived since the keepalive timer last looked
     bool pinged = false;    // a ping went out and nothing has arrived since
+    bool incoming = false;  // accepted by this node: counts against max_connections_per_address
+    bool output_paused = false; // its reader waits for the peer to take what is promised (max_connection_output)
+    std::size_t promised = 0;   // bytes of promised sends (send_promised) the socket has not taken yet
     // Small frames copied here while no send is in progress, and written together once per executor turn (or when
     // full): a coroutine awaiting each send_data still gets one system call per many messages.
     // The buffer is pooled and held only while frames wait in it, so an idle connection holds none.
@@ -205,7 +210,10 @@ public:
 
   graph_state(const Executor& executor, graph_properties properties)
       : executor_(executor), context_(graph_context<Executor>::make(executor)), properties_(std::move(properties)),
-        node_(node_id::generate()), filter_(properties_.events), events_(context_, properties_.event_queue_depth)
+        node_(node_id::generate()), filter_(properties_.events),
+        events_(context_, properties_.event_queue_depth,
+                std::max(properties_.max_incoming_bytes, properties_.max_frame_size)),
+        accept_backoff_(context_)
   {
   }
 
@@ -255,7 +263,13 @@ public:
     const connection_id id = next_id();
     auto attempt = std::make_shared<pending>(context_, kind);
     pending_.emplace(id.value(), attempt);
-    auto result = co_await connect_and_handshake(attempt, id, address, std::move(expected_peer));
+    expected<void, peer_error> result;
+    try {
+      result = co_await connect_and_handshake(attempt, id, address, std::move(expected_peer));
+    } catch (const std::bad_alloc&) {
+      abandon_handshake(*attempt, id);
+      result = unexpected(peer_error(peer_errc::out_of_memory));
+    }
     pending_.erase(id.value());
     if (!result) {
       const peer_error error = closed_ ? peer_error(peer_errc::operation_aborted) : result.error();
@@ -332,7 +346,7 @@ public:
     }
     auto* c = find_connection(id);
     if (c == nullptr) {
-      error = peer_errc::connection_not_found;
+      error = failure_of(id);
       return nullptr;
     }
     return &(*c)->socket;
@@ -345,6 +359,7 @@ public:
     if (closed_)
       return;
     closed_ = true;
+    accept_backoff_.cancel();
     if (acceptor_) {
       std::error_code ignored;
       acceptor_->close(ignored);
@@ -375,6 +390,8 @@ private:
     connection_kind kind; // for an incoming connection: what the remote's hello asked for
     bool timed_out = false;
     bool holds_slot = false; // accepted by this node: counts against max_connections until it ends
+    bool holds_address_slot = false; // incoming and accepted: counts against max_connections_per_address
+    asio::ip::address from; // an incoming connection's remote address
     peer_id remote_peer;
     node_id remote_node;
   };
@@ -437,33 +454,76 @@ private:
     co_return expected<void, peer_error>{};
   }
 
+  /// The shortest and the longest pause of the accept loop after a failed accept (e.g. out of descriptors).
+  static constexpr std::chrono::milliseconds min_accept_backoff{5};
+  static constexpr std::chrono::milliseconds max_accept_backoff{500};
+
   asio::awaitable<void> accept_loop()
   {
     auto self = this->shared_from_this();
+    std::chrono::milliseconds backoff{0};
     while (!closed_ && acceptor_) {
-      auto attempt = std::make_shared<pending>(context_, connection_kind::neighbor);
-      auto [ec] = co_await acceptor_->async_accept(attempt->socket, asio_compat::use_awaitable_tuple);
+      std::shared_ptr<pending> attempt;
+      std::error_code ec;
+      try {
+        attempt = std::make_shared<pending>(context_, connection_kind::neighbor);
+        std::tie(ec) = co_await acceptor_->async_accept(attempt->socket, asio_compat::use_awaitable_tuple);
+      } catch (const std::bad_alloc&) {
+        ec = asio::error::no_memory; // paused like running out of descriptors
+      }
       if (closed_ || !acceptor_)
         co_return;
+      if (ec == asio::error::operation_aborted)
+        co_return;
+      if (ec == asio::error::connection_aborted)
+        continue; // the caller gave up before its turn: nothing is short
       if (ec) {
-        if (ec == asio::error::operation_aborted)
-          co_return;
-        // Out of descriptors or a connection reset before accept: keep listening.
+        // Out of descriptors or memory: the caller stays in the backlog and an accept now would fail again at once.
+        // Pause, longer each time, rather than spin until descriptors come back.
+        backoff = std::clamp(backoff * 2, min_accept_backoff, max_accept_backoff);
+        accept_backoff_.expires_after(backoff);
+        (void)co_await accept_backoff_.async_wait(asio_compat::use_awaitable_tuple);
         continue;
       }
-      if (pending_incoming_ >= properties_.max_pending_handshakes) {
-        std::error_code ignored;
-        attempt->socket.close(ignored); // too many handshakes at once: refuse without reading anything
-        continue;
+      backoff = std::chrono::milliseconds{0};
+      try {
+        admit_incoming(std::move(attempt));
+      } catch (const std::bad_alloc&) {
+        // The caller's socket went with `attempt`; the loop goes on.
       }
+    }
+  }
+
+  /// Starts the handshake of an accepted connection, or closes it unread when too many are in their handshake, in
+  /// all or from its address.
+  void admit_incoming(std::shared_ptr<pending> attempt)
+  {
+    std::error_code no_address;
+    attempt->from = address_key(attempt->socket.remote_endpoint(no_address).address());
+    if (no_address || pending_incoming_ >= properties_.max_pending_handshakes ||
+        load_of(attempt->from).handshakes >= properties_.max_pending_handshakes_per_address) {
+      std::error_code ignored;
+      attempt->socket.close(ignored);
+      forget_unloaded(attempt->from);
+      return;
+    }
+    // Counted here rather than in the handshake's coroutine, which may start only after the next accept.
+    const asio::ip::address from = attempt->from;
+    ++pending_incoming_;
+    ++load_of(from).handshakes;
+    try {
       asio::co_spawn(context_, serve_incoming(std::move(attempt)), asio::detached);
+    } catch (...) {
+      --pending_incoming_;
+      --load_of(from).handshakes;
+      forget_unloaded(from);
+      throw;
     }
   }
 
   asio::awaitable<void> serve_incoming(std::shared_ptr<pending> attempt)
   {
     auto self = this->shared_from_this();
-    ++pending_incoming_;
     const connection_id id = next_id();
     pending_.emplace(id.value(), attempt);
     std::error_code ignored;
@@ -471,6 +531,8 @@ private:
     auto result = co_await handshake(attempt, id, /*initiator=*/false, std::nullopt);
     pending_.erase(id.value());
     --pending_incoming_;
+    --load_of(attempt->from).handshakes;
+    forget_unloaded(attempt->from);
     if (!result) {
       // A node that never said who it is gets no event, unless it failed to prove membership of a closed graph
       // (the event then names no one). Incoming failures are the one kind of event a stranger can cause at will,
@@ -487,13 +549,38 @@ private:
     register_connection(*attempt, id, std::move(*result));
   }
 
-  /// The handshake of docs/wire.md, from either side. The connecting side sends its hello first; the accepting side
-  /// answers with its own hello only after a valid hello from a member of its graph arrived, so it reveals nothing
-  /// to a node that says nothing or does not belong. In a closed graph the membership exchange comes first, so
-  /// neither side says who it is before the other proved membership.
-  asio::awaitable<expected<handshake_result, peer_error>> handshake(std::shared_ptr<pending> attempt_ptr,
+  /// The handshake of docs/wire.md, from either side (see run_handshake). Memory running out during it fails this
+  /// one attempt with out_of_memory, with everything it held given back.
+  asio::awaitable<expected<handshake_result, peer_error>> handshake(std::shared_ptr<pending> attempt,
                                                                      connection_id id, bool initiator,
                                                                      std::optional<peer_id> expected_peer)
+  {
+    try {
+      co_return co_await run_handshake(attempt, id, initiator, std::move(expected_peer));
+    } catch (const std::bad_alloc&) {
+    }
+    abandon_handshake(*attempt, id);
+    co_return unexpected(peer_error(peer_errc::out_of_memory));
+  }
+
+  /// Ends a handshake that failed: its socket closed, its neighbor claim and slots given back.
+  void abandon_handshake(pending& attempt, connection_id id)
+  {
+    attempt.deadline.cancel();
+    std::error_code ignored;
+    attempt.socket.close(ignored);
+    release_claim(attempt.remote_peer, id);
+    release_slot(attempt);
+    release_address_slot(attempt);
+  }
+
+  /// The handshake's steps. The connecting side sends its hello first; the accepting side answers with its own hello
+  /// only after a valid hello from a member of its graph arrived, so it reveals nothing to a node that says nothing
+  /// or does not belong. In a closed graph the membership exchange comes first, so neither side says who it is
+  /// before the other proved membership.
+  asio::awaitable<expected<handshake_result, peer_error>> run_handshake(std::shared_ptr<pending> attempt_ptr,
+                                                                         connection_id id, bool initiator,
+                                                                         std::optional<peer_id> expected_peer)
   {
     auto self = this->shared_from_this();
     pending& attempt = *attempt_ptr;
@@ -501,11 +588,7 @@ private:
     handshake_result state{wire::frame_decoder(properties_.max_frame_size), std::vector<std::byte>(4096)};
     bool preamble_sent = false;
     auto fail = [&](peer_error error) -> expected<handshake_result, peer_error> {
-      attempt.deadline.cancel();
-      std::error_code ignored;
-      attempt.socket.close(ignored);
-      release_claim(attempt.remote_peer, id);
-      release_slot(attempt);
+      abandon_handshake(attempt, id);
       if (attempt.timed_out)
         return unexpected(peer_error(peer_errc::timed_out));
       return unexpected(error);
@@ -558,13 +641,17 @@ private:
         co_return fail(sent.error());
     }
 
-    const peer_errc verdict = check_hello(remote, id, initiator, attempt.kind, expected_peer);
+    const peer_errc verdict = check_hello(remote, id, initiator, attempt.kind, expected_peer, attempt.from);
     if (verdict != peer_errc{}) {
       co_await send_refuse(attempt, verdict, /*preamble_sent=*/true);
       co_return fail(peer_error(verdict));
     }
     attempt.holds_slot = true;
     ++reserved_slots_;
+    if (!initiator) {
+      attempt.holds_address_slot = true;
+      ++load_of(attempt.from).connections;
+    }
     {
       const auto accept = wire::encode_accept();
       if (auto sent = co_await send_bytes(attempt, accept); !sent)
@@ -830,7 +917,7 @@ private:
   [[nodiscard]] peer_errc check_caller(const wire::hello_message& remote) const noexcept
   {
     if (remote.graph != properties_.graph)
-      return peer_errc::connection_refused;
+      return peer_errc::wrong_graph;
     if (remote.expected_peer && *remote.expected_peer != properties_.peer)
       return peer_errc::node_not_found;
     return peer_errc{};
@@ -838,12 +925,12 @@ private:
 
   /// The graph's checks on a received hello (docs/wire.md); returns the refuse reason, or 0 to accept.
   peer_errc check_hello(const wire::hello_message& remote, connection_id id, bool initiator, connection_kind kind,
-                        const std::optional<peer_id>& expected_peer)
+                        const std::optional<peer_id>& expected_peer, const asio::ip::address& from)
   {
     if (closed_)
       return peer_errc::graph_shutting_down;
     if (remote.graph != properties_.graph)
-      return peer_errc::connection_refused;
+      return peer_errc::wrong_graph;
     if (remote.node == node_)
       return peer_errc::connect_self;
     if (initiator && remote.kind != kind)
@@ -854,6 +941,8 @@ private:
       return peer_errc::node_not_found;
     // Handshakes that were accepted but have not finished hold a slot, so concurrent ones cannot overshoot.
     if (connections_.size() + reserved_slots_ >= properties_.max_connections)
+      return peer_errc::limit_exceeded;
+    if (!initiator && load_of(from).connections >= properties_.max_connections_per_address)
       return peer_errc::limit_exceeded;
     if (kind == connection_kind::neighbor) {
       const std::string& initiator_peer = initiator ? properties_.peer.str() : remote.peer.str();
@@ -877,6 +966,41 @@ private:
     }
   }
 
+  /// What one remote address holds of this node: its incoming connections in the handshake, and its incoming
+  /// connections past the checks (accepted or established), for the per-address limits.
+  struct address_load
+  {
+    std::size_t handshakes = 0;
+    std::size_t connections = 0;
+  };
+
+  /// The key of a remote address: an IPv4 address reached over IPv6 counts as itself.
+  static asio::ip::address address_key(const asio::ip::address& address)
+  {
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    return address;
+  }
+
+  address_load& load_of(const asio::ip::address& from) { return incoming_by_address_[from]; }
+
+  /// Drops the entry of an address that holds nothing any more: the table has one entry per busy address only.
+  void forget_unloaded(const asio::ip::address& from)
+  {
+    auto it = incoming_by_address_.find(from);
+    if (it != incoming_by_address_.end() && it->second.handshakes == 0 && it->second.connections == 0)
+      incoming_by_address_.erase(it);
+  }
+
+  void release_address_slot(pending& attempt)
+  {
+    if (attempt.holds_address_slot) {
+      attempt.holds_address_slot = false;
+      --load_of(attempt.from).connections;
+      forget_unloaded(attempt.from);
+    }
+  }
+
   void release_claim(const peer_id& peer, connection_id id)
   {
     if (peer.empty())
@@ -894,6 +1018,7 @@ private:
     auto address = attempt.socket.remote_endpoint(ec);
     auto c = std::make_shared<connection>(id, kind, attempt.remote_peer, attempt.remote_node, address,
                                           std::move(attempt.socket), std::move(attempt.session));
+    c->incoming = std::exchange(attempt.holds_address_slot, false); // its address slot passes to the connection
     if (kind == connection_kind::neighbor)
       neighbors_.at(c->remote_peer.str()).established = true;
     connections_.emplace(id.value(), c);
@@ -916,18 +1041,28 @@ private:
       auto conn = weak.lock();
       if (ec || !conn || !conn->registered || self->closed_)
         return;
-      if (conn->heard) {
-        conn->heard = false;
-        conn->pinged = false;
-      } else if (conn->pinged) {
-        self->close_connection(conn, peer_errc::timed_out, peer_error(peer_errc::timed_out));
-        return;
-      } else {
-        conn->pinged = true;
-        self->stage_bytes(conn, wire::encode_ping(++self->last_ping_token_));
+      try {
+        self->keepalive_tick(conn);
+      } catch (const std::bad_alloc&) {
+        self->drop_connection(conn, peer_error(peer_errc::out_of_memory));
       }
-      self->arm_keepalive(conn);
     });
+  }
+
+  /// One look of the keepalive timer at `conn`.
+  void keepalive_tick(const std::shared_ptr<connection>& conn)
+  {
+    if (conn->heard) {
+      conn->heard = false;
+      conn->pinged = false;
+    } else if (conn->pinged) {
+      close_connection(conn, peer_errc::timed_out, peer_error(peer_errc::timed_out));
+      return;
+    } else {
+      conn->pinged = true;
+      stage_bytes(conn, wire::encode_ping(++last_ping_token_));
+    }
+    arm_keepalive(conn);
   }
 
   /// What a reader waits for when it has done what it can.
@@ -937,6 +1072,7 @@ private:
     space,    // a complete message waits for room in the event queue
     payload,  // the rest of a large payload, read straight into the message
     turn,     // nothing: it yields to the other handlers of the context, having read a lot at once
+    output,   // the peer to take what the connection holds for it (max_connection_output)
     done,     // the connection ended
   };
 
@@ -1013,7 +1149,11 @@ private:
                                                                           std::size_t n) mutable {
       if (ec)
         return self->finish_reading(c, end_of_stream_reason(ec, *c));
-      self->reader_of(*c).arrived = n;
+      try {
+        self->reader_of(*c).arrived = n;
+      } catch (const std::bad_alloc&) {
+        return self->finish_reading(c, peer_error(peer_errc::out_of_memory));
+      }
       self->continue_reading(std::move(c));
     };
     socket.async_read_some(into, with_allocator(pool_allocator<void>(), std::move(on_arrival)));
@@ -1029,7 +1169,15 @@ private:
     read_wait wait = read_wait::done;
     in_reader_turn_ = true;
     for (int round = 0; round < 4; ++round) {
-      wait = read_available(c, reason);
+      try {
+        wait = read_available(c, reason);
+      } catch (const std::bad_alloc&) {
+        // Out of memory for this connection's buffers: it ends, the node and its other connections go on.
+        if (c->registered)
+          send_close_frame(c, peer_errc::out_of_memory);
+        reason = peer_error(peer_errc::out_of_memory);
+        wait = read_wait::done;
+      }
       if (wait == read_wait::done)
         finish_reading(c, reason); // before the application runs: it sees the connection gone, not half closed
       events_.wake_consumers(/*inline_allowed=*/true);
@@ -1038,26 +1186,42 @@ private:
         break;
     }
     in_reader_turn_ = false;
-    flush_deferred();
-    switch (wait) {
-    case read_wait::readable:
-      park_reader(*c);
-      return wait_readable(std::move(c));
-    case read_wait::space:
-      return events_.async_wait_space(
-          [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec) mutable {
-            if (ec)
-              self->finish_reading(c, std::nullopt); // the graph closed
-            else
-              self->continue_reading(std::move(c));
-          });
-    case read_wait::payload:
-      return read_payload_directly(std::move(c));
-    case read_wait::turn:
-      return post_with(context_, pool_allocator<void>(),
-                       [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
-    case read_wait::done:
-      return;
+    try {
+      flush_deferred();
+      switch (wait) {
+      case read_wait::readable:
+        park_reader(*c);
+        return wait_readable(std::move(c));
+      case read_wait::space: {
+        const std::uint64_t budget_needed = c->reader ? c->reader->budget_needed : 0;
+        return events_.async_wait_space(
+            [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec) mutable {
+              if (ec)
+                self->finish_reading(c, std::nullopt); // the graph closed
+              else
+                self->continue_reading(std::move(c));
+            },
+            budget_needed);
+      }
+      case read_wait::output:
+        if (!output_full(*c)) // the flush at the end of the turn made room
+          return post_with(context_, pool_allocator<void>(),
+                           [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
+        return pause_for_output(std::move(c));
+      case read_wait::payload:
+        return read_payload_directly(std::move(c));
+      case read_wait::turn:
+        return post_with(context_, pool_allocator<void>(),
+                         [self = this->shared_from_this(), c = std::move(c)]() mutable { self->continue_reading(c); });
+      case read_wait::done:
+        return;
+      }
+    } catch (const std::bad_alloc&) {
+      // No memory to wait with: the connection ends. When `c` had moved into a handler that could not be made, the
+      // connection has no reader any more and goes with the keepalive.
+      deferred_flushes_.clear();
+      if (c && wait != read_wait::done)
+        finish_reading(c, peer_error(peer_errc::out_of_memory));
     }
   }
 
@@ -1075,6 +1239,8 @@ private:
       if (r.input.empty()) {
         if (!r.handshake_rest.empty())
           r.handshake_rest = std::vector<std::byte>(); // used up; an idle connection keeps none
+        if (r.arrived == 0 && output_full(c))
+          return read_wait::output; // the peer takes nothing: read nothing more that it could make us answer
         if (r.drained || reads == reads_per_turn) {
           if (!std::exchange(r.drained, false))
             return read_wait::turn;
@@ -1106,7 +1272,7 @@ private:
           const std::span<const std::byte> ciphertext = r.input;
           r.input = {};
           r.plaintext.clear();
-          auto opened = decrypt(c, ciphertext, r.plaintext);
+          auto opened = decrypt(owner, ciphertext, r.plaintext);
           if (!opened) {
             reason = opened.error();
             return read_wait::done;
@@ -1119,11 +1285,17 @@ private:
           continue;
         }
       }
+      // Payload bytes are next: the message's buffer must hold them before the decoder hands them over.
+      if (r.current && r.deliver_current && r.filled < r.length) {
+        const std::size_t at_hand = std::min(r.input.size(), r.length - r.filled);
+        if (const auto wait = make_room(owner, r.filled + at_hand, reason))
+          return *wait;
+      }
       auto decoded = r.decoder.decode(r.input);
       if (!decoded) {
         reason = decoded.error();
         if (c.registered) // a closing connection has sent its close frame already
-          send_close_frame(c, decoded.error().code());
+          send_close_frame(owner, decoded.error().code());
         return read_wait::done;
       }
       r.input = r.input.subspan(decoded->consumed);
@@ -1132,20 +1304,24 @@ private:
       case wire::decode_event::need_more:
         break;
       case wire::decode_event::data_header:
+        // The buffer is not sized from the header: it grows as the bytes arrive (make_room).
         r.deliver_current = c.registered && filter_.accepts_data(decoded->type);
-        r.current.emplace(incoming_data{
-            c.id, decoded->type,
-            r.deliver_current ? payload(static_cast<std::size_t>(decoded->length)) : payload()});
+        r.current.emplace(incoming_data{c.id, decoded->type, payload()});
+        r.length = static_cast<std::size_t>(decoded->length);
         r.filled = 0;
         frame_done = decoded->frame_complete;
-        if (!frame_done && r.input.size() >= decoded->length) {
+        if (!frame_done && r.input.size() >= r.length) {
           // The whole payload is at hand (the common case for small messages): take it without another decode.
-          const auto size = static_cast<std::size_t>(decoded->length);
-          if (r.deliver_current)
-            std::memcpy(r.current->payload.data(), r.input.data(), size);
-          r.filled = size;
-          r.input = r.input.subspan(size);
-          frame_done = r.decoder.advance_payload(size).value_or(false);
+          if (r.deliver_current) {
+            if (r.length <= payload_growth_step && events_.try_charge(r.length))
+              r.current->payload = charged_payload(r.length);
+            else if (const auto wait = make_room(owner, r.length, reason))
+              return *wait;
+            std::memcpy(r.current->payload.data(), r.input.data(), r.length);
+          }
+          r.filled = r.length;
+          r.input = r.input.subspan(r.length);
+          frame_done = r.decoder.advance_payload(r.length).value_or(false);
         }
         break;
       case wire::decode_event::data_payload:
@@ -1168,8 +1344,11 @@ private:
         return read_wait::done;
       }
       if (!frame_done && r.current && r.deliver_current && r.input.empty() && !c.session &&
-          r.decoder.payload_remaining() >= direct_read_threshold)
+          r.decoder.payload_remaining() >= direct_read_threshold) {
+        if (const auto wait = make_room(owner, r.filled + std::min(r.length - r.filled, payload_growth_step), reason))
+          return *wait;
         return read_wait::payload;
+      }
       if (frame_done && r.current) {
         r.event_ready = true;
         if (!deliver_ready(c))
@@ -1179,15 +1358,78 @@ private:
   }
 
   /// Queues the complete message of the reader, or drops it when it is not delivered; false when the event queue
-  /// has no room for it.
+  /// has no room for it. A queued message's bytes count against the payload budget until the application takes it.
   bool deliver_ready(connection& c)
   {
     read_state& r = *c.reader;
-    if (r.deliver_current && c.registered && !events_.try_push_quietly(*r.current))
+    if (r.deliver_current && !c.registered)
+      events_.refund(r.current->payload.size());
+    else if (r.deliver_current && !events_.try_push_quietly(*r.current))
       return false;
     r.current.reset();
     r.event_ready = false;
     return true;
+  }
+
+  /// A payload buffer of `size` bytes, already charged against the budget; the charge goes back if it cannot be had.
+  payload charged_payload(std::size_t size)
+  {
+    try {
+      return payload(size);
+    } catch (...) {
+      events_.refund(size);
+      throw;
+    }
+  }
+
+  /// How much a message's buffer may take ahead of its bytes: all a frame header can make the node allocate.
+  static constexpr std::size_t payload_growth_step = 64 * 1024;
+  /// How many times the bytes that arrived a message's buffer may be sized to.
+  static constexpr std::size_t payload_growth_factor = 16;
+
+  /// Makes the buffer of the message being received hold at least `wanted` bytes (never more than its length). It
+  /// grows with what has arrived (the bytes at hand and those waiting in the kernel's receive buffer): to about
+  /// payload_growth_factor times that (twice as much when that reaches half the message), and at least four times its
+  /// size, so that a message of a few MiB is sized once and a larger one copied a few times at most, while a header
+  /// alone makes the node allocate at most payload_growth_step bytes. Each step is charged against the node's payload budget. Nothing when the buffer is
+  /// large enough; otherwise what the reader must do: wait for the budget (read_wait::space), or end the connection
+  /// when memory is out.
+  PEERGRAPH_COLD std::optional<read_wait> make_room(const std::shared_ptr<connection>& c, std::size_t wanted,
+                                                    std::optional<peer_error>& reason)
+  {
+    read_state& r = *c->reader;
+    payload& buffer = r.current->payload;
+    if (wanted <= buffer.size())
+      return std::nullopt;
+    // What came in for it already, read or waiting in the kernel: bytes, not the promise of a header.
+    std::size_t arrived = r.filled + std::min(r.input.size(), r.length - r.filled);
+    if (r.length > payload_growth_step && !c->session) {
+      std::error_code ignored;
+      arrived += c->socket.available(ignored);
+    }
+    std::size_t grown = std::max(
+        {wanted, std::min(arrived, r.length) * payload_growth_factor, 4 * buffer.size(), payload_growth_step});
+    if (grown >= r.length / 2)
+      grown = r.length; // one step to the end rather than a last copy of nearly all of it
+    const std::size_t more = grown - buffer.size();
+    if (!events_.try_charge(more)) {
+      r.budget_needed = more;
+      return read_wait::space;
+    }
+    r.budget_needed = 0;
+    try {
+      payload larger(grown);
+      if (r.filled != 0)
+        std::memcpy(larger.data(), buffer.data(), r.filled);
+      buffer = std::move(larger);
+    } catch (const std::bad_alloc&) {
+      events_.refund(more);
+      if (c->registered)
+        send_close_frame(c, peer_errc::out_of_memory);
+      reason = peer_error(peer_errc::out_of_memory);
+      return read_wait::done;
+    }
+    return std::nullopt;
   }
 
   static void release_read_buffers(read_state& r) noexcept
@@ -1203,9 +1445,10 @@ private:
   {
     read_state& r = *c->reader;
     r.buffer.release();
-    const auto rest = static_cast<std::size_t>(r.decoder.payload_remaining());
+    // Into the room make_room gave: the whole rest, or up to the buffer's next growth.
+    const std::size_t room = r.current->payload.size() - r.filled;
     auto& socket = c->socket;
-    const asio::mutable_buffer into = asio::buffer(r.current->payload.data() + r.filled, rest);
+    const asio::mutable_buffer into = asio::buffer(r.current->payload.data() + r.filled, room);
     auto on_payload = [self = this->shared_from_this(), c = std::move(c)](const std::error_code& ec,
                                                                           std::size_t n) mutable {
       read_state& state = *c->reader;
@@ -1228,6 +1471,8 @@ private:
   /// taken out of the graph with `reason`.
   void finish_reading(const std::shared_ptr<connection>& c, std::optional<peer_error> reason)
   {
+    if (c->reader && c->reader->current)
+      events_.refund(c->reader->current->payload.size()); // a message cut off: its bytes are not held any more
     c->reader.reset();
     c->linger.cancel();
     c->keepalive.cancel();
@@ -1237,24 +1482,26 @@ private:
       remove_connection(c, reason.value_or(peer_error(peer_errc::connection_closed)));
   }
 
-  /// Why a connection ended, from the read error: a clean end between frames is connection_closed, an end in the
-  /// middle of a frame is protocol_error (the peer vanished mid-frame).
+  /// Why a connection ended, from the read error: a clean end between frames is connection_closed; an end in the
+  /// middle of a frame is connection_reset (the peer vanished mid-frame, e.g. its process was killed: its data was
+  /// well formed, only cut off).
   static peer_error end_of_stream_reason(const std::error_code& ec, const wire::frame_decoder& decoder)
   {
     if (ec == asio::error::eof)
-      return peer_error(decoder.at_frame_boundary() ? peer_errc::connection_closed : peer_errc::protocol_error);
+      return peer_error(decoder.at_frame_boundary() ? peer_errc::connection_closed : peer_errc::connection_reset, ec);
     return peer_error(ec);
   }
 
   /// Sends a close frame now, behind whatever is staged, when no send is in progress; false when it could not be
   /// sent whole (the caller then closes the socket, which the remote sees as the end of the connection too).
-  bool send_close_frame(connection& c, peer_errc reason)
+  bool send_close_frame(const std::shared_ptr<connection>& c, peer_errc reason)
   {
-    if (c.session)
+    if (c->session)
       return false; // a secure channel's records are sent in the order they were made: see close_connection
-    flush_staged(c);
-    const int fd = static_cast<int>(c.socket.native_handle());
-    if (!c.socket.is_open() || !send_order::instance().idle(fd) || c.staged != 0)
+    if (!flush_staged(c))
+      return false;
+    const int fd = static_cast<int>(c->socket.native_handle());
+    if (!c->socket.is_open() || !send_order::instance().idle(fd) || c->staged != 0)
       return false;
     auto frame = wire::encode_close(reason);
     if (!frame)
@@ -1265,23 +1512,31 @@ private:
   }
 
 public:
+  /// What stage_frame did with a frame.
+  enum class staging
+  {
+    staged,   // copied: the send is done
+    declined, // too large, or the socket has sends queued: send it the ordinary way
+    failed,   // the connection broke while making room (failure_of says why)
+  };
+
   /// Copies a small frame (header and payload) into the connection's staging buffer when nothing is being sent on
-  /// it, so that it goes out with the frames around it; true when the frame was taken. The caller's bytes are free
-  /// again at once, as after a completed WSASend.
-  bool stage_frame(connection_id id, iovec_capture& frame)
+  /// it, so that it goes out with the frames around it. The caller's bytes are free again at once, as after a
+  /// completed WSASend.
+  staging stage_frame(connection_id id, iovec_capture& frame)
   {
     auto* found = find_connection(id);
     if (found == nullptr || !(*found)->registered || frame.total_bytes() > staging_threshold())
-      return false;
+      return staging::declined;
     connection& c = **found;
-    if (c.staged + frame.total_bytes() > staging_capacity)
-      flush_staged(c);
+    if (c.staged + frame.total_bytes() > staging_capacity && !flush_staged(*found))
+      return staging::failed; // `found` and `c` are gone with the connection's table entry
     if (!c.socket.is_open() || !send_order::instance().idle(static_cast<int>(c.socket.native_handle())))
-      return false;
+      return staging::declined;
     for (std::size_t i = 0; i < frame.count(); ++i)
       c.stage({static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len});
     schedule_flush(*found);
-    return true;
+    return staging::staged;
   }
 
   /// Whether connection `id` runs over a secure channel (graph_properties::tls). No lookup in a plain graph: this is
@@ -1294,26 +1549,77 @@ public:
     return c != nullptr && (*c)->session != nullptr;
   }
 
-  /// send_data on a secure connection, tried at once: the frame is staged, or encrypted and written when nothing is
+  /// The part of send_data common to its first attempt and its turn, on the context: finds the connection, stages
+  /// a small frame, or writes what is staged ahead of a frame that is sent on its own. The socket to send the frame
+  /// on; null when the send is finished, `ec` saying how (clear: staged, the send is done).
+  socket_type* prepare_send(connection_id id, send_request& request, bool may_stage, std::error_code& ec)
+  {
+    ec = request.refused;
+    if (ec)
+      return nullptr;
+    peer_error error;
+    socket_type* socket = socket_for(id, error);
+    if (socket == nullptr) {
+      ec = to_error_code(error);
+      return nullptr;
+    }
+    switch (may_stage ? stage_frame(id, request.buffers) : staging::declined) {
+    case staging::staged:
+      return nullptr;
+    case staging::failed:
+      ec = to_error_code(failure_of(id));
+      return nullptr;
+    case staging::declined:
+      break;
+    }
+    if (!flush_staged(id)) {
+      ec = to_error_code(failure_of(id));
+      return nullptr;
+    }
+    return socket;
+  }
+
+  /// A send of the application on connection `id` failed with `ec` after `written` bytes of its frame: unless the
+  /// stream is still whole (nothing of the frame went out, and the error was the caller's buffers or a shortage of
+  /// the moment), the connection ends (write_failed). Returns the error the send reports: the connection's.
+  PEERGRAPH_COLD std::error_code send_failed(connection_id id, const std::error_code& ec, std::size_t written)
+  {
+    if (written == 0) {
+      switch (to_peer_errc(ec)) {
+      case peer_errc::bad_address:
+      case peer_errc::invalid_argument:
+      case peer_errc::message_size:
+      case peer_errc::no_buffer_space:
+      case peer_errc::out_of_memory:
+      case peer_errc::operation_aborted:
+      case peer_errc::connection_not_found:
+      case peer_errc::frame_too_large:
+        return ec;
+      default:
+        break;
+      }
+    }
+    write_failed(id, peer_error(ec));
+    const peer_error reason = failure_of(id);
+    return reason == peer_errc::connection_not_found ? ec : to_error_code(reason);
+  }
+
+  /// send_data on a secure connection, tried at once after prepare_send: encrypted and written when nothing is
   /// queued on the socket (a part the kernel does not take waits in the queue, the transport owning it). False when
   /// the send has to wait its turn; nothing was done then.
-  bool try_send_secure(connection_id id, iovec_capture& frame, bool may_stage, std::error_code& ec)
+  bool try_send_secure(connection_id id, iovec_capture& frame, std::error_code& ec)
   {
-    if (may_stage && stage_frame(id, frame)) {
-      ec = {};
-      return true;
-    }
-    connection& c = *connections_.at(id.value());
-    flush_staged(c);
-    if (!c.socket.is_open() || !send_order::instance().idle(static_cast<int>(c.socket.native_handle())))
+    ec = {};
+    const std::shared_ptr<connection> c = connections_.at(id.value());
+    if (!c->socket.is_open() || !send_order::instance().idle(static_cast<int>(c->socket.native_handle())))
       return false;
     std::vector<std::byte> ciphertext;
-    if (auto encrypted = encrypt_frame(c, frame, ciphertext); !encrypted) {
+    if (auto encrypted = encrypt_frame(*c, frame, ciphertext); !encrypted) {
       ec = to_error_code(encrypted.error());
       return true;
     }
-    send_ciphertext(c, std::move(ciphertext));
-    ec = {};
+    if (!send_ciphertext(c, std::move(ciphertext)))
+      ec = to_error_code(failure_of(id));
     return true;
   }
 
@@ -1322,27 +1628,46 @@ public:
   template <class Handler>
   void send_secure(connection_id id, send_request request, Handler&& handler)
   {
-    connection& c = *connections_.at(id.value());
-    flush_staged(c);
-    std::vector<std::byte> ciphertext;
+    const std::shared_ptr<connection> c = connections_.at(id.value());
     auto ex = asio::get_associated_executor(handler, context_);
-    if (auto encrypted = encrypt_frame(c, request.buffers, ciphertext); !encrypted) {
+    std::vector<std::byte> ciphertext;
+    if (auto encrypted = encrypt_frame(*c, request.buffers, ciphertext); !encrypted) {
       asio::post(ex, [h = std::forward<Handler>(handler), ec = to_error_code(encrypted.error())]() mutable {
         std::move(h)(ec, std::size_t{0});
       });
       return;
     }
     const auto bytes = asio::buffer(ciphertext); // a moved vector keeps its storage
+    // Not output of the node's own: the application waits for it, which bounds it.
     send_promised(c, bytes,
                   asio::bind_executor(ex, [h = std::forward<Handler>(handler), held = std::move(ciphertext)](
-                                              std::error_code ec, std::size_t n) mutable { std::move(h)(ec, n); }));
+                                              std::error_code ec, std::size_t n) mutable { std::move(h)(ec, n); }),
+                  /*counted=*/false);
   }
 
-  /// Writes what is staged on connection `id` before a send that bypasses the staging buffer, to keep the order.
-  void flush_staged(connection_id id)
+  /// Writes what is staged on connection `id` before a send that bypasses the staging buffer, to keep the order;
+  /// false when the connection broke doing so (failure_of says why).
+  bool flush_staged(connection_id id)
+  {
+    auto* c = find_connection(id);
+    return c == nullptr || flush_staged(*c);
+  }
+
+  /// A write on connection `id` failed with `reason` (see write_failed); nothing when it is gone already.
+  void write_failed(connection_id id, const peer_error& reason)
   {
     if (auto* c = find_connection(id))
-      flush_staged(**c);
+      write_failed(*c, reason);
+  }
+
+  /// Why connection `id` ended when a write on it failed not long ago (the last few such connections are
+  /// remembered); connection_not_found otherwise.
+  [[nodiscard]] peer_error failure_of(connection_id id) const noexcept
+  {
+    for (const auto& failed : recent_failures_)
+      if (failed.id == id && id.value() != 0)
+        return failed.reason;
+    return peer_error(peer_errc::connection_not_found);
   }
 
 private:
@@ -1352,10 +1677,11 @@ private:
     return properties_.copy_threshold + wire::data_frame_header_size;
   }
 
+  /// Stages bytes of the node's own (a ping or a pong), flushed at the end of the turn.
   void stage_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes)
   {
-    if (c->staged + bytes.size() > staging_capacity)
-      flush_staged(*c);
+    if (c->staged + bytes.size() > staging_capacity && !flush_staged(c))
+      return;
     c->stage(bytes);
     schedule_flush(c);
   }
@@ -1374,7 +1700,11 @@ private:
     }
     post_with(context_, pool_allocator<void>(), [self = this->shared_from_this(), c] {
       c->flush_posted = false;
-      self->flush_staged(*c);
+      try {
+        self->flush_staged(c);
+      } catch (const std::bad_alloc&) {
+        self->drop_connection(c, peer_error(peer_errc::out_of_memory));
+      }
     });
   }
 
@@ -1382,44 +1712,49 @@ private:
   {
     for (const auto& c : deferred_flushes_) {
       c->flush_posted = false;
-      flush_staged(*c);
+      flush_staged(c);
     }
     deferred_flushes_.clear(); // keeps its capacity: no allocation per turn
   }
 
   /// Writes the staged frames: directly when the socket takes them, otherwise through the ordered send path, which
-  /// then owns the bytes, so that the staging buffer is free for new frames at once.
-  void flush_staged(connection& c)
+  /// then owns the bytes, so that the staging buffer is free for new frames at once. False when the write failed:
+  /// the connection has ended then (write_failed).
+  bool flush_staged(const std::shared_ptr<connection>& c)
   {
-    if (c.staged == 0 || !c.socket.is_open())
-      return;
-    if (c.session) {
+    if (c->staged == 0 || !c->socket.is_open())
+      return true;
+    if (c->session) {
       std::vector<std::byte> ciphertext;
-      const std::array<std::span<const std::byte>, 1> staged{std::span<const std::byte>(c.staging.data(), c.staged)};
-      const bool encrypted = c.session->encrypt(staged, ciphertext).has_value();
-      c.staged = 0;
-      c.staging.release();
-      if (encrypted) // otherwise the channel failed, and its reader ends the connection
-        send_ciphertext(c, std::move(ciphertext));
-      return;
+      const std::array<std::span<const std::byte>, 1> staged{std::span<const std::byte>(c->staging.data(), c->staged)};
+      const bool encrypted = c->session->encrypt(staged, ciphertext).has_value();
+      c->staged = 0;
+      c->staging.release();
+      if (!encrypted) {
+        write_failed(c, peer_error(peer_errc::protocol_error));
+        return false;
+      }
+      return send_ciphertext(c, std::move(ciphertext));
     }
-    const int fd = static_cast<int>(c.socket.native_handle());
+    const int fd = static_cast<int>(c->socket.native_handle());
     std::size_t written = 0;
     if (send_order::instance().idle(fd)) {
-      ::iovec iov{c.staging.data(), c.staged};
+      ::iovec iov{c->staging.data(), c->staged};
       const send_some_result result = send_some(fd, &iov, 1, 0);
       written = result.bytes;
-      if (written == c.staged || (result.error != 0 && result.error != EAGAIN)) {
-        // Sent, or the connection is broken (its reader reports why; what was staged is lost with it).
-        c.staged = 0;
-        c.staging.release();
-        return;
+      if (result.error != 0 && result.error != EAGAIN) [[unlikely]]
+        return write_failed(c, fd, result.error);
+      if (written == c->staged) {
+        c->staged = 0;
+        c->staging.release();
+        return true;
       }
     }
     // The pending send owns the buffer from now on; the connection takes a fresh one for new frames.
-    const auto rest = asio::buffer(c.staging.data() + written, c.staged - written);
-    c.staged = 0;
-    send_promised(c, rest, [held = std::move(c.staging)](std::error_code, std::size_t) {});
+    const auto rest = asio::buffer(c->staging.data() + written, c->staged - written);
+    c->staged = 0;
+    send_promised(c, rest, [held = std::move(c->staging)](std::error_code, std::size_t) {});
+    return true;
   }
 
   /// Encrypts the buffers of one frame on a secure connection.
@@ -1435,42 +1770,153 @@ private:
 
   /// Sends ciphertext of a secure connection: written at once when nothing is queued on the socket, the rest queued
   /// behind what is. Promised like staged frames: a record left out would break the channel for every later one.
-  void send_ciphertext(connection& c, std::vector<std::byte> ciphertext)
+  /// False when the write failed (write_failed).
+  bool send_ciphertext(const std::shared_ptr<connection>& c, std::vector<std::byte> ciphertext)
   {
-    if (ciphertext.empty() || !c.socket.is_open())
-      return;
-    const int fd = static_cast<int>(c.socket.native_handle());
+    if (ciphertext.empty() || !c->socket.is_open())
+      return true;
+    const int fd = static_cast<int>(c->socket.native_handle());
     std::size_t written = 0;
     if (send_order::instance().idle(fd)) {
       ::iovec iov{ciphertext.data(), ciphertext.size()};
       const send_some_result result = send_some(fd, &iov, 1, 0);
       written = result.bytes;
-      if (written == ciphertext.size() || (result.error != 0 && result.error != EAGAIN))
-        return; // sent, or the connection is broken (its reader reports why)
+      if (result.error != 0 && result.error != EAGAIN) [[unlikely]]
+        return write_failed(c, fd, result.error);
+      if (written == ciphertext.size())
+        return true;
     }
     const auto rest = asio::buffer(ciphertext.data() + written, ciphertext.size() - written);
     send_promised(c, rest, [held = std::move(ciphertext)](std::error_code, std::size_t) {});
+    return true;
   }
 
   /// Decrypts bytes read from a secure connection, appending the plaintext; sends what the channel answers.
   /// @return whether the peer closed the channel.
-  expected<bool, peer_error> decrypt(connection& c, std::span<const std::byte> ciphertext,
+  expected<bool, peer_error> decrypt(const std::shared_ptr<connection>& c, std::span<const std::byte> ciphertext,
                                      std::vector<std::byte>& plaintext)
   {
     std::vector<std::byte> answer;
-    auto closed = c.session->decrypt(ciphertext, plaintext, answer);
-    send_ciphertext(c, std::move(answer));
+    auto closed = c->session->decrypt(ciphertext, plaintext, answer);
+    if (!send_ciphertext(c, std::move(answer)))
+      return unexpected(failure_of(c->id));
     return closed;
   }
 
   /// Queues bytes already promised to the peer (staged frames whose send_data succeeded, the close frame): closing
-  /// the connection does not withdraw them, only the linger deadline or a broken connection stops them.
+  /// the connection does not withdraw them, only the linger deadline or a broken connection stops them. Unless
+  /// `counted` is false (a send the application still waits for), they count against max_connection_output until
+  /// the socket has taken them.
   template <class Handler>
-  void send_promised(connection& c, asio::const_buffer bytes, Handler&& handler)
+  void send_promised(const std::shared_ptr<connection>& c, asio::const_buffer bytes, Handler&& handler,
+                     bool counted = true)
   {
+    const std::size_t size = counted ? bytes.size() : 0;
+    c->promised += size;
     auto request = make_send_request<socket_type>({}, bytes, send_flags::none);
     request.withdrawable = false;
-    initiate_send<socket_type, true, std::size_t>(c.socket)(std::forward<Handler>(handler), std::move(request));
+    auto settle = [self = this->shared_from_this(), weak = std::weak_ptr<connection>(c), size,
+                   h = std::forward<Handler>(handler)](std::error_code ec, std::size_t n) mutable {
+      if (auto conn = weak.lock(); conn && size != 0)
+        self->output_taken(conn, size);
+      std::move(h)(ec, n);
+    };
+    initiate_send<socket_type, true, std::size_t>(c->socket)(std::move(settle), std::move(request));
+  }
+
+  /// The socket took (or dropped) `bytes` promised on `c`: a reader that waited for its peer to read goes on once
+  /// half the bound is free.
+  void output_taken(const std::shared_ptr<connection>& c, std::size_t bytes)
+  {
+    c->promised -= std::min(c->promised, bytes);
+    if (!c->output_paused)
+      return;
+    if (c->promised + c->staged <= properties_.max_connection_output / 2)
+      resume_reading(c);
+    else if (c->registered)
+      arm_stall_deadline(c); // the peer reads, slowly: it gets a new deadline
+  }
+
+  /// Whether `c` holds as much for its peer as it may: its reader stops, so that it makes no more replies.
+  [[nodiscard]] bool output_full(const connection& c) const noexcept
+  {
+    return c.promised + c.staged >= properties_.max_connection_output;
+  }
+
+  /// Stops the reader of `c` until its peer takes what is promised (output_taken); a peer that takes too little
+  /// for output_stall_timeout loses the connection with limit_exceeded. The stall deadline uses the linger timer,
+  /// idle until the connection closes.
+  PEERGRAPH_COLD void pause_for_output(std::shared_ptr<connection> c)
+  {
+    c->output_paused = true;
+    if (c->reader)
+      release_read_buffers(*c->reader);
+    if (c->registered) // closing: the linger deadline bounds it already
+      arm_stall_deadline(c);
+  }
+
+  /// A paused connection whose peer takes nothing for output_stall_timeout ends with limit_exceeded.
+  void arm_stall_deadline(const std::shared_ptr<connection>& c)
+  {
+    c->linger.expires_after(properties_.output_stall_timeout);
+    c->linger.async_wait([self = this->shared_from_this(), weak = std::weak_ptr<connection>(c)](std::error_code ec) {
+      auto conn = weak.lock();
+      if (ec || !conn || !conn->output_paused || !conn->registered)
+        return;
+      self->drop_connection(conn, peer_error(peer_errc::limit_exceeded));
+    });
+  }
+
+  /// Lets the paused reader of `c` go on, in a handler of its own.
+  void resume_reading(const std::shared_ptr<connection>& c)
+  {
+    if (!std::exchange(c->output_paused, false))
+      return;
+    if (c->registered)
+      c->linger.cancel(); // the stall deadline; a closing connection's linger deadline stays
+    post_with(context_, pool_allocator<void>(), [self = this->shared_from_this(), c] { self->continue_reading(c); });
+  }
+
+  /// A write on `c` (descriptor `fd`) failed with errno `error`: as below; always false, for the caller to return.
+  PEERGRAPH_COLD bool write_failed(const std::shared_ptr<connection>& c, int fd, int error)
+  {
+    write_failed(c, peer_error(std::error_code(send_error_errno(fd, error), std::system_category())));
+    return false;
+  }
+
+  /// A write on `c` failed: its stream is broken (what that write held is lost, and what would follow it could not
+  /// arrive in order). The connection ends now and is reported with `reason`, even while the application keeps
+  /// sending without yielding; the sends that follow on it fail with the same reason (failure_of). Taken by value:
+  /// the caller's reference may be the table entry that goes away here.
+  PEERGRAPH_COLD void write_failed(std::shared_ptr<connection> c, peer_error reason)
+  {
+    // Linux answers a write on a connection its peer reset with EPIPE, the socket no longer connected.
+    if (reason == peer_errc::not_connected)
+      reason = peer_error(peer_errc::connection_reset, reason.cause());
+    if (c->registered && !closed_) {
+      recent_failures_[next_failure_slot_] = {c->id, reason};
+      next_failure_slot_ = (next_failure_slot_ + 1) % recent_failures_.size();
+    }
+    drop_connection(c, reason);
+  }
+
+  /// Ends `c` at once, without a goodbye (its stream is broken, or its peer takes nothing), reported with `reason`
+  /// unless it was closing already. Its reader ends when it next runs; sends queued on it complete with
+  /// operation_aborted.
+  PEERGRAPH_COLD void drop_connection(std::shared_ptr<connection> c, const peer_error& reason)
+  {
+    if (c->registered && !closed_)
+      remove_connection(c, reason);
+    c->registered = false;
+    c->staged = 0;
+    c->staging.release();
+    c->keepalive.cancel();
+    c->linger.cancel();
+    std::error_code ignored;
+    c->socket.close(ignored);
+    resume_reading(c); // a paused reader sees the socket closed and ends
+    // The caller may still be inside a member of `c`: it is freed after the current handler at the earliest.
+    post_with(context_, pool_allocator<void>(), [keep = std::move(c)] {});
   }
 
   /// Takes `c` out of the graph and tells the remote why: a close frame, then an orderly shutdown. Sends of the
@@ -1488,9 +1934,9 @@ private:
     std::error_code ignored;
     if (!c->socket.is_open())
       return;
-    if (send_close_frame(*c, wire_reason)) {
+    if (send_close_frame(c, wire_reason)) {
       c->socket.shutdown(asio::socket_base::shutdown_send, ignored);
-    } else {
+    } else if (c->socket.is_open()) {
       auto frame = wire::encode_close(wire_reason);
       if (!frame) {
         c->socket.close(ignored);
@@ -1498,7 +1944,8 @@ private:
       }
       if (c->session) {
         // Every queued record goes out (none may be left out), then the close frame and the channel's closing.
-        flush_staged(*c);
+        if (!flush_staged(c))
+          return;
         std::vector<std::byte> ciphertext;
         const std::array<std::span<const std::byte>, 1> plain{std::span<const std::byte>(*frame)};
         if (!c->session->encrypt(plain, ciphertext)) {
@@ -1511,13 +1958,15 @@ private:
         send_order::instance().withdraw(static_cast<int>(c->socket.native_handle()));
       }
       const auto bytes = asio::buffer(*frame); // a moved vector keeps its storage
-      send_promised(*c, bytes, [weak = std::weak_ptr<connection>(c), held = std::move(*frame)](std::error_code ec,
-                                                                                               std::size_t) {
+      send_promised(c, bytes, [weak = std::weak_ptr<connection>(c), held = std::move(*frame)](std::error_code ec,
+                                                                                              std::size_t) {
         if (auto p = weak.lock(); p && !ec) {
           std::error_code e;
           p->socket.shutdown(asio::socket_base::shutdown_send, e);
         }
       });
+    } else {
+      return; // the close frame's write failed: the connection was dropped
     }
     c->linger.expires_after(properties_.close_linger);
     c->linger.async_wait([weak = std::weak_ptr<connection>(c)](const std::error_code& ec) {
@@ -1532,6 +1981,13 @@ private:
   {
     c->registered = false;
     connections_.erase(c->id.value());
+    if (std::exchange(c->incoming, false)) {
+      auto it = incoming_by_address_.find(address_key(c->remote_address.address()));
+      if (it != incoming_by_address_.end() && it->second.connections != 0) {
+        --it->second.connections;
+        forget_unloaded(it->first);
+      }
+    }
     last_found_ = nullptr;
     if (c->kind == connection_kind::neighbor)
       release_claim(c->remote_peer, c->id);
@@ -1572,6 +2028,8 @@ private:
   std::unordered_map<std::uint64_t, std::shared_ptr<connection>> connections_;
   std::unordered_map<std::uint64_t, std::shared_ptr<pending>> pending_;
   std::unordered_map<std::string, neighbor_claim> neighbors_;
+  std::unordered_map<asio::ip::address, address_load> incoming_by_address_; // busy remote addresses only
+  timer_type accept_backoff_; // the accept loop's pause after a failed accept
   std::uint64_t last_id_ = 0;
   std::uint64_t last_ping_token_ = 0;
   std::size_t pending_incoming_ = 0;
@@ -1580,6 +2038,14 @@ private:
   bool closed_ = false;
   mutable const std::shared_ptr<connection>* last_found_ = nullptr; // see find_connection; reset on every erase
   bool in_reader_turn_ = false; // a reader's handler runs (continue_reading): flushes wait for its end
+  /// The connections that ended because a write failed, most recent last: send_data on them says why.
+  struct failed_write
+  {
+    connection_id id;
+    peer_error reason;
+  };
+  std::array<failed_write, 16> recent_failures_{};
+  std::size_t next_failure_slot_ = 0;
   std::vector<std::shared_ptr<connection>> deferred_flushes_;
   std::vector<std::unique_ptr<read_state>> spare_readers_; // readers at rest, for the next connection with data
 };
@@ -1594,6 +2060,18 @@ void call_on_context(const std::shared_ptr<State>& state, F&& f)
   asio::dispatch(state->context(), [state, f = std::forward<F>(f)]() mutable { std::move(f)(*state); });
 }
 
+/// The condition of an exception that ended a graph operation: out_of_memory for an allocation that failed.
+inline peer_errc error_of(const std::exception_ptr& e) noexcept
+{
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    return peer_errc::out_of_memory;
+  } catch (...) {
+    return peer_errc::unknown_error;
+  }
+}
+
 /// Runs `operation(state, args...)` (a coroutine yielding expected<T>) on the graph's context and completes `handler`
 /// with `void(std::error_code, T)` (or `void(std::error_code)` for T = void). The arguments are passed as parameters,
 /// which the coroutine frame owns; a capturing lambda coroutine would read its captures after the lambda is gone.
@@ -1603,7 +2081,7 @@ void run_on_context(const std::shared_ptr<State>& state, Handler&& handler, Oper
   auto completion = bound_completion(std::forward<Handler>(handler),
                                      [](auto&& h, std::exception_ptr e, expected<T, peer_error> result) {
                                        if (e)
-                                         result = unexpected(peer_error(peer_errc::unknown_error));
+                                         result = unexpected(peer_error(error_of(e)));
                                        if constexpr (std::is_void_v<T>)
                                          std::move(h)(result ? std::error_code{} : to_error_code(result.error()));
                                        else if (result)
@@ -1655,22 +2133,22 @@ public:
     }
     if (!state_->on_context())
       return false; // the state may only be read on its context: go the asynchronous way
-    peer_error error;
-    auto* socket = state_->socket_for(id_, error);
-    if (socket == nullptr) {
-      ec = to_error_code(error);
+    try {
+      auto* socket = state_->prepare_send(id_, request, may_stage_, ec);
+      if (socket == nullptr)
+        return true;
+      if (state_->is_secure(id_))
+        return state_->try_send_secure(id_, request.buffers, ec);
+      std::size_t sent = 0;
+      const bool finished =
+          initiate_send<typename state_type::socket_type, true, std::size_t>(*socket).try_immediate(ec, sent, request);
+      if (finished && ec)
+        ec = state_->send_failed(id_, ec, request.bytes_sent);
+      return finished;
+    } catch (const std::bad_alloc&) {
+      ec = make_error_code(peer_errc::out_of_memory);
       return true;
     }
-    if (state_->is_secure(id_))
-      return state_->try_send_secure(id_, request.buffers, may_stage_, ec);
-    if (may_stage_ && state_->stage_frame(id_, request.buffers)) {
-      ec = {};
-      return true;
-    }
-    state_->flush_staged(id_);
-    std::size_t sent = 0;
-    return initiate_send<typename state_type::socket_type, true, std::size_t>(*socket).try_immediate(ec, sent,
-                                                                                                    request);
   }
 
   template <class Handler>
@@ -1678,25 +2156,33 @@ public:
   {
     if (!state_)
       return complete_not_initialized<void>(asio::system_executor(), std::forward<Handler>(handler));
-    auto completion = bound_completion(std::forward<Handler>(handler),
-                                       [](auto&& h, std::error_code ec, std::size_t) { std::move(h)(ec); });
+    // A send that fails in its turn ends the connection, so that no later send is reported done on a broken stream.
+    auto completion = bound_completion(std::forward<Handler>(handler), [state = state_, id = id_](
+                                                                           auto&& h, std::error_code ec, std::size_t n) {
+      if (ec && state->on_context())
+        ec = state->send_failed(id, ec, n);
+      else if (ec)
+        call_on_context(state, [id, ec, n](state_type& s) { (void)s.send_failed(id, ec, n); });
+      std::move(h)(ec);
+    });
     call_on_context(state_, [id = id_, may_stage = may_stage_, completion = std::move(completion),
                              request = std::move(request)](state_type& state) mutable {
-      peer_error error;
-      auto* target = request.refused ? nullptr : state.socket_for(id, error);
-      const bool staged = target != nullptr && may_stage && state.stage_frame(id, request.buffers);
-      if (target == nullptr || staged) {
-        std::error_code ec;
-        if (!staged)
-          ec = request.refused ? request.refused : to_error_code(error);
-        auto ex = asio::get_associated_executor(completion, state.context());
-        const auto alloc = asio::get_associated_allocator(completion, pool_allocator<void>());
-        post_with(ex, alloc, [c = std::move(completion), ec]() mutable { c(ec, std::size_t{0}); });
+      std::error_code ec;
+      typename state_type::socket_type* target = nullptr;
+      try {
+        target = state.prepare_send(id, request, may_stage, ec);
+      } catch (const std::bad_alloc&) {
+        ec = make_error_code(peer_errc::out_of_memory);
+      }
+      if (target == nullptr) {
+        // Finished at once (staged) or failed: completed through the handler's executor, never inline.
+        auto ex = asio::get_associated_executor(completion.handler_, state.context());
+        const auto alloc = asio::get_associated_allocator(completion.handler_, pool_allocator<void>());
+        post_with(ex, alloc, [h = std::move(completion.handler_), ec]() mutable { std::move(h)(ec); });
         return;
       }
       if (state.is_secure(id))
         return state.send_secure(id, std::move(request), std::move(completion));
-      state.flush_staged(id);
       const initiate_send<typename state_type::socket_type, true, std::size_t> send(*target);
       send(std::move(completion), std::move(request));
     });
