@@ -97,14 +97,37 @@ asio::awaitable<connection_id> connected(Graph& from, Graph& to)
 
 TEST_SUITE_BEGIN("graph");
 
-TEST_CASE("graph properties are validated")
+TEST_CASE("graph properties are validated, and the error names the field")
 {
   asio::io_context ctx;
   auto p = props("alice");
   CHECK(p.validate().has_value());
   p.max_frame_size = 1023;
-  CHECK(peergraph::graph::create(ctx.get_executor(), p).error() == peer_errc::invalid_argument);
+  const auto refused = peergraph::graph::create(ctx.get_executor(), p);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == peer_errc::invalid_argument);
+  CHECK(refused.error().cause() ==
+        std::error_code(static_cast<int>(peergraph::invalid_property::max_frame_size),
+                        peergraph::graph_property_category()));
+  CHECK(refused.error().message().find("graph_properties::max_frame_size") != std::string::npos);
   CHECK_THROWS_AS(peergraph::graph(ctx.get_executor(), p), std::system_error);
+  try {
+    peergraph::graph unused(ctx.get_executor(), p);
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == peer_errc::invalid_argument);
+    CHECK(std::string(e.what()).find("graph_properties::max_frame_size") != std::string::npos);
+  }
+  // Each rule names its field; validate() reports the first broken field in the order graph_properties declares them.
+  for (int v = 1; v <= static_cast<int>(peergraph::invalid_property::event_queue_depth); ++v) {
+    const std::string text = peergraph::graph_property_category().message(v);
+    CHECK(text.rfind("graph_properties::", 0) == 0);
+  }
+  p = props("alice");
+  p.max_connections_per_address = 0;
+  p.event_queue_depth = 0;
+  CHECK(p.validate().error().cause().value() ==
+        static_cast<int>(peergraph::invalid_property::max_connections_per_address));
+  p = props("alice");
   p.max_frame_size = 1024;
   CHECK(peergraph::graph::create(ctx.get_executor(), p).has_value());
   p.peer = peer_id();

@@ -27,6 +27,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 namespace peergraph {
@@ -35,6 +37,83 @@ namespace peergraph {
 inline constexpr std::uint64_t default_max_frame_size = 60ULL * 1024 * 1024;
 /// The smallest maximum frame size a graph accepts (the Peer Graphing minimum record size).
 inline constexpr std::uint64_t min_max_frame_size = 1024;
+
+/// Which field of graph_properties is invalid, and why: the cause of the invalid_argument that
+/// graph_properties::validate(), basic_graph::create() and the throwing constructor report, in
+/// graph_property_category(), so that `error.message()` and `error.cause().message()` name the field.
+enum class invalid_property : int
+{
+  graph = 1,                          ///< empty
+  peer,                               ///< empty
+  friendly_name,                      ///< longer than 256 bytes
+  max_frame_size,                     ///< below min_max_frame_size
+  copy_threshold,                     ///< above 32 KiB
+  connect_timeout,                    ///< not positive
+  handshake_timeout,                  ///< not positive
+  keepalive_interval,                 ///< negative
+  close_linger,                       ///< negative
+  max_connections,                    ///< 0
+  max_connections_per_address,        ///< 0
+  max_pending_handshakes,             ///< 0
+  max_pending_handshakes_per_address, ///< 0
+  max_connection_output,              ///< below 64 KiB
+  output_stall_timeout,               ///< not positive
+  max_incoming_bytes,                 ///< 0
+  event_queue_depth,                  ///< 0
+};
+
+/// The category of invalid_property values ("peergraph.graph_properties"): message(v) names the field and the rule
+/// it breaks, e.g. "graph_properties::max_frame_size is below min_max_frame_size (1024 bytes)".
+inline const std::error_category& graph_property_category() noexcept
+{
+  class category final : public std::error_category
+  {
+  public:
+    const char* name() const noexcept override { return "peergraph.graph_properties"; }
+    std::string message(int value) const override
+    {
+      switch (static_cast<invalid_property>(value)) {
+      case invalid_property::graph:
+        return "graph_properties::graph is empty (make it with graph_id::make)";
+      case invalid_property::peer:
+        return "graph_properties::peer is empty (make it with peer_id::make)";
+      case invalid_property::friendly_name:
+        return "graph_properties::friendly_name is longer than 256 bytes";
+      case invalid_property::max_frame_size:
+        return "graph_properties::max_frame_size is below min_max_frame_size (1024 bytes)";
+      case invalid_property::copy_threshold:
+        return "graph_properties::copy_threshold is above 32 KiB";
+      case invalid_property::connect_timeout:
+        return "graph_properties::connect_timeout is not positive";
+      case invalid_property::handshake_timeout:
+        return "graph_properties::handshake_timeout is not positive";
+      case invalid_property::keepalive_interval:
+        return "graph_properties::keepalive_interval is negative (0 turns keepalive off)";
+      case invalid_property::close_linger:
+        return "graph_properties::close_linger is negative (0 closes at once)";
+      case invalid_property::max_connections:
+        return "graph_properties::max_connections is 0";
+      case invalid_property::max_connections_per_address:
+        return "graph_properties::max_connections_per_address is 0";
+      case invalid_property::max_pending_handshakes:
+        return "graph_properties::max_pending_handshakes is 0";
+      case invalid_property::max_pending_handshakes_per_address:
+        return "graph_properties::max_pending_handshakes_per_address is 0";
+      case invalid_property::max_connection_output:
+        return "graph_properties::max_connection_output is below 64 KiB";
+      case invalid_property::output_stall_timeout:
+        return "graph_properties::output_stall_timeout is not positive";
+      case invalid_property::max_incoming_bytes:
+        return "graph_properties::max_incoming_bytes is 0";
+      case invalid_property::event_queue_depth:
+        return "graph_properties::event_queue_depth is 0";
+      }
+      return "unknown graph property";
+    }
+  };
+  static const category instance;
+  return instance;
+}
 
 /// How a graph is set up: who this node is, and the limits that keep it bounded.
 struct graph_properties
@@ -109,15 +188,33 @@ struct graph_properties
   /// default): plain TCP. Nodes of one graph all set it, or none does.
   std::shared_ptr<const transport_security> tls;
 
-  /// Checks every field: invalid_argument with nothing changed when one is out of range.
+  /// Checks every field: invalid_argument when one is out of range, with the first such field as its cause (an
+  /// invalid_property in graph_property_category(), so message() names it).
   [[nodiscard]] expected<void, peer_error> validate() const
   {
-    if (graph.empty() || peer.empty() || friendly_name.size() > 256 || max_frame_size < min_max_frame_size ||
-        connect_timeout.count() <= 0 || handshake_timeout.count() <= 0 || keepalive_interval.count() < 0 ||
-        close_linger.count() < 0 || max_connections == 0 || max_pending_handshakes == 0 || event_queue_depth == 0 ||
-        copy_threshold > 32 * 1024 || max_connections_per_address == 0 || max_pending_handshakes_per_address == 0 ||
-        max_connection_output < 64 * 1024 || output_stall_timeout.count() <= 0 || max_incoming_bytes == 0)
-      return unexpected(peer_error(peer_errc::invalid_argument));
+    const std::pair<bool, invalid_property> rules[] = {
+        {graph.empty(), invalid_property::graph},
+        {peer.empty(), invalid_property::peer},
+        {friendly_name.size() > 256, invalid_property::friendly_name},
+        {max_frame_size < min_max_frame_size, invalid_property::max_frame_size},
+        {copy_threshold > 32 * 1024, invalid_property::copy_threshold},
+        {connect_timeout.count() <= 0, invalid_property::connect_timeout},
+        {handshake_timeout.count() <= 0, invalid_property::handshake_timeout},
+        {keepalive_interval.count() < 0, invalid_property::keepalive_interval},
+        {close_linger.count() < 0, invalid_property::close_linger},
+        {max_connections == 0, invalid_property::max_connections},
+        {max_connections_per_address == 0, invalid_property::max_connections_per_address},
+        {max_pending_handshakes == 0, invalid_property::max_pending_handshakes},
+        {max_pending_handshakes_per_address == 0, invalid_property::max_pending_handshakes_per_address},
+        {max_connection_output < 64 * 1024, invalid_property::max_connection_output},
+        {output_stall_timeout.count() <= 0, invalid_property::output_stall_timeout},
+        {max_incoming_bytes == 0, invalid_property::max_incoming_bytes},
+        {event_queue_depth == 0, invalid_property::event_queue_depth},
+    };
+    for (const auto& [broken, field] : rules)
+      if (broken)
+        return unexpected(peer_error(peer_errc::invalid_argument,
+                                     std::error_code(static_cast<int>(field), graph_property_category())));
     return {};
   }
 };
@@ -180,11 +277,13 @@ public:
   basic_graph() noexcept = default;
 
   /// Creates a graph node on `executor`.
-  /// @throws std::system_error with peer_errc::invalid_argument when `properties.validate()` fails; use create()
-  /// to get the error as a value.
+  /// @throws std::system_error with peer_errc::invalid_argument when `properties.validate()` fails, its what()
+  /// naming the field; use create() to get the error as a value.
   basic_graph(const executor_type& executor, graph_properties properties);
 
-  /// Creates a graph node, or says which property is invalid (invalid_argument).
+  /// Creates a graph node, or says which property is invalid: invalid_argument, whose cause() is the
+  /// invalid_property (message() reads e.g. "invalid argument (peergraph.graph_properties:4 graph_properties::
+  /// max_frame_size is below min_max_frame_size (1024 bytes))").
   [[nodiscard]] static expected<basic_graph, peer_error> create(const executor_type& executor,
                                                                 graph_properties properties);
 
@@ -195,7 +294,8 @@ public:
   basic_graph& operator=(const basic_graph&) = delete;
 
   /// Closes the graph: every connection is closed (the remotes see it disconnect) and pending operations complete
-  /// with operation_aborted.
+  /// with operation_aborted. Like every Asio I/O object, a graph must be destroyed before the execution context
+  /// (io_context) of its executor: its sockets and timers belong to that context's services.
   ~basic_graph();
 
   /// The executor the graph was created with. Requires an initialized graph.

@@ -1407,8 +1407,9 @@ private:
       std::error_code ignored;
       arrived += c->socket.available(ignored);
     }
-    std::size_t grown = std::max(
-        {wanted, std::min(arrived, r.length) * payload_growth_factor, 4 * buffer.size(), payload_growth_step});
+    const std::size_t for_arrived =
+        arrived >= r.length / payload_growth_factor ? r.length : arrived * payload_growth_factor;
+    std::size_t grown = std::max({wanted, for_arrived, 4 * buffer.size(), payload_growth_step});
     if (grown >= r.length / 2)
       grown = r.length; // one step to the end rather than a last copy of nearly all of it
     const std::size_t more = grown - buffer.size();
@@ -2244,7 +2245,7 @@ template <class Executor>
 basic_graph<Executor>::basic_graph(const executor_type& executor, graph_properties properties)
 {
   if (auto valid = properties.validate(); !valid)
-    throw std::system_error(valid.error().as_error_code(), "peergraph::basic_graph");
+    throw std::system_error(valid.error().as_error_code(), "peergraph::basic_graph: " + valid.error().cause().message());
   state_ = std::make_shared<detail::graph_state<Executor>>(executor, std::move(properties));
 }
 
