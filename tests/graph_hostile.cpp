@@ -896,14 +896,8 @@ CO_TEST_CASE("a raw reader that stops reading holds the node's small sends back 
   node a(ctx, props("alice"));
   const auto healthy = co_await connect_link(a, b, where);
 
-  auto r = std::make_unique<raw_peer>(ctx);
-  r->socket().open(tcp::v4());
-  r->socket().set_option(asio::socket_base::receive_buffer_size(64 * 1024));
-  r->connect(where);
-  auto reply = co_await r->handshake(hello_of("sink"));
-  REQUIRE(reply.is(wire::decode_event::accept));
-  auto on_b = co_await b.changed(pid("sink"), connection_status::connected);
-  REQUIRE(on_b.has_value());
+  auto sink = co_await raw_handshake(ctx, b, where, "sink", 64 * 1024); // a small receive buffer
+  auto& r = sink.raw;
 
   constexpr std::size_t size = 200; // small: copied into the staging buffer
   const std::size_t send_buffer_max = kernel_buffer_max("/proc/sys/net/ipv4/tcp_wmem");
@@ -916,7 +910,7 @@ CO_TEST_CASE("a raw reader that stops reading holds the node's small sends back 
   asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
     for (std::uint32_t i = 0; i < count && !failed; ++i) {
       const auto message = numbered(i, size);
-      if (!(co_await b->send_data(on_b->id, chat_type, asio::buffer(message))).has_value())
+      if (!(co_await b->send_data(sink.on_node, chat_type, asio::buffer(message))).has_value())
         failed = true;
       else
         ++completed;

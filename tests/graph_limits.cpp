@@ -102,6 +102,16 @@ asio::awaitable<raw_link> raw_handshake_from(asio::io_context& ctx, node& n, con
   co_return raw_link{std::move(raw), on_node->id};
 }
 
+/// `count` raw peers one-0, one-1, ... connected to `n` from `source`.
+asio::awaitable<std::vector<raw_link>> connected_from(asio::io_context& ctx, node& n, const tcp::endpoint& where,
+                                                      std::size_t count, const asio::ip::address& source)
+{
+  std::vector<raw_link> links;
+  for (std::size_t i = 0; i < count; ++i)
+    links.push_back(co_await raw_handshake_from(ctx, n, where, "one-" + std::to_string(i), source));
+  co_return links;
+}
+
 /// Writes all of `bytes`, waiting at most `timeout` (a node that stops reading must not hang the test).
 asio::awaitable<std::error_code> write_for(tcp::socket& socket, std::span<const std::byte> bytes,
                                           std::chrono::milliseconds timeout)
@@ -199,14 +209,8 @@ CO_TEST_CASE("a peer that floods pings and never reads: bounded heap, limit_exce
   const auto healthy = co_await connect_link(a, b, where);
 
   // A small receive buffer: the node's pongs back up into its own output at once.
-  auto flooder = std::make_unique<raw_peer>(ctx);
-  flooder->socket().open(tcp::v4());
-  flooder->socket().set_option(asio::socket_base::receive_buffer_size(64 * 1024));
-  flooder->connect(where);
-  auto reply = co_await flooder->handshake(hello_of("flooder"));
-  REQUIRE(reply.is(wire::decode_event::accept));
-  auto on_b = co_await b.changed(pid("flooder"), connection_status::connected);
-  REQUIRE(on_b.has_value());
+  auto link = co_await raw_handshake(ctx, b, where, "flooder", 64 * 1024);
+  auto& flooder = link.raw;
 
   // Whole ping frames, written over and over; a partial write continues where it stopped, so frames stay whole.
   std::vector<std::byte> pings;
@@ -233,7 +237,7 @@ CO_TEST_CASE("a peer that floods pings and never reads: bounded heap, limit_exce
       peak = std::max(peak, peergraph::test::heap_growth_since(heap_before));
       sample_at = clock_type::now() + 5ms;
     }
-    if (disconnects_of(b, on_b->id) != 0) {
+    if (disconnects_of(b, link.on_node) != 0) {
       gone_at = clock_type::now();
       break;
     }
@@ -278,7 +282,7 @@ CO_TEST_CASE("a peer that floods pings and never reads: bounded heap, limit_exce
   if (!gone)
     gone = co_await b.changed(pid("flooder"), connection_status::disconnected, 100ms);
   REQUIRE(gone.has_value());
-  CHECK(gone->id == on_b->id);
+  CHECK(gone->id == link.on_node);
   CHECK_MESSAGE(gone->reason == peer_errc::limit_exceeded, "reason: " << reason_text(gone));
 
   // The raw peer sees its connection end too; once it is gone, so is what the node held for it.
@@ -732,9 +736,7 @@ CO_TEST_CASE("max_connections_per_address: a 4th connection from one address is 
   node b(ctx, pb);
   const auto where = co_await listening(b);
 
-  std::vector<raw_link> from_one;
-  for (std::size_t i = 0; i < pb.max_connections_per_address; ++i)
-    from_one.push_back(co_await raw_handshake_from(ctx, b, where, "one-" + std::to_string(i), loopback_1));
+  auto from_one = co_await connected_from(ctx, b, where, pb.max_connections_per_address, loopback_1);
 
   // A 4th from 127.0.0.1 reads the reason in the refuse frame, and the node reports the failure.
   auto fourth = raw_from(ctx, loopback_1, where);
@@ -767,9 +769,7 @@ CO_TEST_CASE("max_connections_per_address counts what others open: this node may
   pb.max_connections_per_address = 3;
   node b(ctx, pb);
   const auto where = co_await listening(b);
-  std::vector<raw_link> from_one;
-  for (std::size_t i = 0; i < pb.max_connections_per_address; ++i)
-    from_one.push_back(co_await raw_handshake_from(ctx, b, where, "one-" + std::to_string(i), loopback_1));
+  auto from_one = co_await connected_from(ctx, b, where, pb.max_connections_per_address, loopback_1);
 
   // The limit keeps strangers from taking every slot; the node's own choice to call 127.0.0.1 is not a stranger's.
   node far(ctx, props("far"));

@@ -425,10 +425,16 @@ struct raw_link
   connection_id on_node;
 };
 
+/// A nonzero `receive_buffer` sets the raw peer's receive buffer first: a small one makes what the node sends back up
+/// into the node at once.
 inline asio::awaitable<raw_link> raw_handshake(asio::io_context& ctx, node& n, const tcp::endpoint& where,
-                                        std::string_view peer)
+                                        std::string_view peer, int receive_buffer = 0)
 {
   auto raw = std::make_unique<raw_peer>(ctx);
+  if (receive_buffer != 0) {
+    raw->socket().open(tcp::v4());
+    raw->socket().set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+  }
   raw->connect(where);
   auto reply = co_await raw->handshake(hello_of(peer));
   REQUIRE_MESSAGE(reply.is(wire::decode_event::accept), "raw handshake: " << reply.error.message());
