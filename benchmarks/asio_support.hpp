@@ -42,7 +42,8 @@ inline void check(const asio::error_code& ec, const char* what)
 }
 
 /// co_spawn completion handler: an exception that escaped the coroutine fails the run.
-struct fail_on_exception {
+struct fail_on_exception
+{
   const char* what;
 
   void operator()(const std::exception_ptr& e) const

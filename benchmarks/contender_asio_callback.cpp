@@ -18,7 +18,8 @@ namespace {
 using namespace peergraph::bench;
 
 /// Sends data frames while the limit allows, then the end frame.
-class stream_sender {
+class stream_sender
+{
 public:
   stream_sender(tcp::socket& socket, const frame_layout& layout, const send_limit& limit)
       : socket_(socket), layout_(layout), limit_(limit), bufs_(1 + layout.pieces)
@@ -61,7 +62,8 @@ private:
 
 /// Reads into a buffer and verifies; with `replies`, answers every verified data frame with the data frame of the
 /// same number (the round-trip server). Stops at the end frame.
-class receiver {
+class receiver
+{
 public:
   receiver(tcp::socket& socket, std::size_t payload_bytes, std::size_t buffer_bytes, const frame_layout* replies)
       : socket_(socket), checker_(payload_bytes), buf_(buffer_bytes), replies_(replies)
@@ -104,7 +106,8 @@ private:
 };
 
 /// Round-trip client: request i, then reads until reply i is verified; records each round trip if `samples` is set.
-class rtt_client {
+class rtt_client
+{
 public:
   rtt_client(tcp::socket& socket, const frame_layout& layout, std::uint64_t total, std::size_t buffer_bytes,
              std::vector<bench_clock::duration>* samples)
@@ -231,7 +234,8 @@ measurement rtt_one_thread(const run_spec& spec)
 /// An idle connection: both ends wait for the next frame header with a pending async_read.
 measurement idle_conn(const run_spec& spec)
 {
-  struct connection {
+  struct connection
+  {
     tcp::socket a;
     tcp::socket b;
     frame_header header_a{};

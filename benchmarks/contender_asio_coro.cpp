@@ -14,7 +14,8 @@ namespace {
 
 using namespace peergraph::bench;
 
-struct asio_write {
+struct asio_write
+{
   template <class ConstBufferSequence>
   static auto send(tcp::socket& socket, const ConstBufferSequence& buffers)
   {
@@ -34,7 +35,8 @@ asio::awaitable<void> await_header(tcp::socket& socket)
 
 measurement idle_conn(const run_spec& spec)
 {
-  struct connection {
+  struct connection
+  {
     tcp::socket a;
     tcp::socket b;
   };

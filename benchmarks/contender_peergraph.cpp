@@ -109,7 +109,8 @@ asio::awaitable<void> send_end(graph_type& graph, peergraph::connection_id id, s
 /// exception, and once `remaining` such coroutines have finished, stops the contexts in `stop`. The sending side's
 /// context keeps running until then, as an application's would: what the graph still has to do for the messages
 /// already sent (writing out small messages it has taken in) happens on it.
-struct stop_when_done {
+struct stop_when_done
+{
   const char* what;
   int* remaining;
   std::array<asio::io_context*, 2> stop;
@@ -141,7 +142,8 @@ bool drive_until(Done done, std::initializer_list<asio::io_context*> contexts, b
 }
 
 /// Two graph nodes, each on its own context (or both on one), connected as neighbors: `a` connected to `b`.
-struct linked_pair {
+struct linked_pair
+{
   graph_type a;
   graph_type b;
   peergraph::connection_id a_to_b;
@@ -149,8 +151,8 @@ struct linked_pair {
   asio::io_context* b_io;
 
   linked_pair(asio::io_context& a_context, asio::io_context& b_context)
-      : a(executor_of(a_context), properties("a")), b(executor_of(b_context), properties("b")),
-        a_io(&a_context), b_io(&b_context)
+      : a(executor_of(a_context), properties("a")), b(executor_of(b_context), properties("b")), a_io(&a_context),
+        b_io(&b_context)
   {
     bool linked = false;
     asio::co_spawn(
@@ -399,8 +401,8 @@ measurement idle_conn(const run_spec& spec)
         connected = true;
       },
       fail_on_exception{"connect"});
-  if (!drive_until([&] { return connected && hub_connected == spec.count && leaves_connected == spec.count; },
-                   {&io}, 60s))
+  if (!drive_until([&] { return connected && hub_connected == spec.count && leaves_connected == spec.count; }, {&io},
+                   60s))
     fail("peergraph: connecting the idle connections timed out");
   io.poll();
   const memory_usage after = memory_usage::now();

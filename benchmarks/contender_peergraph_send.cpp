@@ -12,7 +12,8 @@ namespace {
 
 using namespace peergraph::bench;
 
-struct peergraph_async_send {
+struct peergraph_async_send
+{
   template <class ConstBufferSequence>
   static auto send(tcp::socket& socket, const ConstBufferSequence& buffers)
   {

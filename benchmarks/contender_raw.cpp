@@ -160,8 +160,7 @@ stream_result one_stream(const run_spec& spec, send_limit limit, bool copying, s
   const stream_result r = run_stream(
       limit,
       [&] {
-        return copying ? send_copying(tx, spec.layout, limit)
-                       : send_gathering(tx, spec.layout, limit, frames_per_call);
+        return copying ? send_copying(tx, spec.layout, limit) : send_gathering(tx, spec.layout, limit, frames_per_call);
       },
       [&] { return receive_stream(rx, spec.layout.payload_bytes, buf); });
   close_fd(tx);

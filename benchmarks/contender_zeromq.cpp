@@ -57,7 +57,8 @@ void send_frame(zmq::socket_t& socket, const frame_layout& layout, std::uint64_t
   auto* out = static_cast<std::uint8_t*>(msg.data());
   std::memcpy(out, layout.header.data(), header_bytes);
   for (std::size_t i = 0; i < layout.pieces; ++i) // gather: the pieces are copied one by one into the message
-    std::memcpy(out + header_bytes + i * layout.piece_bytes(), payload + i * layout.piece_bytes(), layout.piece_bytes());
+    std::memcpy(out + header_bytes + i * layout.piece_bytes(), payload + i * layout.piece_bytes(),
+                layout.piece_bytes());
   socket.send(msg, zmq::send_flags::none);
 }
 
@@ -90,13 +91,15 @@ measurement stream(const run_spec& spec)
   push.connect(bind_loopback(pull));
   send_limit limit = spec.limit();
   frame_checker checker(spec.layout.payload_bytes);
-  const stream_result r = run_stream(limit, guarded("sender", [&] {
-                                       std::uint64_t sent = 0;
-                                       for (; limit.more(sent); ++sent)
-                                         send_frame(push, spec.layout, sent);
-                                       send_end(push, sent);
-                                       return sent;
-                                     }),
+  const stream_result r = run_stream(limit,
+                                     guarded("sender",
+                                             [&] {
+                                               std::uint64_t sent = 0;
+                                               for (; limit.more(sent); ++sent)
+                                                 send_frame(push, spec.layout, sent);
+                                               send_end(push, sent);
+                                               return sent;
+                                             }),
                                      guarded("receiver", [&] {
                                        zmq::message_t msg;
                                        while (!checker.ended())
@@ -114,22 +117,24 @@ measurement rtt(const run_spec& spec)
   zmq::socket_t req(client_ctx, zmq::socket_type::req);
   req.connect(bind_loopback(rep));
   const std::uint64_t total = spec.warmup + spec.count;
-  return run_rtt(spec, guarded("client", [&] {
-                   std::vector<bench_clock::duration> samples;
-                   samples.reserve(total);
-                   frame_checker checker(spec.layout.payload_bytes);
-                   zmq::message_t reply;
-                   for (std::uint64_t i = 0; i < total; ++i) {
-                     const auto t0 = bench_clock::now();
-                     send_frame(req, spec.layout, i);
-                     receive_into(req, reply, checker);
-                     if (checker.frames() != i + 1)
-                       fail("a reply was not one whole frame");
-                     samples.push_back(bench_clock::now() - t0);
-                   }
-                   send_end(req, total);
-                   return samples;
-                 }),
+  return run_rtt(spec,
+                 guarded("client",
+                         [&] {
+                           std::vector<bench_clock::duration> samples;
+                           samples.reserve(total);
+                           frame_checker checker(spec.layout.payload_bytes);
+                           zmq::message_t reply;
+                           for (std::uint64_t i = 0; i < total; ++i) {
+                             const auto t0 = bench_clock::now();
+                             send_frame(req, spec.layout, i);
+                             receive_into(req, reply, checker);
+                             if (checker.frames() != i + 1)
+                               fail("a reply was not one whole frame");
+                             samples.push_back(bench_clock::now() - t0);
+                           }
+                           send_end(req, total);
+                           return samples;
+                         }),
                  guarded("server", [&] {
                    frame_checker checker(spec.layout.payload_bytes);
                    zmq::message_t request;

@@ -77,7 +77,8 @@ std::uint64_t (*allocation_counter)() noexcept = nullptr;
 /// reaching their working number) would count as if it happened per message. So the receiver stalls once, early in
 /// the first quarter (at `stall_frame`), until the sender has made no progress for a while: from then on every path
 /// of a stream with a slower receiver is warm.
-struct steady_window {
+struct steady_window
+{
   std::uint64_t first_frame = 0; // 0: not counted
   std::uint64_t last_frame = 0;
   std::uint64_t stall_frame = 0;
@@ -483,7 +484,8 @@ allocation_counter_registration::allocation_counter_registration(std::uint64_t (
 
 namespace {
 
-struct measure_def {
+struct measure_def
+{
   std::string_view name;
   std::size_t payload_bytes;
   std::size_t pieces;
@@ -574,8 +576,8 @@ void print_machine()
   zmq_version(&major, &minor, &patch);
   std::string out = "{";
   out += "\"compiler\": " + json_string(compiler_name());
-  out += ", \"asio\": " + json_string(format("%d.%d.%d", ASIO_VERSION / 100000, ASIO_VERSION / 100 % 1000,
-                                              ASIO_VERSION % 100));
+  out += ", \"asio\": " +
+         json_string(format("%d.%d.%d", ASIO_VERSION / 100000, ASIO_VERSION / 100 % 1000, ASIO_VERSION % 100));
   out += ", \"libzmq\": " + json_string(format("%d.%d.%d", major, minor, patch));
 #if defined(NDEBUG) && defined(__OPTIMIZE__)
   out += ", \"build\": \"optimized, NDEBUG\"";
@@ -644,11 +646,12 @@ int run(const std::vector<std::string_view>& args)
   if (def == measure_defs.end())
     usage("unknown measurement");
   const auto& table = contender_table();
-  const auto who = std::find_if(table.begin(), table.end(), [&](const contender& c) { return c.name == contender_name; });
+  const auto who =
+      std::find_if(table.begin(), table.end(), [&](const contender& c) { return c.name == contender_name; });
   if (who == table.end())
     usage("unknown contender");
-  const auto fn = std::find_if(who->measures.begin(), who->measures.end(),
-                               [&](const auto& m) { return m.first == measure_name; });
+  const auto fn =
+      std::find_if(who->measures.begin(), who->measures.end(), [&](const auto& m) { return m.first == measure_name; });
   if (fn == who->measures.end())
     usage("the contender does not implement this measurement");
 

@@ -82,7 +82,8 @@ inline const std::uint8_t* payload_of(std::uint64_t seq) noexcept
 }
 
 /// What a sender sends for one scenario.
-struct frame_layout {
+struct frame_layout
+{
   std::size_t payload_bytes = 0; ///< Payload length of every data frame.
   std::size_t pieces = 1;        ///< Buffers the payload is handed over in (gather: 256); the header is one more.
   frame_header header{};         ///< The header of every data frame.
@@ -95,7 +96,8 @@ struct frame_layout {
 
 /// Checks a received byte stream against the frames a sender must have sent, byte by byte and in order, accepting
 /// it in pieces of any size. Any difference ends the run through fail().
-class frame_checker {
+class frame_checker
+{
 public:
   /// @param payload_bytes the payload length of every data frame.
   explicit frame_checker(std::size_t payload_bytes);
@@ -110,7 +112,13 @@ public:
   bool ended() const noexcept { return state_ == state::done; }
 
 private:
-  enum class state { header, payload, end_payload, done };
+  enum class state
+  {
+    header,
+    payload,
+    end_payload,
+    done
+  };
 
   frame_header data_header_;
   frame_header end_header_;
@@ -127,7 +135,8 @@ private:
 
 /// When a sender stops: after a fixed number of data frames, or once a duration has passed. The clock is read
 /// only every `check_every` frames so that it costs nothing measurable per small frame.
-class send_limit {
+class send_limit
+{
 public:
   /// Stops after `count` frames.
   static send_limit frames(std::uint64_t count);
@@ -166,7 +175,8 @@ private:
 };
 
 /// One invocation's parameters, filled by the harness from the measurement's name and the command line.
-struct run_spec {
+struct run_spec
+{
   std::string measure;                      ///< small_msgs_64, ..., rtt_64, rtt_64_one_thread, idle_conn.
   frame_layout layout;                      ///< The frames (stream and round-trip measurements).
   std::size_t receive_buffer_bytes = 65536; ///< Read size of receivers that read into a buffer.
@@ -179,7 +189,8 @@ struct run_spec {
 };
 
 /// What one invocation reports: scenario values, and details that explain them.
-struct measurement {
+struct measurement
+{
   std::vector<std::pair<std::string, double>> values;
   std::vector<std::pair<std::string, double>> details;
 };
@@ -191,7 +202,8 @@ inline constexpr unsigned receiver_cpu = 1;
 void pin_current_thread(unsigned cpu);
 
 /// Result of a one-direction stream.
-struct stream_result {
+struct stream_result
+{
   std::uint64_t frames = 0; ///< Data frames sent and verified.
   double seconds = 0;       ///< From the start until the receiver verified the end frame.
 };
@@ -214,7 +226,8 @@ measurement run_rtt(const run_spec& spec, const std::function<std::vector<bench_
                     const std::function<std::uint64_t()>& server);
 
 /// Heap bytes in use (all malloc arenas) and resident set size.
-struct memory_usage {
+struct memory_usage
+{
   std::uint64_t heap_bytes = 0;
   std::uint64_t resident_bytes = 0;
 
@@ -226,7 +239,8 @@ struct memory_usage {
 measurement idle_measurement(const memory_usage& before, const memory_usage& after, std::uint64_t connections);
 
 /// A listening TCP socket on 127.0.0.1 with an ephemeral port, for making connected pairs.
-class loopback_listener {
+class loopback_listener
+{
 public:
   loopback_listener();
   ~loopback_listener();
@@ -254,18 +268,21 @@ void close_fd(int fd) noexcept;
 using measure_fn = measurement (*)(const run_spec&);
 
 /// A contender: its name and the measurements it implements, by measurement name.
-struct contender {
+struct contender
+{
   std::string_view name;
   std::vector<std::pair<std::string_view, measure_fn>> measures;
 };
 
 /// Adds a contender to the table during static initialisation; each contender file defines one.
-struct contender_registration {
+struct contender_registration
+{
   explicit contender_registration(contender entry);
 };
 
 /// Installs the heap allocation counter of the allocation-counting build during static initialisation.
-struct allocation_counter_registration {
+struct allocation_counter_registration
+{
   explicit allocation_counter_registration(std::uint64_t (*allocations)() noexcept);
 };
 

@@ -133,7 +133,10 @@ asio::awaitable<void> wait_until(std::function<bool()> done, std::string what)
   }
 }
 
-void step(const char* text) { std::printf("\n== %s\n", text); }
+void step(const char* text)
+{
+  std::printf("\n== %s\n", text);
+}
 
 asio::awaitable<void> run_demo(std::vector<node>& nodes, tally& seen)
 {

@@ -11,6 +11,7 @@
 #include <peergraph/event.hpp>
 #include <peergraph/expected.hpp>
 #include <peergraph/graph.hpp>
+#include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
 #include <peergraph/send.hpp>

@@ -53,51 +53,51 @@ struct expected_row
 };
 
 constexpr expected_row expected_rows[] = {
-  {peer_errc::invalid_argument, 1, "invalid_argument", 0x80070057u, 10022, EINVAL},
-  {peer_errc::out_of_memory, 2, "out_of_memory", 0x8007000Eu, 8, ENOMEM},
-  {peer_errc::not_initialized, 3, "not_initialized", 0x80630002u, 10093, 0},
-  {peer_errc::invalid_graph, 4, "invalid_graph", 0x80630010u, 0, 0},
-  {peer_errc::already_exists, 5, "already_exists", 0x800700B7u, 10056, EISCONN},
-  {peer_errc::connection_not_found, 6, "connection_not_found", 0x80630103u, 0, 0},
-  {peer_errc::network_down, 7, "network_down", 0x80072742u, 10050, ENETDOWN},
-  {peer_errc::access_denied, 8, "access_denied", 0x8007271Du, 10013, EACCES},
-  {peer_errc::interrupted, 9, "interrupted", 0x80072714u, 10004, EINTR},
-  {peer_errc::in_progress, 10, "in_progress", 0x80072734u, 10036, EINPROGRESS},
-  {peer_errc::bad_address, 11, "bad_address", 0x8007271Eu, 10014, EFAULT},
-  {peer_errc::network_reset, 12, "network_reset", 0x80072744u, 10052, ENETRESET},
-  {peer_errc::no_buffer_space, 13, "no_buffer_space", 0x80072747u, 10055, ENOBUFS},
-  {peer_errc::not_connected, 14, "not_connected", 0x80072749u, 10057, ENOTCONN},
-  {peer_errc::not_a_socket, 15, "not_a_socket", 0x80072736u, 10038, ENOTSOCK},
-  {peer_errc::op_not_supported, 16, "op_not_supported", 0x8007273Du, 10045, EOPNOTSUPP},
-  {peer_errc::shut_down, 17, "shut_down", 0x8007274Au, 10058, EPIPE},
-  {peer_errc::would_block, 18, "would_block", 0x80072733u, 10035, EWOULDBLOCK},
-  {peer_errc::message_size, 19, "message_size", 0x80072738u, 10040, EMSGSIZE},
-  {peer_errc::host_unreachable, 20, "host_unreachable", 0x80072751u, 10065, EHOSTUNREACH},
-  {peer_errc::connection_aborted, 21, "connection_aborted", 0x80072745u, 10053, ECONNABORTED},
-  {peer_errc::connection_reset, 22, "connection_reset", 0x80072746u, 10054, ECONNRESET},
-  {peer_errc::timed_out, 23, "timed_out", 0x80637005u, 10060, ETIMEDOUT},
-  {peer_errc::operation_aborted, 24, "operation_aborted", 0x800703E3u, 995, ECANCELED},
-  {peer_errc::network_unreachable, 25, "network_unreachable", 0x80072743u, 10051, ENETUNREACH},
-  {peer_errc::address_in_use, 26, "address_in_use", 0x80072740u, 10048, EADDRINUSE},
-  {peer_errc::address_not_available, 27, "address_not_available", 0x80072741u, 10049, EADDRNOTAVAIL},
-  {peer_errc::connect_self, 28, "connect_self", 0x80630106u, 0, 0},
-  {peer_errc::connection_refused, 29, "connection_refused", 0x8063010Bu, 10061, ECONNREFUSED},
-  {peer_errc::connection_failed, 30, "connection_failed", 0x80630109u, 0, 0},
-  {peer_errc::not_authenticated, 31, "not_authenticated", 0x8063010Au, 0, 0},
-  {peer_errc::graph_shutting_down, 32, "graph_shutting_down", 0x80630014u, 0, 0},
-  {peer_errc::already_listening, 33, "already_listening", 0x80630107u, 0, 0},
-  {peer_errc::protocol_error, 34, "protocol_error", 0x8007000Du, 0, EPROTO},
-  {peer_errc::unsupported_version, 35, "unsupported_version", 0x80632090u, 0, 0},
-  {peer_errc::frame_too_large, 36, "frame_too_large", 0x80630304u, 0, EMSGSIZE},
-  {peer_errc::invalid_address, 37, "invalid_address", 0x80637007u, 0, 0},
-  {peer_errc::graph_not_ready, 38, "graph_not_ready", 0x80630013u, 0, 0},
-  {peer_errc::node_not_found, 39, "node_not_found", 0x80630108u, 0, 0},
-  {peer_errc::not_direct_connection, 40, "not_direct_connection", 0x80070057u, 0, EINVAL},
-  {peer_errc::connection_closed, 41, "connection_closed", 0x80072775u, 10101, 0},
-  {peer_errc::limit_exceeded, 42, "limit_exceeded", 0x80072728u, 10024, 0},
-  {peer_errc::not_found, 43, "not_found", 0x80070490u, 0, 0},
-  {peer_errc::unknown_error, 44, "unknown_error", 0x80004005u, 0, 0},
-  {peer_errc::wrong_graph, 45, "wrong_graph", 0x80070041u, 0, 0},
+    {peer_errc::invalid_argument, 1, "invalid_argument", 0x80070057u, 10022, EINVAL},
+    {peer_errc::out_of_memory, 2, "out_of_memory", 0x8007000Eu, 8, ENOMEM},
+    {peer_errc::not_initialized, 3, "not_initialized", 0x80630002u, 10093, 0},
+    {peer_errc::invalid_graph, 4, "invalid_graph", 0x80630010u, 0, 0},
+    {peer_errc::already_exists, 5, "already_exists", 0x800700B7u, 10056, EISCONN},
+    {peer_errc::connection_not_found, 6, "connection_not_found", 0x80630103u, 0, 0},
+    {peer_errc::network_down, 7, "network_down", 0x80072742u, 10050, ENETDOWN},
+    {peer_errc::access_denied, 8, "access_denied", 0x8007271Du, 10013, EACCES},
+    {peer_errc::interrupted, 9, "interrupted", 0x80072714u, 10004, EINTR},
+    {peer_errc::in_progress, 10, "in_progress", 0x80072734u, 10036, EINPROGRESS},
+    {peer_errc::bad_address, 11, "bad_address", 0x8007271Eu, 10014, EFAULT},
+    {peer_errc::network_reset, 12, "network_reset", 0x80072744u, 10052, ENETRESET},
+    {peer_errc::no_buffer_space, 13, "no_buffer_space", 0x80072747u, 10055, ENOBUFS},
+    {peer_errc::not_connected, 14, "not_connected", 0x80072749u, 10057, ENOTCONN},
+    {peer_errc::not_a_socket, 15, "not_a_socket", 0x80072736u, 10038, ENOTSOCK},
+    {peer_errc::op_not_supported, 16, "op_not_supported", 0x8007273Du, 10045, EOPNOTSUPP},
+    {peer_errc::shut_down, 17, "shut_down", 0x8007274Au, 10058, EPIPE},
+    {peer_errc::would_block, 18, "would_block", 0x80072733u, 10035, EWOULDBLOCK},
+    {peer_errc::message_size, 19, "message_size", 0x80072738u, 10040, EMSGSIZE},
+    {peer_errc::host_unreachable, 20, "host_unreachable", 0x80072751u, 10065, EHOSTUNREACH},
+    {peer_errc::connection_aborted, 21, "connection_aborted", 0x80072745u, 10053, ECONNABORTED},
+    {peer_errc::connection_reset, 22, "connection_reset", 0x80072746u, 10054, ECONNRESET},
+    {peer_errc::timed_out, 23, "timed_out", 0x80637005u, 10060, ETIMEDOUT},
+    {peer_errc::operation_aborted, 24, "operation_aborted", 0x800703E3u, 995, ECANCELED},
+    {peer_errc::network_unreachable, 25, "network_unreachable", 0x80072743u, 10051, ENETUNREACH},
+    {peer_errc::address_in_use, 26, "address_in_use", 0x80072740u, 10048, EADDRINUSE},
+    {peer_errc::address_not_available, 27, "address_not_available", 0x80072741u, 10049, EADDRNOTAVAIL},
+    {peer_errc::connect_self, 28, "connect_self", 0x80630106u, 0, 0},
+    {peer_errc::connection_refused, 29, "connection_refused", 0x8063010Bu, 10061, ECONNREFUSED},
+    {peer_errc::connection_failed, 30, "connection_failed", 0x80630109u, 0, 0},
+    {peer_errc::not_authenticated, 31, "not_authenticated", 0x8063010Au, 0, 0},
+    {peer_errc::graph_shutting_down, 32, "graph_shutting_down", 0x80630014u, 0, 0},
+    {peer_errc::already_listening, 33, "already_listening", 0x80630107u, 0, 0},
+    {peer_errc::protocol_error, 34, "protocol_error", 0x8007000Du, 0, EPROTO},
+    {peer_errc::unsupported_version, 35, "unsupported_version", 0x80632090u, 0, 0},
+    {peer_errc::frame_too_large, 36, "frame_too_large", 0x80630304u, 0, EMSGSIZE},
+    {peer_errc::invalid_address, 37, "invalid_address", 0x80637007u, 0, 0},
+    {peer_errc::graph_not_ready, 38, "graph_not_ready", 0x80630013u, 0, 0},
+    {peer_errc::node_not_found, 39, "node_not_found", 0x80630108u, 0, 0},
+    {peer_errc::not_direct_connection, 40, "not_direct_connection", 0x80070057u, 0, EINVAL},
+    {peer_errc::connection_closed, 41, "connection_closed", 0x80072775u, 10101, 0},
+    {peer_errc::limit_exceeded, 42, "limit_exceeded", 0x80072728u, 10024, 0},
+    {peer_errc::not_found, 43, "not_found", 0x80070490u, 0, 0},
+    {peer_errc::unknown_error, 44, "unknown_error", 0x80004005u, 0, 0},
+    {peer_errc::wrong_graph, 45, "wrong_graph", 0x80070041u, 0, 0},
 };
 
 // The one condition whose HRESULT (E_INVALIDARG) and errno (EINVAL) belong to another condition first, and the one
@@ -116,8 +116,7 @@ peer_errc reverse_of_condition(peer_errc code)
 // Conditions with a Winsock code whose HRESULT is nevertheless a named one (E_*, PEER_E_*), not HRESULT_FROM_WIN32.
 bool has_named_hresult(peer_errc code)
 {
-  switch (code)
-  {
+  switch (code) {
   case peer_errc::invalid_argument:   // E_INVALIDARG
   case peer_errc::out_of_memory:      // E_OUTOFMEMORY
   case peer_errc::not_initialized:    // PEER_E_NOT_INITIALIZED
@@ -138,28 +137,50 @@ struct errno_case
 
 // Every errno the mapping knows (several share a condition).
 const errno_case errno_cases[] = {
-  {EINVAL, peer_errc::invalid_argument},     {ENOMEM, peer_errc::out_of_memory},
-  {EISCONN, peer_errc::already_exists},      {EEXIST, peer_errc::already_exists},
-  {ENETDOWN, peer_errc::network_down},       {EACCES, peer_errc::access_denied},
-  {EPERM, peer_errc::access_denied},         {EINTR, peer_errc::interrupted},
-  {EINPROGRESS, peer_errc::in_progress},     {EALREADY, peer_errc::in_progress},
-  {EFAULT, peer_errc::bad_address},          {ENETRESET, peer_errc::network_reset},
-  {ENOBUFS, peer_errc::no_buffer_space},     {ENOTCONN, peer_errc::not_connected},
-  {ENOTSOCK, peer_errc::not_a_socket},       {EBADF, peer_errc::not_a_socket},
-  {EOPNOTSUPP, peer_errc::op_not_supported}, {ENOTSUP, peer_errc::op_not_supported},
-  {EAFNOSUPPORT, peer_errc::op_not_supported}, {EPROTONOSUPPORT, peer_errc::op_not_supported},
-  {ENOPROTOOPT, peer_errc::op_not_supported}, {ENOSYS, peer_errc::op_not_supported},
-  {EPIPE, peer_errc::shut_down},             {ESHUTDOWN, peer_errc::shut_down},
-  {EWOULDBLOCK, peer_errc::would_block},     {EAGAIN, peer_errc::would_block},
-  {EMSGSIZE, peer_errc::message_size},       {EHOSTUNREACH, peer_errc::host_unreachable},
-  {EHOSTDOWN, peer_errc::host_unreachable},  {ECONNABORTED, peer_errc::connection_aborted},
-  {ECONNRESET, peer_errc::connection_reset}, {ETIMEDOUT, peer_errc::timed_out},
-  {ECANCELED, peer_errc::operation_aborted}, {ENETUNREACH, peer_errc::network_unreachable},
-  {EADDRINUSE, peer_errc::address_in_use},   {EADDRNOTAVAIL, peer_errc::address_not_available},
-  {ECONNREFUSED, peer_errc::connection_refused}, {EPROTO, peer_errc::protocol_error},
-  {EBADMSG, peer_errc::protocol_error},      {EDESTADDRREQ, peer_errc::invalid_address},
-  {ENAMETOOLONG, peer_errc::invalid_address}, {EMFILE, peer_errc::limit_exceeded},
-  {ENFILE, peer_errc::limit_exceeded},       {ENOENT, peer_errc::not_found},
+    {EINVAL, peer_errc::invalid_argument},
+    {ENOMEM, peer_errc::out_of_memory},
+    {EISCONN, peer_errc::already_exists},
+    {EEXIST, peer_errc::already_exists},
+    {ENETDOWN, peer_errc::network_down},
+    {EACCES, peer_errc::access_denied},
+    {EPERM, peer_errc::access_denied},
+    {EINTR, peer_errc::interrupted},
+    {EINPROGRESS, peer_errc::in_progress},
+    {EALREADY, peer_errc::in_progress},
+    {EFAULT, peer_errc::bad_address},
+    {ENETRESET, peer_errc::network_reset},
+    {ENOBUFS, peer_errc::no_buffer_space},
+    {ENOTCONN, peer_errc::not_connected},
+    {ENOTSOCK, peer_errc::not_a_socket},
+    {EBADF, peer_errc::not_a_socket},
+    {EOPNOTSUPP, peer_errc::op_not_supported},
+    {ENOTSUP, peer_errc::op_not_supported},
+    {EAFNOSUPPORT, peer_errc::op_not_supported},
+    {EPROTONOSUPPORT, peer_errc::op_not_supported},
+    {ENOPROTOOPT, peer_errc::op_not_supported},
+    {ENOSYS, peer_errc::op_not_supported},
+    {EPIPE, peer_errc::shut_down},
+    {ESHUTDOWN, peer_errc::shut_down},
+    {EWOULDBLOCK, peer_errc::would_block},
+    {EAGAIN, peer_errc::would_block},
+    {EMSGSIZE, peer_errc::message_size},
+    {EHOSTUNREACH, peer_errc::host_unreachable},
+    {EHOSTDOWN, peer_errc::host_unreachable},
+    {ECONNABORTED, peer_errc::connection_aborted},
+    {ECONNRESET, peer_errc::connection_reset},
+    {ETIMEDOUT, peer_errc::timed_out},
+    {ECANCELED, peer_errc::operation_aborted},
+    {ENETUNREACH, peer_errc::network_unreachable},
+    {EADDRINUSE, peer_errc::address_in_use},
+    {EADDRNOTAVAIL, peer_errc::address_not_available},
+    {ECONNREFUSED, peer_errc::connection_refused},
+    {EPROTO, peer_errc::protocol_error},
+    {EBADMSG, peer_errc::protocol_error},
+    {EDESTADDRREQ, peer_errc::invalid_address},
+    {ENAMETOOLONG, peer_errc::invalid_address},
+    {EMFILE, peer_errc::limit_exceeded},
+    {ENFILE, peer_errc::limit_exceeded},
+    {ENOENT, peer_errc::not_found},
 };
 
 struct code_case
@@ -188,7 +209,10 @@ const foreign_category& foreign() noexcept
   return instance;
 }
 
-peer_error returns_peer_errc() { return peer_errc::graph_not_ready; }
+peer_error returns_peer_errc()
+{
+  return peer_errc::graph_not_ready;
+}
 
 peergraph::expected<int, peer_error> find_node(bool present)
 {
@@ -211,8 +235,7 @@ TEST_SUITE_BEGIN("error");
 TEST_CASE("peer_errc values are stable and all_peer_errc lists each once, in order")
 {
   REQUIRE(std::size(expected_rows) == peergraph::all_peer_errc.size());
-  for (std::size_t i = 0; i < peergraph::all_peer_errc.size(); ++i)
-  {
+  for (std::size_t i = 0; i < peergraph::all_peer_errc.size(); ++i) {
     CAPTURE(i);
     CHECK(peergraph::all_peer_errc[i] == expected_rows[i].code);
     CHECK(static_cast<int>(expected_rows[i].code) == expected_rows[i].value);
@@ -228,8 +251,7 @@ TEST_CASE("every enumerator has a distinct, non-empty message and name")
 {
   std::set<std::string> messages;
   std::set<std::string_view> names;
-  for (const expected_row& row : expected_rows)
-  {
+  for (const expected_row& row : expected_rows) {
     CAPTURE(row.code);
     const std::string message = peergraph::peer_category().message(row.value);
     CHECK(!message.empty());
@@ -247,8 +269,7 @@ TEST_CASE("every enumerator has a distinct, non-empty message and name")
 
 TEST_CASE("values outside the enumeration get the generic message and name")
 {
-  for (const int value : {0, -1, 46, 1000})
-  {
+  for (const int value : {0, -1, 46, 1000}) {
     CAPTURE(value);
     CHECK(peergraph::peer_category().message(value) == "unknown peergraph error");
     CHECK(peergraph::peer_errc_name(static_cast<peer_errc>(value)) == "unknown");
@@ -270,8 +291,7 @@ TEST_CASE("every enumerator round-trips through std::error_code")
 {
   static_assert(std::is_error_code_enum_v<peer_errc>);
   static_assert(!std::is_error_condition_enum_v<peer_errc>);
-  for (const peer_errc code : peergraph::all_peer_errc)
-  {
+  for (const peer_errc code : peergraph::all_peer_errc) {
     CAPTURE(code);
     const std::error_code ec = code; // implicit, through ADL make_error_code
     CHECK(ec);
@@ -293,19 +313,15 @@ TEST_CASE("every enumerator round-trips through std::error_code")
 
 TEST_CASE("default_error_condition maps to std::errc where one fits, otherwise to itself")
 {
-  for (const expected_row& row : expected_rows)
-  {
+  for (const expected_row& row : expected_rows) {
     CAPTURE(row.code);
     const std::error_code ec = row.code;
     const std::error_condition condition = ec.default_error_condition();
-    if (row.condition_errno != 0)
-    {
+    if (row.condition_errno != 0) {
       CHECK(condition.category() == std::generic_category());
       CHECK(condition.value() == row.condition_errno);
       CHECK(ec == static_cast<std::errc>(row.condition_errno));
-    }
-    else
-    {
+    } else {
       CHECK(condition.category() == peergraph::peer_category());
       CHECK(condition.value() == row.value);
     }
@@ -328,8 +344,7 @@ TEST_CASE("default_error_condition maps to std::errc where one fits, otherwise t
 
 TEST_CASE("errno values map to their condition, directly and through the system and generic categories")
 {
-  for (const errno_case& c : errno_cases)
-  {
+  for (const errno_case& c : errno_cases) {
     CAPTURE(c.errno_value);
     CAPTURE(c.code);
     CHECK(peergraph::errno_to_peer_errc(c.errno_value) == c.code);
@@ -341,8 +356,7 @@ TEST_CASE("errno values map to their condition, directly and through the system 
     CHECK(error == c.code);
     CHECK(error.cause() == system);
   }
-  for (const int unmapped : {0, -1, EDOM, ENOTDIR, EISDIR, ESPIPE, 99999})
-  {
+  for (const int unmapped : {0, -1, EDOM, ENOTDIR, EISDIR, ESPIPE, 99999}) {
     CAPTURE(unmapped);
     CHECK(peergraph::errno_to_peer_errc(unmapped) == peer_errc::unknown_error);
   }
@@ -352,8 +366,7 @@ TEST_CASE("errno values map to their condition, directly and through the system 
 TEST_CASE("peer_errc -> std::errc condition -> errno -> peer_errc comes back where an errno exists")
 {
   int with_errno = 0;
-  for (const expected_row& row : expected_rows)
-  {
+  for (const expected_row& row : expected_rows) {
     if (row.condition_errno == 0)
       continue;
     CAPTURE(row.code);
@@ -370,55 +383,54 @@ TEST_CASE("Asio error values map to their condition")
 {
   namespace ae = asio::error;
   const code_case cases[] = {
-    {ae::operation_aborted, peer_errc::operation_aborted},
-    {ae::eof, peer_errc::connection_closed},
-    {ae::connection_reset, peer_errc::connection_reset},
-    {ae::broken_pipe, peer_errc::shut_down},
-    {ae::shut_down, peer_errc::shut_down},
-    {ae::would_block, peer_errc::would_block},
-    {ae::try_again, peer_errc::would_block},
-    {ae::connection_refused, peer_errc::connection_refused},
-    {ae::connection_aborted, peer_errc::connection_aborted},
-    {ae::timed_out, peer_errc::timed_out},
-    {ae::host_unreachable, peer_errc::host_unreachable},
-    {ae::network_unreachable, peer_errc::network_unreachable},
-    {ae::network_down, peer_errc::network_down},
-    {ae::network_reset, peer_errc::network_reset},
-    {ae::not_connected, peer_errc::not_connected},
-    {ae::already_connected, peer_errc::already_exists},
-    {ae::message_size, peer_errc::message_size},
-    {ae::no_buffer_space, peer_errc::no_buffer_space},
-    {ae::no_memory, peer_errc::out_of_memory},
-    {ae::access_denied, peer_errc::access_denied},
-    {ae::no_permission, peer_errc::access_denied},
-    {ae::address_in_use, peer_errc::address_in_use},
-    {ae::interrupted, peer_errc::interrupted},
-    {ae::in_progress, peer_errc::in_progress},
-    {ae::already_started, peer_errc::in_progress},
-    {ae::fault, peer_errc::bad_address},
-    {ae::bad_descriptor, peer_errc::not_a_socket},
-    {ae::not_socket, peer_errc::not_a_socket},
-    {ae::invalid_argument, peer_errc::invalid_argument},
-    {ae::operation_not_supported, peer_errc::op_not_supported},
-    {ae::address_family_not_supported, peer_errc::op_not_supported},
-    {ae::no_protocol_option, peer_errc::op_not_supported},
-    {ae::no_descriptors, peer_errc::limit_exceeded},
-    {ae::name_too_long, peer_errc::invalid_address},
-    {ae::no_such_device, peer_errc::unknown_error},
-    // misc category
-    {ae::already_open, peer_errc::already_exists},
-    {ae::not_found, peer_errc::not_found},
-    {ae::fd_set_failure, peer_errc::limit_exceeded},
-    // netdb and addrinfo categories
-    {ae::host_not_found, peer_errc::invalid_address},
-    {ae::host_not_found_try_again, peer_errc::host_unreachable},
-    {ae::no_data, peer_errc::invalid_address},
-    {ae::no_recovery, peer_errc::unknown_error},
-    {ae::service_not_found, peer_errc::invalid_address},
-    {ae::socket_type_not_supported, peer_errc::op_not_supported},
+      {ae::operation_aborted, peer_errc::operation_aborted},
+      {ae::eof, peer_errc::connection_closed},
+      {ae::connection_reset, peer_errc::connection_reset},
+      {ae::broken_pipe, peer_errc::shut_down},
+      {ae::shut_down, peer_errc::shut_down},
+      {ae::would_block, peer_errc::would_block},
+      {ae::try_again, peer_errc::would_block},
+      {ae::connection_refused, peer_errc::connection_refused},
+      {ae::connection_aborted, peer_errc::connection_aborted},
+      {ae::timed_out, peer_errc::timed_out},
+      {ae::host_unreachable, peer_errc::host_unreachable},
+      {ae::network_unreachable, peer_errc::network_unreachable},
+      {ae::network_down, peer_errc::network_down},
+      {ae::network_reset, peer_errc::network_reset},
+      {ae::not_connected, peer_errc::not_connected},
+      {ae::already_connected, peer_errc::already_exists},
+      {ae::message_size, peer_errc::message_size},
+      {ae::no_buffer_space, peer_errc::no_buffer_space},
+      {ae::no_memory, peer_errc::out_of_memory},
+      {ae::access_denied, peer_errc::access_denied},
+      {ae::no_permission, peer_errc::access_denied},
+      {ae::address_in_use, peer_errc::address_in_use},
+      {ae::interrupted, peer_errc::interrupted},
+      {ae::in_progress, peer_errc::in_progress},
+      {ae::already_started, peer_errc::in_progress},
+      {ae::fault, peer_errc::bad_address},
+      {ae::bad_descriptor, peer_errc::not_a_socket},
+      {ae::not_socket, peer_errc::not_a_socket},
+      {ae::invalid_argument, peer_errc::invalid_argument},
+      {ae::operation_not_supported, peer_errc::op_not_supported},
+      {ae::address_family_not_supported, peer_errc::op_not_supported},
+      {ae::no_protocol_option, peer_errc::op_not_supported},
+      {ae::no_descriptors, peer_errc::limit_exceeded},
+      {ae::name_too_long, peer_errc::invalid_address},
+      {ae::no_such_device, peer_errc::unknown_error},
+      // misc category
+      {ae::already_open, peer_errc::already_exists},
+      {ae::not_found, peer_errc::not_found},
+      {ae::fd_set_failure, peer_errc::limit_exceeded},
+      // netdb and addrinfo categories
+      {ae::host_not_found, peer_errc::invalid_address},
+      {ae::host_not_found_try_again, peer_errc::host_unreachable},
+      {ae::no_data, peer_errc::invalid_address},
+      {ae::no_recovery, peer_errc::unknown_error},
+      {ae::service_not_found, peer_errc::invalid_address},
+      {ae::socket_type_not_supported, peer_errc::op_not_supported},
   };
-  for (const code_case& c : cases)
-  {
+  for (const code_case& c : cases) {
     const std::string category = c.ec.category().name();
     CAPTURE(category);
     CAPTURE(c.ec.value());
@@ -432,8 +444,7 @@ TEST_CASE("Asio error values map to their condition")
   // Codes of the misc, netdb and addrinfo categories that are not Asio's named values.
   CHECK(peergraph::to_peer_errc(std::error_code(77, asio::error::get_misc_category())) == peer_errc::unknown_error);
   CHECK(peergraph::to_peer_errc(std::error_code(77, asio::error::get_netdb_category())) == peer_errc::unknown_error);
-  CHECK(peergraph::to_peer_errc(std::error_code(77, asio::error::get_addrinfo_category())) ==
-        peer_errc::unknown_error);
+  CHECK(peergraph::to_peer_errc(std::error_code(77, asio::error::get_addrinfo_category())) == peer_errc::unknown_error);
 }
 
 TEST_CASE("codes of other categories map through their std::errc equivalent, or to unknown_error")
@@ -517,14 +528,12 @@ TEST_CASE("errors produced by real Asio operations on loopback map to their cond
 TEST_CASE("to_hresult gives the Windows value of every condition and from_hresult inverts it")
 {
   std::set<std::uint32_t> seen;
-  for (const expected_row& row : expected_rows)
-  {
+  for (const expected_row& row : expected_rows) {
     CAPTURE(row.code);
     CHECK(peergraph::to_hresult(row.code) == row.hresult);
     CHECK((row.hresult & 0x80000000u) != 0); // every value is a failure HRESULT
     CHECK(peer_error(row.code).hresult() == row.hresult);
-    if (row.code == shared_hresult)
-    {
+    if (row.code == shared_hresult) {
       CHECK(peergraph::from_hresult(row.hresult) == peer_errc::invalid_argument);
       continue;
     }
@@ -546,29 +555,28 @@ TEST_CASE("from_hresult accepts common equivalents and rejects unknown and succe
     std::uint32_t hresult;
     peer_errc code;
   } const cases[] = {
-    {0x80070005u, peer_errc::access_denied},      // E_ACCESSDENIED
-    {0x80004004u, peer_errc::operation_aborted},  // E_ABORT
-    {0x80004001u, peer_errc::op_not_supported},   // E_NOTIMPL
-    {0x80004003u, peer_errc::bad_address},        // E_POINTER
-    {0x80630301u, peer_errc::not_found},          // PEER_E_RECORD_NOT_FOUND
-    {0x80630012u, peer_errc::already_exists},     // PEER_E_DUPLICATE_GRAPH
-    {0x80072726u, peer_errc::invalid_argument},   // HRESULT_FROM_WIN32(WSAEINVAL)
-    {0x8007276Du, peer_errc::not_initialized},    // HRESULT_FROM_WIN32(WSANOTINITIALISED)
-    {0x8007274Cu, peer_errc::timed_out},          // HRESULT_FROM_WIN32(WSAETIMEDOUT)
-    {0x8007274Du, peer_errc::connection_refused}, // HRESULT_FROM_WIN32(WSAECONNREFUSED)
-    {0x80070008u, peer_errc::out_of_memory},      // HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_MEMORY)
-    {0x800705B4u, peer_errc::timed_out},          // HRESULT_FROM_WIN32(ERROR_TIMEOUT)
-    {0x80072735u, peer_errc::in_progress},        // HRESULT_FROM_WIN32(WSAEALREADY)
-    {0x80072AF9u, peer_errc::invalid_address},    // HRESULT_FROM_WIN32(WSAHOST_NOT_FOUND)
-    {0x00000000u, peer_errc::unknown_error},      // S_OK
-    {0x00630001u, peer_errc::unknown_error},      // PEER_S_GRAPH_DATA_CREATED
-    {0x80004005u, peer_errc::unknown_error},      // E_FAIL
-    {0x80630001u, peer_errc::unknown_error},      // PEER_E_IPV6_NOT_INSTALLED: no condition of ours
-    {0x80631234u, peer_errc::unknown_error},
-    {0x80073039u, peer_errc::unknown_error},      // HRESULT_FROM_WIN32(12345)
+      {0x80070005u, peer_errc::access_denied},      // E_ACCESSDENIED
+      {0x80004004u, peer_errc::operation_aborted},  // E_ABORT
+      {0x80004001u, peer_errc::op_not_supported},   // E_NOTIMPL
+      {0x80004003u, peer_errc::bad_address},        // E_POINTER
+      {0x80630301u, peer_errc::not_found},          // PEER_E_RECORD_NOT_FOUND
+      {0x80630012u, peer_errc::already_exists},     // PEER_E_DUPLICATE_GRAPH
+      {0x80072726u, peer_errc::invalid_argument},   // HRESULT_FROM_WIN32(WSAEINVAL)
+      {0x8007276Du, peer_errc::not_initialized},    // HRESULT_FROM_WIN32(WSANOTINITIALISED)
+      {0x8007274Cu, peer_errc::timed_out},          // HRESULT_FROM_WIN32(WSAETIMEDOUT)
+      {0x8007274Du, peer_errc::connection_refused}, // HRESULT_FROM_WIN32(WSAECONNREFUSED)
+      {0x80070008u, peer_errc::out_of_memory},      // HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_MEMORY)
+      {0x800705B4u, peer_errc::timed_out},          // HRESULT_FROM_WIN32(ERROR_TIMEOUT)
+      {0x80072735u, peer_errc::in_progress},        // HRESULT_FROM_WIN32(WSAEALREADY)
+      {0x80072AF9u, peer_errc::invalid_address},    // HRESULT_FROM_WIN32(WSAHOST_NOT_FOUND)
+      {0x00000000u, peer_errc::unknown_error},      // S_OK
+      {0x00630001u, peer_errc::unknown_error},      // PEER_S_GRAPH_DATA_CREATED
+      {0x80004005u, peer_errc::unknown_error},      // E_FAIL
+      {0x80630001u, peer_errc::unknown_error},      // PEER_E_IPV6_NOT_INSTALLED: no condition of ours
+      {0x80631234u, peer_errc::unknown_error},
+      {0x80073039u, peer_errc::unknown_error}, // HRESULT_FROM_WIN32(12345)
   };
-  for (const auto& c : cases)
-  {
+  for (const auto& c : cases) {
     CAPTURE(c.hresult);
     CHECK(peergraph::from_hresult(c.hresult) == c.code);
   }
@@ -578,8 +586,7 @@ TEST_CASE("to_wsa_error gives the Winsock code of every condition and from_wsa_e
 {
   std::set<int> seen;
   int with_code = 0;
-  for (const expected_row& row : expected_rows)
-  {
+  for (const expected_row& row : expected_rows) {
     CAPTURE(row.code);
     CHECK(peergraph::to_wsa_error(row.code) == row.wsa);
     CHECK(peer_error(row.code).wsa_error() == row.wsa);
@@ -591,9 +598,8 @@ TEST_CASE("to_wsa_error gives the Winsock code of every condition and from_wsa_e
   }
   CHECK(with_code == 28);
   // Every error of the send / LPWSPSend tables has its own condition.
-  for (const int code : {10093, 10050, 10013, 10004, 10036, 10014, 10052, 10055, 10057, 10038, 10045, 10058, 10035,
-                         10040, 10065, 10022, 10053, 10054, 10060, 995})
-  {
+  for (const int code : {10093, 10050, 10013, 10004, 10036, 10014, 10052, 10055, 10057, 10038,
+                         10045, 10058, 10035, 10040, 10065, 10022, 10053, 10054, 10060, 995}) {
     CAPTURE(code);
     const peer_errc condition = peergraph::from_wsa_error(code);
     CHECK(condition != peer_errc::unknown_error);
@@ -610,34 +616,31 @@ TEST_CASE("from_wsa_error accepts codes that share a condition and rejects unkno
     int wsa;
     peer_errc code;
   } const cases[] = {
-    {87, peer_errc::invalid_argument},     // WSA_INVALID_PARAMETER
-    {14, peer_errc::out_of_memory},        // ERROR_OUTOFMEMORY
-    {183, peer_errc::already_exists},      // ERROR_ALREADY_EXISTS
-    {5, peer_errc::access_denied},         // ERROR_ACCESS_DENIED
-    {10037, peer_errc::in_progress},       // WSAEALREADY
-    {10009, peer_errc::not_a_socket},      // WSAEBADF
-    {10047, peer_errc::op_not_supported},  // WSAEAFNOSUPPORT
-    {10043, peer_errc::op_not_supported},  // WSAEPROTONOSUPPORT
-    {10044, peer_errc::op_not_supported},  // WSAESOCKTNOSUPPORT
-    {10042, peer_errc::op_not_supported},  // WSAENOPROTOOPT
-    {10064, peer_errc::host_unreachable},  // WSAEHOSTDOWN
-    {1460, peer_errc::timed_out},          // ERROR_TIMEOUT
-    {10103, peer_errc::operation_aborted}, // WSAECANCELLED
-    {10091, peer_errc::network_down},      // WSASYSNOTREADY
-    {13, peer_errc::protocol_error},       // ERROR_INVALID_DATA
-    {10039, peer_errc::invalid_address},   // WSAEDESTADDRREQ
-    {11001, peer_errc::invalid_address},   // WSAHOST_NOT_FOUND
-    {11004, peer_errc::invalid_address},   // WSANO_DATA
-    {11002, peer_errc::host_unreachable},  // WSATRY_AGAIN
-    {10067, peer_errc::limit_exceeded},    // WSAEPROCLIM
-    {1168, peer_errc::not_found},          // ERROR_NOT_FOUND
-    {0, peer_errc::unknown_error},
-    {-1, peer_errc::unknown_error},
-    {1, peer_errc::unknown_error},
-    {12345, peer_errc::unknown_error},
+      {87, peer_errc::invalid_argument},     // WSA_INVALID_PARAMETER
+      {14, peer_errc::out_of_memory},        // ERROR_OUTOFMEMORY
+      {183, peer_errc::already_exists},      // ERROR_ALREADY_EXISTS
+      {5, peer_errc::access_denied},         // ERROR_ACCESS_DENIED
+      {10037, peer_errc::in_progress},       // WSAEALREADY
+      {10009, peer_errc::not_a_socket},      // WSAEBADF
+      {10047, peer_errc::op_not_supported},  // WSAEAFNOSUPPORT
+      {10043, peer_errc::op_not_supported},  // WSAEPROTONOSUPPORT
+      {10044, peer_errc::op_not_supported},  // WSAESOCKTNOSUPPORT
+      {10042, peer_errc::op_not_supported},  // WSAENOPROTOOPT
+      {10064, peer_errc::host_unreachable},  // WSAEHOSTDOWN
+      {1460, peer_errc::timed_out},          // ERROR_TIMEOUT
+      {10103, peer_errc::operation_aborted}, // WSAECANCELLED
+      {10091, peer_errc::network_down},      // WSASYSNOTREADY
+      {13, peer_errc::protocol_error},       // ERROR_INVALID_DATA
+      {10039, peer_errc::invalid_address},   // WSAEDESTADDRREQ
+      {11001, peer_errc::invalid_address},   // WSAHOST_NOT_FOUND
+      {11004, peer_errc::invalid_address},   // WSANO_DATA
+      {11002, peer_errc::host_unreachable},  // WSATRY_AGAIN
+      {10067, peer_errc::limit_exceeded},    // WSAEPROCLIM
+      {1168, peer_errc::not_found},          // ERROR_NOT_FOUND
+      {0, peer_errc::unknown_error},         {-1, peer_errc::unknown_error},
+      {1, peer_errc::unknown_error},         {12345, peer_errc::unknown_error},
   };
-  for (const auto& c : cases)
-  {
+  for (const auto& c : cases) {
     CAPTURE(c.wsa);
     CHECK(peergraph::from_wsa_error(c.wsa) == c.code);
   }

@@ -319,8 +319,7 @@ TEST_CASE_TEMPLATE("unexpected holds and compares an error", F, PEERGRAPH_BOTH_I
   CHECK(a == u("boom"));
   using unexpected_int = unexpected_t<F, int>;
   CHECK(unexpected_int(3) == unexpected_int(3));
-  if constexpr (F::is_own)
-  {
+  if constexpr (F::is_own) {
     // Errors of different types compare too; some standard libraries (libc++ 19) reject this.
     using unexpected_long = unexpected_t<F, long>;
     CHECK(unexpected_int(3) == unexpected_long(3L));
@@ -577,12 +576,9 @@ TEST_CASE_TEMPLATE("value() throws bad_expected_access carrying the error", F, P
   CHECK_THROWS_AS(static_cast<void>(std::move(std::as_const(e)).value()), std::exception);
 
   bool caught = false;
-  try
-  {
+  try {
     static_cast<void>(std::as_const(e).value());
-  }
-  catch (const bad_access_t<F, std::string>& ex)
-  {
+  } catch (const bad_access_t<F, std::string>& ex) {
     caught = true;
     CHECK(ex.error() == "no route");
     CHECK(std::string(ex.what()).size() > 0);
@@ -593,12 +589,9 @@ TEST_CASE_TEMPLATE("value() throws bad_expected_access carrying the error", F, P
   CHECK(e.error() == "no route"); // an lvalue's error is copied into the exception, not moved
 
   caught = false;
-  try
-  {
+  try {
     static_cast<void>(std::move(e).value());
-  }
-  catch (bad_access_t<F, std::string>& ex)
-  {
+  } catch (bad_access_t<F, std::string>& ex) {
     caught = true;
     CHECK(ex.error() == "no route");
     std::string taken = std::move(ex).error();
@@ -628,8 +621,7 @@ TEST_CASE_TEMPLATE("value_or and error_or", F, PEERGRAPH_BOTH_IMPLS)
   CHECK(error.value_or("fallback") == "fallback");
   CHECK(e_t("moved").value_or("fallback") == "moved");
 
-  if constexpr (F::has_monadic)
-  {
+  if constexpr (F::has_monadic) {
     CHECK(value.error_or(9) == 9);
     CHECK(error.error_or(9) == 5);
     CHECK(e_t(F::unexpect, 6).error_or(9) == 6);
@@ -834,8 +826,7 @@ TEST_CASE_TEMPLATE("the void specialization", F, PEERGRAPH_BOTH_IMPLS)
 
 TEST_CASE_TEMPLATE("monadic operations chain and forward the value category", F, PEERGRAPH_BOTH_IMPLS)
 {
-  if constexpr (F::has_monadic)
-  {
+  if constexpr (F::has_monadic) {
     using e_t = expected_t<F, int, std::string>;
     auto half = [](int v) -> e_t {
       if (v % 2 != 0)
@@ -970,9 +961,7 @@ TEST_CASE_TEMPLATE("monadic operations chain and forward the value category", F,
       CHECK(std::move(e).transform_error(probe{}).error() == category::rvalue);
       CHECK(std::as_const(e).transform_error(probe{}).error() == category::const_lvalue);
     }
-  }
-  else
-  {
+  } else {
     MESSAGE("this standard library's std::expected has no monadic operations; tested on the own implementation only");
   }
 }
@@ -1000,8 +989,7 @@ TEST_CASE_TEMPLATE("every contained object is destroyed exactly once", F, PEERGR
     b = std::move(error);
     CHECK(a.error().value() == 2);
     CHECK(counted::live() == 5); // value, error, a, b and c each hold one
-    if constexpr (F::has_monadic)
-    {
+    if constexpr (F::has_monadic) {
       auto t = value.transform([](const counted& x) { return counted(x.value() + 1); });
       auto u = error.transform_error([](const counted& x) { return counted(x.value()); });
       auto w = std::move(value).and_then([](counted x) { return e_t(std::move(x)); });
@@ -1109,8 +1097,7 @@ TEST_CASE_TEMPLATE("special members are trivial when T and E are", F, PEERGRAPH_
   static_assert(std::is_nothrow_move_constructible_v<expected_t<F, std::string, std::string>>);
   static_assert(!std::is_nothrow_move_constructible_v<expected_t<F, throwing, int>>);
 
-  if constexpr (F::is_own)
-  {
+  if constexpr (F::is_own) {
     // Beyond the standard: assignment is trivial too, so the whole type is trivially copyable.
     static_assert(std::is_trivially_copyable_v<trivial>);
     static_assert(std::is_trivially_copy_assignable_v<trivial>);
@@ -1153,15 +1140,14 @@ constexpr int constexpr_nontrivial()
   e_t a(std::in_place, 1);
   e_t b(F::unexpect, 2);
   e_t c = a;
-  c = b;       // value -> error
-  c = a;       // error -> value
+  c = b; // value -> error
+  c = a; // error -> value
   e_t d = std::move(b);
-  a.swap(d);   // value <-> error
+  a.swap(d); // value <-> error
   d = literal(4);
   d.emplace(5);
   int total = a.error().value + c->value + d->value;
-  if constexpr (F::has_monadic)
-  {
+  if constexpr (F::has_monadic) {
     total += c.transform([](const literal& x) { return x.value * 10; }).value();
     total += a.transform_error([](const literal& x) { return x.value * 100; }).error();
     total += a.or_else([](const literal& x) { return e_t(std::in_place, x.value); })->value;

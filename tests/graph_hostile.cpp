@@ -50,27 +50,27 @@ using peergraph::peer_error;
 using peergraph::peer_id;
 using peergraph::test::any_v4;
 using peergraph::test::bytes_of;
+using peergraph::test::chat_type;
 using peergraph::test::connect_link;
 using peergraph::test::event_log;
 using peergraph::test::exchange;
-using peergraph::test::hello_of;
-using peergraph::test::open_descriptors;
 using peergraph::test::heap_in_use;
+using peergraph::test::hello_of;
 using peergraph::test::kernel_buffer_max;
 using peergraph::test::listening;
 using peergraph::test::node;
 using peergraph::test::node_link;
+using peergraph::test::open_descriptors;
+using peergraph::test::pattern;
+using peergraph::test::pause;
+using peergraph::test::pid;
+using peergraph::test::props;
 using peergraph::test::raw_end;
 using peergraph::test::raw_event;
 using peergraph::test::raw_handshake;
 using peergraph::test::raw_link;
 using peergraph::test::raw_peer;
 using peergraph::test::since;
-using peergraph::test::chat_type;
-using peergraph::test::pattern;
-using peergraph::test::pause;
-using peergraph::test::pid;
-using peergraph::test::props;
 using peergraph::test::text_of;
 using peergraph::test::use_tuple;
 using tcp = asio::ip::tcp;
@@ -146,15 +146,15 @@ CO_TEST_CASE("garbage instead of a hello: closed at once, nothing revealed, no e
   REQUIRE(raw.send(bytes_of(junk)));
   auto end = co_await raw.wait_end(1500ms);
   CHECK_MESSAGE(end.closed, "still open: " << end.error.message());
-  CHECK(end.bytes == 0); // not even the node's hello: it never learned who is calling
+  CHECK(end.bytes == 0);     // not even the node's hello: it never learned who is calling
   CHECK(end.after < 1000ms); // well before the handshake timeout of 2 s
 
   co_await exchange(a, b, healthy, "after garbage");
   // The garbage connection never said who it is: no event about it, nothing listed.
   CHECK(b.count([](const graph_event& e) {
-          const auto* c = std::get_if<connection_changed>(&e);
-          return c != nullptr && c->remote_peer != pid("alice");
-        }) == 0);
+    const auto* c = std::get_if<connection_changed>(&e);
+    return c != nullptr && c->remote_peer != pid("alice");
+  }) == 0);
   auto list = co_await b->connections();
   REQUIRE(list.has_value());
   REQUIRE(list->size() == 1);
@@ -361,16 +361,19 @@ CO_TEST_CASE("slowloris: a hello trickled slower than the handshake timeout is c
   bool trickler_done = false;
   std::size_t trickled = 0;
   // One byte every 40 ms: the whole hello would take about 2 s.
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    for (std::size_t i = 0; i < hello->size() && !stop; ++i) {
-      auto [ec, n] = co_await asio::async_write(slow.socket(), asio::buffer(&(*hello)[i], 1), use_tuple);
-      if (ec)
-        break;
-      trickled += n;
-      co_await pause(40ms);
-    }
-    trickler_done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        for (std::size_t i = 0; i < hello->size() && !stop; ++i) {
+          auto [ec, n] = co_await asio::async_write(slow.socket(), asio::buffer(&(*hello)[i], 1), use_tuple);
+          if (ec)
+            break;
+          trickled += n;
+          co_await pause(40ms);
+        }
+        trickler_done = true;
+      },
+      asio::detached);
   auto end = co_await slow.wait_end(3s);
   stop = true;
   CHECK_MESSAGE(end.closed, "the trickling peer was not cut off: " << end.error.message());
@@ -405,14 +408,17 @@ CO_TEST_CASE("slowloris: a hello trickled slower than the handshake timeout is c
   bool connect_done = false;
   std::optional<peer_error> connect_error;
   clock_type::duration connect_took{};
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    const auto start = clock_type::now();
-    auto r = co_await a2->connect(trap.local_endpoint());
-    connect_took = clock_type::now() - start;
-    if (!r)
-      connect_error = r.error();
-    connect_done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        const auto start = clock_type::now();
+        auto r = co_await a2->connect(trap.local_endpoint());
+        connect_took = clock_type::now() - start;
+        if (!r)
+          connect_error = r.error();
+        connect_done = true;
+      },
+      asio::detached);
   auto [accept_error, accepted] = co_await trap.async_accept(use_tuple);
   REQUIRE(!accept_error);
   raw_peer remote(std::move(accepted));
@@ -463,12 +469,15 @@ CO_TEST_CASE("a hello for another graph is refused with wrong_graph, and both si
   tcp::acceptor other(ctx, any_v4);
   bool connect_done = false;
   std::optional<peer_error> connect_error;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    auto r = co_await b->connect(other.local_endpoint());
-    if (!r)
-      connect_error = r.error();
-    connect_done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto r = co_await b->connect(other.local_endpoint());
+        if (!r)
+          connect_error = r.error();
+        connect_done = true;
+      },
+      asio::detached);
   auto [accept_error, accepted] = co_await other.async_accept(use_tuple);
   REQUIRE(!accept_error);
   raw_peer remote(std::move(accepted));
@@ -541,9 +550,9 @@ CO_TEST_CASE("spoofed peer ids: a wrong expected peer is node_not_found, a neigh
   CHECK((*list)[0].id == healthy.on_b);
   CHECK((*list)[0].remote_node == a->local_node());
   CHECK(a.count([](const graph_event& e) {
-          const auto* c = std::get_if<connection_changed>(&e);
-          return c != nullptr && c->status == connection_status::disconnected;
-        }) == 0);
+    const auto* c = std::get_if<connection_changed>(&e);
+    return c != nullptr && c->status == connection_status::disconnected;
+  }) == 0);
   co_await exchange(a, b, healthy, "after spoofing");
 }
 
@@ -570,10 +579,16 @@ CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending h
       raws.push_back(std::make_unique<raw_peer>(ctx));
       raws.back()->connect(where);
       switch (i % 4) {
-      case 0: break;                                                                  // connect, then FIN
-      case 1: break;                                                                  // connect, then RST
-      case 2: (void)raws.back()->send(std::span<const std::byte>(*hello).first(20)); break; // half a hello
-      default: (void)raws.back()->send(noise); break;                                 // garbage
+      case 0:
+        break; // connect, then FIN
+      case 1:
+        break; // connect, then RST
+      case 2:
+        (void)raws.back()->send(std::span<const std::byte>(*hello).first(20));
+        break; // half a hello
+      default:
+        (void)raws.back()->send(noise);
+        break; // garbage
       }
     }
     for (int i = 0; i < per_batch; ++i) {
@@ -599,8 +614,8 @@ CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending h
   std::vector<std::optional<peergraph::expected<connection_id, peer_error>>> results(pb.max_pending_handshakes);
   for (std::size_t i = 0; i < pb.max_pending_handshakes; ++i) {
     others.push_back(std::make_unique<node>(ctx, props("real-" + std::to_string(i)), false));
-    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*others[i])->connect(where); },
-                   asio::detached);
+    asio::co_spawn(
+        ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*others[i])->connect(where); }, asio::detached);
   }
   for (int i = 0; i < 400 && std::any_of(results.begin(), results.end(), [](auto& r) { return !r; }); ++i)
     co_await pause(5ms);
@@ -616,9 +631,9 @@ CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending h
   REQUIRE(list.has_value());
   CHECK(list->size() == 1 + pb.max_pending_handshakes); // alice and the real ones: none of the flood
   CHECK(b.count([](const graph_event& e) {
-          const auto* c = std::get_if<connection_changed>(&e);
-          return c != nullptr && c->status != connection_status::connected;
-        }) == 0);
+    const auto* c = std::get_if<connection_changed>(&e);
+    return c != nullptr && c->status != connection_status::connected;
+  }) == 0);
   co_await exchange(a, b, healthy, "after the flood");
 }
 
@@ -745,8 +760,8 @@ CO_TEST_CASE("max_connections: concurrent connects at the limit are refused with
   std::vector<std::optional<peergraph::expected<connection_id, peer_error>>> results(callers);
   for (std::size_t i = 0; i < callers; ++i) {
     nodes.push_back(std::make_unique<node>(ctx, props("caller-" + std::to_string(i))));
-    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*nodes[i])->connect(where); },
-                   asio::detached);
+    asio::co_spawn(
+        ctx, [&, i]() -> asio::awaitable<void> { results[i] = co_await (*nodes[i])->connect(where); }, asio::detached);
   }
   for (int i = 0; i < 400 && std::any_of(results.begin(), results.end(), [](auto& r) { return !r; }); ++i)
     co_await pause(5ms);
@@ -760,14 +775,14 @@ CO_TEST_CASE("max_connections: concurrent connects at the limit are refused with
       ++admitted;
       winner = i;
     } else {
-      CHECK_MESSAGE(results[i]->error() == peer_errc::limit_exceeded, "caller " << i << ": "
-                                                                                 << results[i]->error().message());
+      CHECK_MESSAGE(results[i]->error() == peer_errc::limit_exceeded,
+                    "caller " << i << ": " << results[i]->error().message());
     }
     // A caller told "connected" must not be dropped right after: the limit is a refusal, not a disconnect.
     CHECK_MESSAGE(nodes[i]->count([](const graph_event& e) {
-                    const auto* c = std::get_if<connection_changed>(&e);
-                    return c != nullptr && c->status == connection_status::disconnected;
-                  }) == 0,
+      const auto* c = std::get_if<connection_changed>(&e);
+      return c != nullptr && c->status == connection_status::disconnected;
+    }) == 0,
                   "caller " << i << " was connected, then disconnected");
   }
   CHECK(admitted == 1);
@@ -841,15 +856,18 @@ CO_TEST_CASE("event_queue_depth: an unread event queue holds the sender back wit
   const auto heap_before = heap_in_use();
   std::uint32_t completed = 0;
   bool failed = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    for (std::uint32_t i = 0; i < count && !failed; ++i) {
-      std::array<asio::const_buffer, 2> parts{asio::buffer(&i, sizeof i), asio::buffer(block.data() + 4, size - 4)};
-      if (!(co_await a->send_data(*id, chat_type, parts)).has_value())
-        failed = true;
-      else
-        ++completed;
-    }
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        for (std::uint32_t i = 0; i < count && !failed; ++i) {
+          std::array<asio::const_buffer, 2> parts{asio::buffer(&i, sizeof i), asio::buffer(block.data() + 4, size - 4)};
+          if (!(co_await a->send_data(*id, chat_type, parts)).has_value())
+            failed = true;
+          else
+            ++completed;
+        }
+      },
+      asio::detached);
 
   // Wait until the sender stops making progress (at most 5 s).
   std::uint32_t seen = 0;
@@ -861,8 +879,8 @@ CO_TEST_CASE("event_queue_depth: an unread event queue holds the sender back wit
   }
   const std::size_t held_heap = heap_in_use() > heap_before ? heap_in_use() - heap_before : 0;
   const std::size_t accepted = std::size_t{completed} * size;
-  const std::size_t kernel = kernel_buffer_max("/proc/sys/net/ipv4/tcp_wmem") +
-                             kernel_buffer_max("/proc/sys/net/ipv4/tcp_rmem");
+  const std::size_t kernel =
+      kernel_buffer_max("/proc/sys/net/ipv4/tcp_wmem") + kernel_buffer_max("/proc/sys/net/ipv4/tcp_rmem");
   MESSAGE("held back after " << completed << " of " << count << " messages (" << accepted << " bytes); heap grew by "
                              << held_heap << " bytes");
   CHECK_FALSE(failed);
@@ -907,15 +925,18 @@ CO_TEST_CASE("a raw reader that stops reading holds the node's small sends back 
   const auto heap_before = heap_in_use();
   std::uint32_t completed = 0;
   bool failed = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    for (std::uint32_t i = 0; i < count && !failed; ++i) {
-      const auto message = numbered(i, size);
-      if (!(co_await b->send_data(sink.on_node, chat_type, asio::buffer(message))).has_value())
-        failed = true;
-      else
-        ++completed;
-    }
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        for (std::uint32_t i = 0; i < count && !failed; ++i) {
+          const auto message = numbered(i, size);
+          if (!(co_await b->send_data(sink.on_node, chat_type, asio::buffer(message))).has_value())
+            failed = true;
+          else
+            ++completed;
+        }
+      },
+      asio::detached);
   std::uint32_t seen = 0;
   for (int i = 0; i < 50; ++i) {
     seen = completed;
@@ -1079,17 +1100,20 @@ static asio::awaitable<void> close_during_sends(asio::io_context& ctx)
   constexpr int senders = 4;
   for (std::size_t c = 0; c < ids.size(); ++c) {
     for (int s = 0; s < senders; ++s) {
-      asio::co_spawn(ctx, [&, c]() -> asio::awaitable<void> {
-        while (next_seq[c] < counts[c]) {
-          const std::uint32_t seq = next_seq[c]++;
-          const auto message = numbered(seq, size_for(c, seq));
-          auto r = co_await a->send_data(ids[c], chat_type, asio::buffer(message));
-          outcomes[c][seq].error = r ? std::error_code{} : r.error().as_error_code();
-          outcomes[c][seq].done = true;
-          if (!r)
-            co_return;
-        }
-      }, asio::detached);
+      asio::co_spawn(
+          ctx,
+          [&, c]() -> asio::awaitable<void> {
+            while (next_seq[c] < counts[c]) {
+              const std::uint32_t seq = next_seq[c]++;
+              const auto message = numbered(seq, size_for(c, seq));
+              auto r = co_await a->send_data(ids[c], chat_type, asio::buffer(message));
+              outcomes[c][seq].error = r ? std::error_code{} : r.error().as_error_code();
+              outcomes[c][seq].done = true;
+              if (!r)
+                co_return;
+            }
+          },
+          asio::detached);
     }
   }
   // Close once every connection is held back (no send completes for 100 ms), at most after 3 s.
@@ -1119,23 +1143,26 @@ static asio::awaitable<void> close_during_sends(asio::io_context& ctx)
   };
   std::vector<drained> drains(receivers.size());
   for (std::size_t c = 0; c < receivers.size(); ++c) {
-    asio::co_spawn(ctx, [&, c]() -> asio::awaitable<void> {
-      drained& d = drains[c];
-      for (int k = 0; k < 100'000 && !d.end; ++k) {
-        auto e = co_await (*receivers[c])->next_event();
-        if (!e)
-          break;
-        if (auto* data = std::get_if<incoming_data>(&*e)) {
-          d.size_mismatch = d.size_mismatch || data->payload.size() != size_for(c, d.delivered);
-          d.order_mismatch = d.order_mismatch || seq_of(data->payload.bytes()) != d.delivered;
-          ++d.delivered;
-        } else if (auto* ch = std::get_if<connection_changed>(&*e);
-                   ch && ch->status == connection_status::disconnected) {
-          d.end = *ch;
-        }
-      }
-      d.finished = true;
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&, c]() -> asio::awaitable<void> {
+          drained& d = drains[c];
+          for (int k = 0; k < 100'000 && !d.end; ++k) {
+            auto e = co_await (*receivers[c])->next_event();
+            if (!e)
+              break;
+            if (auto* data = std::get_if<incoming_data>(&*e)) {
+              d.size_mismatch = d.size_mismatch || data->payload.size() != size_for(c, d.delivered);
+              d.order_mismatch = d.order_mismatch || seq_of(data->payload.bytes()) != d.delivered;
+              ++d.delivered;
+            } else if (auto* ch = std::get_if<connection_changed>(&*e);
+                       ch && ch->status == connection_status::disconnected) {
+              d.end = *ch;
+            }
+          }
+          d.finished = true;
+        },
+        asio::detached);
   }
 
   // Every send started completes, within a bounded time; those never started are not counted.
@@ -1173,9 +1200,8 @@ static asio::awaitable<void> close_during_sends(asio::io_context& ctx)
     CHECK_FALSE(d.size_mismatch);
     CHECK_FALSE(d.order_mismatch);
     CHECK(d.end->reason.has_value());
-    MESSAGE("connection " << c << ": " << succeeded << " sends succeeded, " << aborted << " aborted, "
-                          << d.delivered << " delivered, then "
-                          << (d.end->reason ? d.end->reason->message() : std::string("?")));
+    MESSAGE("connection " << c << ": " << succeeded << " sends succeeded, " << aborted << " aborted, " << d.delivered
+                          << " delivered, then " << (d.end->reason ? d.end->reason->message() : std::string("?")));
     CHECK_MESSAGE(d.delivered == succeeded, "connection " << c << ": " << succeeded << " sends reported success but "
                                                           << d.delivered << " arrived");
     // The close really interrupted something: not every send succeeded.
@@ -1215,24 +1241,33 @@ asio::awaitable<void> start_in_flight(asio::io_context& ctx, node& a, node& b, i
 
   f.sends.resize(8);
   for (std::size_t i = 0; i < f.sends.size(); ++i)
-    asio::co_spawn(ctx, [&f, &a, &block, i, cid = *id]() -> asio::awaitable<void> {
-      auto r = co_await a->send_data(cid, chat_type, asio::buffer(block));
-      f.sends[i] = r ? std::error_code{} : r.error().as_error_code();
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&f, &a, &block, i, cid = *id]() -> asio::awaitable<void> {
+          auto r = co_await a->send_data(cid, chat_type, asio::buffer(block));
+          f.sends[i] = r ? std::error_code{} : r.error().as_error_code();
+        },
+        asio::detached);
 
   // A listener that accepts the TCP connection but never speaks: a's connect waits in its handshake.
   f.silent = std::make_unique<tcp::acceptor>(ctx, any_v4);
-  asio::co_spawn(ctx, [&f, &a, where = f.silent->local_endpoint()]() -> asio::awaitable<void> {
-    f.connect_handshake = co_await a->connect(where);
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&f, &a, where = f.silent->local_endpoint()]() -> asio::awaitable<void> {
+        f.connect_handshake = co_await a->connect(where);
+      },
+      asio::detached);
 
   // A listener with a full backlog: a's connect waits in the TCP connect itself.
   f.full = std::make_unique<full_listener>(ctx);
   f.syn_pending_possible = co_await syn_stays_pending(f.full->acceptor, f.full->probe);
   if (f.syn_pending_possible)
-    asio::co_spawn(ctx, [&f, &a, where = f.full->acceptor.local_endpoint()]() -> asio::awaitable<void> {
-      f.connect_syn = co_await a->connect(where);
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&f, &a, where = f.full->acceptor.local_endpoint()]() -> asio::awaitable<void> {
+          f.connect_syn = co_await a->connect(where);
+        },
+        asio::detached);
 
   // Incoming handshakes: half a hello each.
   auto hello = wire::encode_hello(hello_of("incoming"));

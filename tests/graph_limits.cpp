@@ -5,8 +5,8 @@
 // sends or fails to read, every limit ends only the connection that hit it, with a reason that says why, and what
 // send_data reports is the truth. The hostile side is a raw socket speaking the wire protocol by hand.
 
-#include "support/co_test.hpp"
 #include "support/allocation_counter.hpp"
+#include "support/co_test.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/process_stats.hpp"
@@ -54,8 +54,8 @@ using peergraph::peer_error;
 using peergraph::test::chat_type;
 using peergraph::test::connect_link;
 using peergraph::test::exchange;
-using peergraph::test::hello_of;
 using peergraph::test::heap_in_use;
+using peergraph::test::hello_of;
 using peergraph::test::kernel_buffer_max;
 using peergraph::test::listening;
 using peergraph::test::node;
@@ -114,7 +114,7 @@ asio::awaitable<std::vector<raw_link>> connected_from(asio::io_context& ctx, nod
 
 /// Writes all of `bytes`, waiting at most `timeout` (a node that stops reading must not hang the test).
 asio::awaitable<std::error_code> write_for(tcp::socket& socket, std::span<const std::byte> bytes,
-                                          std::chrono::milliseconds timeout)
+                                           std::chrono::milliseconds timeout)
 {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer(socket.get_executor());
@@ -152,7 +152,9 @@ std::chrono::microseconds cpu_time()
 {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
-  const auto us = [](const timeval& t) { return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec); };
+  const auto us = [](const timeval& t) {
+    return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec);
+  };
   return std::chrono::duration_cast<std::chrono::microseconds>(us(usage.ru_utime) + us(usage.ru_stime));
 }
 
@@ -363,19 +365,22 @@ CO_TEST_CASE("max_incoming_bytes: an unread node holds about its budget; when re
   std::vector<std::uint32_t> completed(senders, 0);
   std::vector<std::optional<peer_error>> failed(senders);
   for (std::size_t s = 0; s < senders; ++s) {
-    asio::co_spawn(ctx, [&, s]() -> asio::awaitable<void> {
-      for (std::uint32_t seq = 0; seq < per_sender; ++seq) {
-        // The sequence number, then the block: one message without copying the block.
-        std::array<asio::const_buffer, 2> parts{asio::buffer(&seq, sizeof seq),
-                                                asio::buffer(block.data() + sizeof seq, size - sizeof seq)};
-        auto r = co_await (*nodes[s])->send_data(ids[s], chat_type, parts);
-        if (!r) {
-          failed[s] = r.error();
-          co_return;
-        }
-        ++completed[s];
-      }
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&, s]() -> asio::awaitable<void> {
+          for (std::uint32_t seq = 0; seq < per_sender; ++seq) {
+            // The sequence number, then the block: one message without copying the block.
+            std::array<asio::const_buffer, 2> parts{asio::buffer(&seq, sizeof seq),
+                                                    asio::buffer(block.data() + sizeof seq, size - sizeof seq)};
+            auto r = co_await (*nodes[s])->send_data(ids[s], chat_type, parts);
+            if (!r) {
+              failed[s] = r.error();
+              co_return;
+            }
+            ++completed[s];
+          }
+        },
+        asio::detached);
   }
 
   // Watch the heap until the senders stop making progress (at most 3 s).
@@ -463,7 +468,8 @@ static asio::awaitable<void> allocation_failure(asio::io_context& ctx)
     const peergraph::test::allocation_failure_scope armed(1 * mib);
     REQUIRE(glutton.raw->send(header));
     const auto wrote = co_await write_for(glutton.raw->socket(), body, 3s);
-    MESSAGE("writing 4 MiB of the 50 MB payload ended with: " << (wrote ? wrote.message() : std::string("all written")));
+    MESSAGE(
+        "writing 4 MiB of the 50 MB payload ended with: " << (wrote ? wrote.message() : std::string("all written")));
     auto gone = co_await b.changed(pid("glutton"), connection_status::disconnected, 2s);
     MESSAGE("allocations refused: " << peergraph::test::refused_allocations() - refused_before);
     REQUIRE_MESSAGE(gone.has_value(), "the connection whose buffer could not grow was not ended");
@@ -525,9 +531,9 @@ CO_TEST_CASE("sends to a peer that is gone: at most what the kernel could take s
       if (!first_failure)
         first_failure = i;
       errors.insert(r.error().message());
-      unexpected_error = unexpected_error ||
-                         !(r.error() == peer_errc::connection_reset || r.error() == peer_errc::shut_down ||
-                           r.error() == peer_errc::connection_not_found);
+      unexpected_error =
+          unexpected_error || !(r.error() == peer_errc::connection_reset || r.error() == peer_errc::shut_down ||
+                                r.error() == peer_errc::connection_not_found);
     }
     std::string error_list;
     for (const auto& e : errors)
@@ -546,8 +552,8 @@ CO_TEST_CASE("sends to a peer that is gone: at most what the kernel could take s
     CHECK_MESSAGE(gone->reason.has_value(), name << ": disconnected without a reason");
     CHECK_MESSAGE(!(gone->reason == peer_errc::protocol_error), name << ": the peer's end taken for a protocol error");
     co_await pause(200ms);
-    CHECK_MESSAGE(disconnects_of(b, g.on_node) == 1, name << ": disconnected reported " << disconnects_of(b, g.on_node)
-                                                          << " times");
+    CHECK_MESSAGE(disconnects_of(b, g.on_node) == 1,
+                  name << ": disconnected reported " << disconnects_of(b, g.on_node) << " times");
   }
   co_await exchange(a, b, healthy, "after sends to the dead");
 }
@@ -589,8 +595,8 @@ CO_TEST_CASE("out of descriptors: accept backs off instead of spinning, and resu
   // Descriptors are back: the waiting connection is accepted and handshakes, and a real node connects, promptly.
   const auto restored = clock_type::now();
   auto reply = co_await waiting.handshake(hello_of("patient"), 2500ms);
-  CHECK_MESSAGE(reply.is(wire::decode_event::accept), "the connection that waited in the backlog was not served: "
-                                                          << reply.error.message());
+  CHECK_MESSAGE(reply.is(wire::decode_event::accept),
+                "the connection that waited in the backlog was not served: " << reply.error.message());
   node c(ctx, props("carol"));
   auto id = co_await c->connect(where);
   CHECK_MESSAGE(id.has_value(), "connect after the limit was restored: " << id.error().message());
@@ -629,8 +635,8 @@ CO_TEST_CASE("a peer that ends its stream or resets in the middle of a payload: 
       CHECK_MESSAGE(gone->reason == peer_errc::connection_reset,
                     name << " (payload " << length << "): reason " << reason_text(gone));
       co_await pause(100ms);
-      CHECK_MESSAGE(disconnects_of(b, t.on_node) == 1, name << ": reported " << disconnects_of(b, t.on_node)
-                                                            << " times");
+      CHECK_MESSAGE(disconnects_of(b, t.on_node) == 1,
+                    name << ": reported " << disconnects_of(b, t.on_node) << " times");
       CHECK(b.count([&](const graph_event& e) { return is_data_on(e, t.on_node); }) == 0);
     }
   }
@@ -669,8 +675,7 @@ CO_TEST_CASE("a node of another graph: connect() fails with wrong_graph on both 
   REQUIRE(stranger.send(*hello));
   auto reply = co_await stranger.next(2s);
   REQUIRE_MESSAGE(reply.is(wire::decode_event::refuse), "no refuse frame: " << reply.error.message());
-  CHECK_MESSAGE(reply.reason == peer_errc::wrong_graph,
-                "refuse frame reason: " << peer_error(reply.reason).message());
+  CHECK_MESSAGE(reply.reason == peer_errc::wrong_graph, "refuse frame reason: " << peer_error(reply.reason).message());
 
   auto list = co_await b->connections();
   REQUIRE(list.has_value());

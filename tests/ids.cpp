@@ -244,29 +244,29 @@ TEST_CASE("peer_id: empty, malformed UTF-8 and control characters are rejected")
 {
   const std::vector<std::string> bad = {
       std::string(),
-      std::string("a\0b", 3),      // embedded NUL
-      std::string(1, '\0'),        // NUL alone
-      "line\nbreak",               // C0
-      "tab\there",                 // C0
-      "\x1b[31m",                  // escape
-      "del\x7f",                   // DEL
-      "c1\xC2\x85",                // U+0085 (C1 NEL)
-      "c1\xC2\x9F",                // U+009F
-      "\x80",                      // stray continuation
-      "a\xBF",                     // stray continuation after ASCII
-      "\xC0\xAF",                  // overlong '/'
-      "\xC1\xBF",                  // overlong
-      "\xE0\x80\xAF",              // overlong 3-byte
-      "\xF0\x80\x80\xAF",          // overlong 4-byte
-      "\xED\xA0\x80",              // surrogate U+D800
-      "\xED\xBF\xBF",              // surrogate U+DFFF
-      "\xF4\x90\x80\x80",          // U+110000
-      "\xF5\x80\x80\x80",          // invalid lead
-      "\xFF",                      // invalid byte
-      "\xE2\x82",                  // truncated 3-byte
-      "ok\xF0\x9F\x98",            // truncated 4-byte at the end
-      "\xC3\x28",                  // bad continuation
-      "\xE2\x28\xA1",              // bad continuation
+      std::string("a\0b", 3), // embedded NUL
+      std::string(1, '\0'),   // NUL alone
+      "line\nbreak",          // C0
+      "tab\there",            // C0
+      "\x1b[31m",             // escape
+      "del\x7f",              // DEL
+      "c1\xC2\x85",           // U+0085 (C1 NEL)
+      "c1\xC2\x9F",           // U+009F
+      "\x80",                 // stray continuation
+      "a\xBF",                // stray continuation after ASCII
+      "\xC0\xAF",             // overlong '/'
+      "\xC1\xBF",             // overlong
+      "\xE0\x80\xAF",         // overlong 3-byte
+      "\xF0\x80\x80\xAF",     // overlong 4-byte
+      "\xED\xA0\x80",         // surrogate U+D800
+      "\xED\xBF\xBF",         // surrogate U+DFFF
+      "\xF4\x90\x80\x80",     // U+110000
+      "\xF5\x80\x80\x80",     // invalid lead
+      "\xFF",                 // invalid byte
+      "\xE2\x82",             // truncated 3-byte
+      "ok\xF0\x9F\x98",       // truncated 4-byte at the end
+      "\xC3\x28",             // bad continuation
+      "\xE2\x28\xA1",         // bad continuation
   };
   for (const auto& text : bad) {
     CAPTURE(text.size());

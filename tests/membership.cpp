@@ -77,8 +77,7 @@ const std::shared_ptr<const pre_shared_key>& other_key()
 }
 
 /// Properties of a member of the closed test graph (or of a node holding `key`).
-peergraph::graph_properties member(std::string_view peer,
-                                   std::shared_ptr<const pre_shared_key> key = graph_key())
+peergraph::graph_properties member(std::string_view peer, std::shared_ptr<const pre_shared_key> key = graph_key())
 {
   auto p = props(peer);
   p.membership = std::move(key);
@@ -127,12 +126,15 @@ struct background_connect
 std::shared_ptr<background_connect> connect_in_background(asio::io_context& ctx, node& n, tcp::endpoint where)
 {
   auto state = std::make_shared<background_connect>();
-  asio::co_spawn(ctx, [&n, where, state]() -> asio::awaitable<void> {
-    auto r = co_await n->connect(where);
-    if (!r)
-      state->error = r.error();
-    state->done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&n, where, state]() -> asio::awaitable<void> {
+        auto r = co_await n->connect(where);
+        if (!r)
+          state->error = r.error();
+        state->done = true;
+      },
+      asio::detached);
   return state;
 }
 
@@ -198,9 +200,9 @@ CO_TEST_CASE("nodes holding different keys refuse each other with not_authentica
   // Neither learned a peer id: every event either node logged names no one.
   for (node* n : {&b, &m})
     CHECK(n->count([](const graph_event& e) {
-            const auto* c = std::get_if<connection_changed>(&e);
-            return c != nullptr && !c->remote_peer.empty();
-          }) == 0);
+      const auto* c = std::get_if<connection_changed>(&e);
+      return c != nullptr && !c->remote_peer.empty();
+    }) == 0);
 }
 
 CO_TEST_CASE("a raw caller's hello is answered by a refuse alone: the member says nothing of itself")

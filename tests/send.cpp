@@ -134,12 +134,15 @@ CO_TEST_CASE("the kernel reads the caller's own bytes: changes made while a send
   auto data = pattern(4, size);
   bool completed = false;
 
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    auto sent = co_await peergraph::async_send(a, asio::buffer(data));
-    REQUIRE(sent.has_value());
-    CHECK(*sent == size);
-    completed = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto sent = co_await peergraph::async_send(a, asio::buffer(data));
+        REQUIRE(sent.has_value());
+        CHECK(*sent == size);
+        completed = true;
+      },
+      asio::detached);
 
   // The send has certainly not finished (the reader has not started); rewrite the tail it has not reached yet.
   REQUIRE_FALSE(completed);
@@ -214,12 +217,15 @@ CO_TEST_CASE("10,000 buffers are sent whole and in order, with zero-length buffe
 
   std::vector<std::byte> received;
   bool sent_all = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    auto sent = co_await peergraph::async_send(a, buffers);
-    REQUIRE(sent.has_value());
-    CHECK(*sent == expected_total);
-    sent_all = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto sent = co_await peergraph::async_send(a, buffers);
+        REQUIRE(sent.has_value());
+        CHECK(*sent == expected_total);
+        sent_all = true;
+      },
+      asio::detached);
   co_await read_slowly(b, received, expected_total);
   CHECK(std::equal(received.begin(), received.end(), data.begin()));
   CHECK(sent_all);
@@ -248,12 +254,15 @@ CO_TEST_CASE("a large send waits for writability and resumes exactly where the p
                                            asio::buffer(data.data() + 1'000'003, 3'333'331),
                                            asio::buffer(data.data() + 4'333'334, size - 4'333'334)};
   bool sent_all = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    auto sent = co_await peergraph::async_send(a, pieces);
-    REQUIRE(sent.has_value());
-    CHECK(*sent == size);
-    sent_all = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto sent = co_await peergraph::async_send(a, pieces);
+        REQUIRE(sent.has_value());
+        CHECK(*sent == size);
+        sent_all = true;
+      },
+      asio::detached);
 
   std::vector<std::byte> received;
   co_await read_slowly(b, received, size);
@@ -289,11 +298,14 @@ CO_TEST_CASE("sends started from many coroutines go out in start order, never in
   std::vector<std::size_t> results(senders, 0);
   for (std::uint32_t i = 0; i < senders; ++i) {
     // co_spawn on an io_context runs each coroutine up to its first suspension in order of start.
-    asio::co_spawn(ctx, [&, i]() -> asio::awaitable<void> {
-      auto sent = co_await peergraph::async_send(a, asio::buffer(messages[i]));
-      REQUIRE(sent.has_value());
-      results[i] = *sent;
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&, i]() -> asio::awaitable<void> {
+          auto sent = co_await peergraph::async_send(a, asio::buffer(messages[i]));
+          REQUIRE(sent.has_value());
+          results[i] = *sent;
+        },
+        asio::detached);
   }
 
   std::vector<std::byte> received;
@@ -543,10 +555,13 @@ CO_TEST_CASE("zero_copy completes once the kernel released the pages and says wh
   const auto data = pattern(21, size);
   std::vector<std::byte> received;
   bool reader_done = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    co_await read_exactly(b, received, 2 * size);
-    reader_done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await read_exactly(b, received, 2 * size);
+        reader_done = true;
+      },
+      asio::detached);
 
   auto report = co_await peergraph::async_send_zero_copy(a, asio::buffer(data));
   REQUIRE(report.has_value());
@@ -616,9 +631,12 @@ TEST_CASE("every Asio token works: callback, use_future, deferred, use_awaitable
 
   // use_awaitable: the plain Asio coroutine token, with errors as exceptions.
   std::size_t awaited = 0;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    awaited = co_await peergraph::async_send(a, asio::buffer(data), send_flags::none, asio::use_awaitable);
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        awaited = co_await peergraph::async_send(a, asio::buffer(data), send_flags::none, asio::use_awaitable);
+      },
+      asio::detached);
   ctx.run();
   ctx.restart();
   CHECK(awaited == data.size());
@@ -684,11 +702,14 @@ TEST_CASE("sends work on a strand of a two-thread pool, in order")
   std::atomic<std::uint32_t> ok{0};
   asio::post(strand, [&] {
     for (std::uint32_t i = 0; i < senders; ++i)
-      asio::co_spawn(strand, [&, i]() -> asio::awaitable<void> {
-        auto sent = co_await peergraph::async_send(a, asio::buffer(messages[i]));
-        if (sent && *sent == message)
-          ok.fetch_add(1);
-      }, asio::detached);
+      asio::co_spawn(
+          strand,
+          [&, i]() -> asio::awaitable<void> {
+            auto sent = co_await peergraph::async_send(a, asio::buffer(messages[i]));
+            if (sent && *sent == message)
+              ok.fetch_add(1);
+          },
+          asio::detached);
   });
   std::vector<std::byte> received(senders * message);
   asio::read(b, asio::buffer(received));

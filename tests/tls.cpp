@@ -118,9 +118,8 @@ CO_TEST_CASE("members with certificates of the graph's CA connect over TLS and e
   REQUIRE(on_b.has_value());
   co_await exchange(a, b, peergraph::test::node_link{*direct, on_b->id}, "direct over TLS");
   REQUIRE(co_await a->close_direct_connection(*direct));
-  auto ended = co_await b.changed([&](const connection_changed& c) {
-    return c.id == on_b->id && c.status == connection_status::disconnected;
-  });
+  auto ended = co_await b.changed(
+      [&](const connection_changed& c) { return c.id == on_b->id && c.status == connection_status::disconnected; });
   REQUIRE(ended.has_value());
   CHECK(ended->reason == peer_errc::connection_closed);
 }
@@ -163,10 +162,13 @@ CO_TEST_CASE("what a TLS node sends first is a TLS handshake: no peergraph pream
   node a(ctx, tls_node("alice"));
   tcp::acceptor listener(ctx, any_v4);
   bool done = false;
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    (void)co_await a->connect(listener.local_endpoint());
-    done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        (void)co_await a->connect(listener.local_endpoint());
+        done = true;
+      },
+      asio::detached);
   auto [accept_error, accepted] = co_await listener.async_accept(use_tuple);
   REQUIRE(!accept_error);
   std::vector<std::byte> first(4096);

@@ -55,7 +55,8 @@ struct immediate_initiation
   void operator()(Handler&& handler, bool, int answer) const
   {
     ++*posted;
-    asio::post(*ctx, [h = std::forward<Handler>(handler), answer]() mutable { std::move(h)(std::error_code{}, answer); });
+    asio::post(*ctx,
+               [h = std::forward<Handler>(handler), answer]() mutable { std::move(h)(std::error_code{}, answer); });
   }
 };
 

@@ -71,7 +71,10 @@ bytes to_bytes(const Range& range)
   return bytes(range.begin(), range.end());
 }
 
-void append(bytes& out, const bytes& more) { out.insert(out.end(), more.begin(), more.end()); }
+void append(bytes& out, const bytes& more)
+{
+  out.insert(out.end(), more.begin(), more.end());
+}
 template <std::size_t N>
 void append(bytes& out, const std::array<std::byte, N>& more)
 {
@@ -86,8 +89,14 @@ bytes pattern(std::size_t size, unsigned seed)
   return out;
 }
 
-peer_id pid(std::string_view text) { return *peer_id::make(text); }
-graph_id gid(std::string_view text) { return *graph_id::make(text); }
+peer_id pid(std::string_view text)
+{
+  return *peer_id::make(text);
+}
+graph_id gid(std::string_view text)
+{
+  return *graph_id::make(text);
+}
 
 wire::hello_message sample_hello()
 {
@@ -122,7 +131,10 @@ bytes raw_header(std::uint8_t kind, std::uint64_t length, const data_type& type 
   return out;
 }
 
-bytes preamble() { return hex("50 47 52 46 01 00 00 00"); }
+bytes preamble()
+{
+  return hex("50 47 52 46 01 00 00 00");
+}
 
 std::array<std::byte, peergraph::membership_nonce_size> filled_nonce(unsigned value)
 {
@@ -222,7 +234,7 @@ struct outcome
 {
   std::vector<frame_record> frames;
   std::optional<peer_errc> error;
-  bool complete = true; // ended at a frame boundary
+  bool complete = true;                // ended at a frame boundary
   std::vector<std::string> violations; // broken decoder invariants (must stay empty)
 
   friend bool operator==(const outcome& a, const outcome& b)
@@ -260,8 +272,8 @@ outcome feed(std::span<const std::byte> stream, const std::vector<std::size_t>& 
   const auto violation = [&](std::string what) { out.violations.push_back(std::move(what)); };
 
   while (offset < stream.size()) {
-    const std::size_t size = piece < sizes.size() ? std::min(sizes[piece], stream.size() - offset)
-                                                  : stream.size() - offset;
+    const std::size_t size =
+        piece < sizes.size() ? std::min(sizes[piece], stream.size() - offset) : stream.size() - offset;
     ++piece;
     std::span<const std::byte> input = stream.subspan(offset, size);
     offset += size;
@@ -432,7 +444,14 @@ bool reference_hello(std::span<const std::byte> body, wire::hello_message& hello
 
 outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload)
 {
-  enum class phase { preamble, hello, reply, established, closed } ph = phase::preamble;
+  enum class phase
+  {
+    preamble,
+    hello,
+    reply,
+    established,
+    closed
+  } ph = phase::preamble;
   std::uint64_t last_step = 0; // the last membership step in this direction
   outcome out;
   std::size_t pos = 0;
@@ -550,8 +569,8 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
       for (const auto known : all_peer_errc)
         if (static_cast<std::uint64_t>(known) == code)
           errc = known;
-      out.frames.push_back(reason_record(kind == 0x12 ? wire::decode_event::refuse : wire::decode_event::close, errc,
-                                         text));
+      out.frames.push_back(
+          reason_record(kind == 0x12 ? wire::decode_event::refuse : wire::decode_event::close, errc, text));
       ph = phase::closed;
     } else {
       out.frames.push_back(
@@ -601,15 +620,15 @@ TEST_CASE("golden: hello (preamble + hello frame) bytes as documented")
 {
   const auto encoded = wire::encode_hello(sample_hello());
   REQUIRE(encoded.has_value());
-  const bytes expected = hex("50 47 52 46 01 00 00 00"                          // preamble: "PGRF", v1, reserved
-                             "10 00 00 00"                                      // hello, flags, reserved
-                             "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"  // no data type
-                             "1e 00 00 00 00 00 00 00"                          // payload length 30
-                             "01 01 00 00"                                      // neighbor, expected peer present
-                             "ef cd ab 89 67 45 23 01"                          // node id
-                             "04 00 63 68 61 74"                                // "chat"
-                             "05 00 61 6c 69 63 65"                             // "alice"
-                             "03 00 62 6f 62");                                 // "bob"
+  const bytes expected = hex("50 47 52 46 01 00 00 00"                         // preamble: "PGRF", v1, reserved
+                             "10 00 00 00"                                     // hello, flags, reserved
+                             "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00" // no data type
+                             "1e 00 00 00 00 00 00 00"                         // payload length 30
+                             "01 01 00 00"                                     // neighbor, expected peer present
+                             "ef cd ab 89 67 45 23 01"                         // node id
+                             "04 00 63 68 61 74"                               // "chat"
+                             "05 00 61 6c 69 63 65"                            // "alice"
+                             "03 00 62 6f 62");                                // "bob"
   CHECK(*encoded == expected);
   CHECK(encoded->size() == 66);
 
@@ -726,9 +745,9 @@ TEST_CASE("golden: membership challenge, answer and proof bytes as documented")
 {
   const auto nonce = filled_nonce(0xAA);
   const auto proof = filled_nonce(0xBB);
-  const bytes header = hex("13 00 00 00"                                      // membership, flags, reserved
-                           "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"  // no data type
-                           "44 00 00 00 00 00 00 00");                        // payload length 68
+  const bytes header = hex("13 00 00 00"                                     // membership, flags, reserved
+                           "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00" // no data type
+                           "44 00 00 00 00 00 00 00");                       // payload length 68
   const auto expect = [&](unsigned step, bool with_nonce, bool with_proof) {
     bytes out = header;
     out.push_back(static_cast<std::byte>(step));
@@ -795,14 +814,14 @@ TEST_CASE("membership frames out of order or malformed are protocol errors")
   const bytes hello = hello_frame(sample_hello());
   const bytes accept = to_bytes(wire::encode_accept());
 
-  check_rejected(with({challenge, hello}), peer_errc::protocol_error);        // a hello before the proof
-  check_rejected(with({proof_frame}), peer_errc::protocol_error);             // a proof without a challenge
-  check_rejected(with({challenge, challenge}), peer_errc::protocol_error);    // a second challenge
-  check_rejected(with({answer, proof_frame}), peer_errc::protocol_error);     // anything after an answer
-  check_rejected(with({challenge, answer}), peer_errc::protocol_error);       // both roles in one direction
+  check_rejected(with({challenge, hello}), peer_errc::protocol_error);     // a hello before the proof
+  check_rejected(with({proof_frame}), peer_errc::protocol_error);          // a proof without a challenge
+  check_rejected(with({challenge, challenge}), peer_errc::protocol_error); // a second challenge
+  check_rejected(with({answer, proof_frame}), peer_errc::protocol_error);  // anything after an answer
+  check_rejected(with({challenge, answer}), peer_errc::protocol_error);    // both roles in one direction
   check_rejected(with({challenge, proof_frame, proof_frame}), peer_errc::protocol_error);
-  check_rejected(with({hello, challenge}), peer_errc::protocol_error);        // after the hello
-  check_rejected(with({hello, accept, answer}), peer_errc::protocol_error);   // on an established connection
+  check_rejected(with({hello, challenge}), peer_errc::protocol_error);      // after the hello
+  check_rejected(with({hello, accept, answer}), peer_errc::protocol_error); // on an established connection
 
   // Malformed: an unknown step, nonzero reserved bytes, a nonzero unused field, a data type, another length.
   const auto patched = [&](const bytes& frame, std::size_t offset, std::byte value) {
@@ -1284,9 +1303,9 @@ TEST_CASE("rejected: malformed hello")
     std::fill_n(bad.begin() + static_cast<std::ptrdiff_t>(body + 4), 8, std::byte{0});
     check_rejected(bad, peer_errc::protocol_error);
   }
-  check_rejected(with(body + 12, 5), peer_errc::protocol_error); // graph id length runs into the peer id
-  check_rejected(with(body + 12, 0), peer_errc::protocol_error); // empty graph id
-  check_rejected(with(body + 13, 1), peer_errc::protocol_error); // length 260: past the end
+  check_rejected(with(body + 12, 5), peer_errc::protocol_error);    // graph id length runs into the peer id
+  check_rejected(with(body + 12, 0), peer_errc::protocol_error);    // empty graph id
+  check_rejected(with(body + 13, 1), peer_errc::protocol_error);    // length 260: past the end
   check_rejected(with(body + 14, 0x07), peer_errc::protocol_error); // control character in the graph id
   check_rejected(with(body + 20, 0xFF), peer_errc::protocol_error); // invalid UTF-8 in the peer id
   check_rejected(with(body + 27, 0x80), peer_errc::protocol_error); // stray continuation in the expected peer id
@@ -1497,8 +1516,8 @@ TEST_CASE("randomized: 20,000 mutated streams decode like the reference parser, 
 
   std::mt19937_64 rng(0x5EED'2024'0601ULL);
   const auto below = [&](std::size_t n) { return n == 0 ? std::size_t{0} : static_cast<std::size_t>(rng() % n); };
-  const std::uint64_t interesting[] = {0, 1, 7, 8, 63, 64, 65, 4, 260, 261, 3090, std::uint64_t{1} << 63U,
-                                       std::numeric_limits<std::uint64_t>::max()};
+  const std::uint64_t interesting[] = {
+      0, 1, 7, 8, 63, 64, 65, 4, 260, 261, 3090, std::uint64_t{1} << 63U, std::numeric_limits<std::uint64_t>::max()};
   std::size_t errors = 0;
   std::size_t clean = 0;
   std::size_t failures = 0;

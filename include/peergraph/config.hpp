@@ -8,8 +8,8 @@
 
 // Asio up to 1.23 recognises clang's C++20 coroutines only through <experimental/coroutine>, so with clang and
 // libstdc++ it leaves asio::awaitable undefined. Turning it on must happen before Asio's configuration is read.
-#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT) &&                            \
-  !defined(ASIO_DISABLE_CO_AWAIT)
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT) &&                              \
+    !defined(ASIO_DISABLE_CO_AWAIT)
 #if defined(ASIO_DETAIL_CONFIG_HPP)
 #error "with clang, include peergraph headers before any Asio header, or compile with -DASIO_HAS_CO_AWAIT=1"
 #endif

@@ -28,70 +28,100 @@ namespace peergraph {
 /// the category's default_error_condition() implement exactly these tables.
 enum class peer_errc : int
 {
-  invalid_argument = 1,        ///< E_INVALIDARG, WSAEINVAL, EINVAL
-  out_of_memory = 2,           ///< E_OUTOFMEMORY, WSA_NOT_ENOUGH_MEMORY, ENOMEM
-  not_initialized = 3,         ///< PEER_E_NOT_INITIALIZED, WSANOTINITIALISED; also a moved-from or default object
-  invalid_graph = 4,           ///< PEER_E_INVALID_GRAPH: the graph is closed or the handle is invalid
-  already_exists = 5,          ///< PEER_E_ALREADY_EXISTS, WSAEISCONN, EISCONN, EEXIST
-  connection_not_found = 6,    ///< PEER_E_CONNECTION_NOT_FOUND
-  network_down = 7,            ///< WSAENETDOWN, ENETDOWN
-  access_denied = 8,           ///< WSAEACCES, EACCES, EPERM
-  interrupted = 9,             ///< WSAEINTR, EINTR
-  in_progress = 10,            ///< WSAEINPROGRESS, EINPROGRESS, EALREADY
-  bad_address = 11,            ///< WSAEFAULT, EFAULT
-  network_reset = 12,          ///< WSAENETRESET, ENETRESET
-  no_buffer_space = 13,        ///< WSAENOBUFS, ENOBUFS
-  not_connected = 14,          ///< WSAENOTCONN, ENOTCONN
-  not_a_socket = 15,           ///< WSAENOTSOCK, ENOTSOCK, EBADF
-  op_not_supported = 16,       ///< WSAEOPNOTSUPP, EOPNOTSUPP, EAFNOSUPPORT, EPROTONOSUPPORT, ENOPROTOOPT, ENOSYS
-  shut_down = 17,              ///< WSAESHUTDOWN, EPIPE, ESHUTDOWN
-  would_block = 18,            ///< WSAEWOULDBLOCK, EWOULDBLOCK, EAGAIN
-  message_size = 19,           ///< WSAEMSGSIZE, EMSGSIZE
-  host_unreachable = 20,       ///< WSAEHOSTUNREACH, EHOSTUNREACH, EHOSTDOWN
-  connection_aborted = 21,     ///< WSAECONNABORTED, ECONNABORTED
-  connection_reset = 22,       ///< WSAECONNRESET, ECONNRESET
-  timed_out = 23,              ///< PEER_E_TIMEOUT, WSAETIMEDOUT, ETIMEDOUT
-  operation_aborted = 24,      ///< WSA_OPERATION_ABORTED, ECANCELED, asio::error::operation_aborted
-  network_unreachable = 25,    ///< WSAENETUNREACH, ENETUNREACH
-  address_in_use = 26,         ///< WSAEADDRINUSE, EADDRINUSE
-  address_not_available = 27,  ///< WSAEADDRNOTAVAIL, EADDRNOTAVAIL
-  connect_self = 28,           ///< PEER_E_CONNECT_SELF
-  connection_refused = 29,     ///< PEER_E_CONNECTION_REFUSED, WSAECONNREFUSED, ECONNREFUSED
-  connection_failed = 30,      ///< PEER_E_CONNECTION_FAILED
-  not_authenticated = 31,      ///< PEER_E_CONNECTION_NOT_AUTHENTICATED
-  graph_shutting_down = 32,    ///< PEER_E_GRAPH_SHUTTING_DOWN
-  already_listening = 33,      ///< PEER_E_ALREADY_LISTENING
-  protocol_error = 34,         ///< malformed data from the network; HRESULT_FROM_WIN32(ERROR_INVALID_DATA), EPROTO
-  unsupported_version = 35,    ///< PEER_E_UNSUPPORTED_VERSION
-  frame_too_large = 36,        ///< PEER_E_MAX_RECORD_SIZE_EXCEEDED: a frame is larger than the configured maximum
-  invalid_address = 37,        ///< PEER_E_INVALID_ADDRESS; also a host or service name that does not resolve
-  graph_not_ready = 38,        ///< PEER_E_GRAPH_NOT_READY
-  node_not_found = 39,         ///< PEER_E_NODE_NOT_FOUND
-  not_direct_connection = 40,  ///< closing a neighbor connection as if it were direct; reported as E_INVALIDARG
-  connection_closed = 41,      ///< the remote closed the connection cleanly: asio::error::eof, WSAEDISCON
-  limit_exceeded = 42,         ///< a configured limit (connections, handshakes, queue) was reached; WSAEMFILE, EMFILE
-  not_found = 43,              ///< HRESULT_FROM_WIN32(ERROR_NOT_FOUND), asio::error::not_found, ENOENT
-  unknown_error = 44,          ///< an OS or library error with no better mapping; peer_error keeps the original code
-  wrong_graph = 45,            ///< the remote node belongs to another graph; HRESULT_FROM_WIN32(ERROR_NETWORK_ACCESS_DENIED)
+  invalid_argument = 1,       ///< E_INVALIDARG, WSAEINVAL, EINVAL
+  out_of_memory = 2,          ///< E_OUTOFMEMORY, WSA_NOT_ENOUGH_MEMORY, ENOMEM
+  not_initialized = 3,        ///< PEER_E_NOT_INITIALIZED, WSANOTINITIALISED; also a moved-from or default object
+  invalid_graph = 4,          ///< PEER_E_INVALID_GRAPH: the graph is closed or the handle is invalid
+  already_exists = 5,         ///< PEER_E_ALREADY_EXISTS, WSAEISCONN, EISCONN, EEXIST
+  connection_not_found = 6,   ///< PEER_E_CONNECTION_NOT_FOUND
+  network_down = 7,           ///< WSAENETDOWN, ENETDOWN
+  access_denied = 8,          ///< WSAEACCES, EACCES, EPERM
+  interrupted = 9,            ///< WSAEINTR, EINTR
+  in_progress = 10,           ///< WSAEINPROGRESS, EINPROGRESS, EALREADY
+  bad_address = 11,           ///< WSAEFAULT, EFAULT
+  network_reset = 12,         ///< WSAENETRESET, ENETRESET
+  no_buffer_space = 13,       ///< WSAENOBUFS, ENOBUFS
+  not_connected = 14,         ///< WSAENOTCONN, ENOTCONN
+  not_a_socket = 15,          ///< WSAENOTSOCK, ENOTSOCK, EBADF
+  op_not_supported = 16,      ///< WSAEOPNOTSUPP, EOPNOTSUPP, EAFNOSUPPORT, EPROTONOSUPPORT, ENOPROTOOPT, ENOSYS
+  shut_down = 17,             ///< WSAESHUTDOWN, EPIPE, ESHUTDOWN
+  would_block = 18,           ///< WSAEWOULDBLOCK, EWOULDBLOCK, EAGAIN
+  message_size = 19,          ///< WSAEMSGSIZE, EMSGSIZE
+  host_unreachable = 20,      ///< WSAEHOSTUNREACH, EHOSTUNREACH, EHOSTDOWN
+  connection_aborted = 21,    ///< WSAECONNABORTED, ECONNABORTED
+  connection_reset = 22,      ///< WSAECONNRESET, ECONNRESET
+  timed_out = 23,             ///< PEER_E_TIMEOUT, WSAETIMEDOUT, ETIMEDOUT
+  operation_aborted = 24,     ///< WSA_OPERATION_ABORTED, ECANCELED, asio::error::operation_aborted
+  network_unreachable = 25,   ///< WSAENETUNREACH, ENETUNREACH
+  address_in_use = 26,        ///< WSAEADDRINUSE, EADDRINUSE
+  address_not_available = 27, ///< WSAEADDRNOTAVAIL, EADDRNOTAVAIL
+  connect_self = 28,          ///< PEER_E_CONNECT_SELF
+  connection_refused = 29,    ///< PEER_E_CONNECTION_REFUSED, WSAECONNREFUSED, ECONNREFUSED
+  connection_failed = 30,     ///< PEER_E_CONNECTION_FAILED
+  not_authenticated = 31,     ///< PEER_E_CONNECTION_NOT_AUTHENTICATED
+  graph_shutting_down = 32,   ///< PEER_E_GRAPH_SHUTTING_DOWN
+  already_listening = 33,     ///< PEER_E_ALREADY_LISTENING
+  protocol_error = 34,        ///< malformed data from the network; HRESULT_FROM_WIN32(ERROR_INVALID_DATA), EPROTO
+  unsupported_version = 35,   ///< PEER_E_UNSUPPORTED_VERSION
+  frame_too_large = 36,       ///< PEER_E_MAX_RECORD_SIZE_EXCEEDED: a frame is larger than the configured maximum
+  invalid_address = 37,       ///< PEER_E_INVALID_ADDRESS; also a host or service name that does not resolve
+  graph_not_ready = 38,       ///< PEER_E_GRAPH_NOT_READY
+  node_not_found = 39,        ///< PEER_E_NODE_NOT_FOUND
+  not_direct_connection = 40, ///< closing a neighbor connection as if it were direct; reported as E_INVALIDARG
+  connection_closed = 41,     ///< the remote closed the connection cleanly: asio::error::eof, WSAEDISCON
+  limit_exceeded = 42,        ///< a configured limit (connections, handshakes, queue) was reached; WSAEMFILE, EMFILE
+  not_found = 43,             ///< HRESULT_FROM_WIN32(ERROR_NOT_FOUND), asio::error::not_found, ENOENT
+  unknown_error = 44,         ///< an OS or library error with no better mapping; peer_error keeps the original code
+  wrong_graph = 45, ///< the remote node belongs to another graph; HRESULT_FROM_WIN32(ERROR_NETWORK_ACCESS_DENIED)
 };
 
 /// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 45), for code that must visit each one.
 inline constexpr std::array<peer_errc, 45> all_peer_errc{
-  peer_errc::invalid_argument,      peer_errc::out_of_memory,       peer_errc::not_initialized,
-  peer_errc::invalid_graph,         peer_errc::already_exists,      peer_errc::connection_not_found,
-  peer_errc::network_down,          peer_errc::access_denied,       peer_errc::interrupted,
-  peer_errc::in_progress,           peer_errc::bad_address,         peer_errc::network_reset,
-  peer_errc::no_buffer_space,       peer_errc::not_connected,       peer_errc::not_a_socket,
-  peer_errc::op_not_supported,      peer_errc::shut_down,           peer_errc::would_block,
-  peer_errc::message_size,          peer_errc::host_unreachable,    peer_errc::connection_aborted,
-  peer_errc::connection_reset,      peer_errc::timed_out,           peer_errc::operation_aborted,
-  peer_errc::network_unreachable,   peer_errc::address_in_use,      peer_errc::address_not_available,
-  peer_errc::connect_self,          peer_errc::connection_refused,  peer_errc::connection_failed,
-  peer_errc::not_authenticated,     peer_errc::graph_shutting_down, peer_errc::already_listening,
-  peer_errc::protocol_error,        peer_errc::unsupported_version, peer_errc::frame_too_large,
-  peer_errc::invalid_address,       peer_errc::graph_not_ready,     peer_errc::node_not_found,
-  peer_errc::not_direct_connection, peer_errc::connection_closed,   peer_errc::limit_exceeded,
-  peer_errc::not_found,             peer_errc::unknown_error,       peer_errc::wrong_graph,
+    peer_errc::invalid_argument,
+    peer_errc::out_of_memory,
+    peer_errc::not_initialized,
+    peer_errc::invalid_graph,
+    peer_errc::already_exists,
+    peer_errc::connection_not_found,
+    peer_errc::network_down,
+    peer_errc::access_denied,
+    peer_errc::interrupted,
+    peer_errc::in_progress,
+    peer_errc::bad_address,
+    peer_errc::network_reset,
+    peer_errc::no_buffer_space,
+    peer_errc::not_connected,
+    peer_errc::not_a_socket,
+    peer_errc::op_not_supported,
+    peer_errc::shut_down,
+    peer_errc::would_block,
+    peer_errc::message_size,
+    peer_errc::host_unreachable,
+    peer_errc::connection_aborted,
+    peer_errc::connection_reset,
+    peer_errc::timed_out,
+    peer_errc::operation_aborted,
+    peer_errc::network_unreachable,
+    peer_errc::address_in_use,
+    peer_errc::address_not_available,
+    peer_errc::connect_self,
+    peer_errc::connection_refused,
+    peer_errc::connection_failed,
+    peer_errc::not_authenticated,
+    peer_errc::graph_shutting_down,
+    peer_errc::already_listening,
+    peer_errc::protocol_error,
+    peer_errc::unsupported_version,
+    peer_errc::frame_too_large,
+    peer_errc::invalid_address,
+    peer_errc::graph_not_ready,
+    peer_errc::node_not_found,
+    peer_errc::not_direct_connection,
+    peer_errc::connection_closed,
+    peer_errc::limit_exceeded,
+    peer_errc::not_found,
+    peer_errc::unknown_error,
+    peer_errc::wrong_graph,
 };
 
 } // namespace peergraph

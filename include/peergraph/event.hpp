@@ -16,9 +16,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <utility>
 #include <optional>
 #include <span>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -52,6 +52,19 @@ constexpr graph_status operator&(graph_status a, graph_status b) noexcept
 constexpr bool has_status(graph_status status, graph_status flag) noexcept
 {
   return flag != graph_status::none && (status & flag) == flag;
+}
+
+/// Which connections connections() lists (PEER_CONNECTION_FLAGS). Combine with `|`.
+enum class connection_kinds : unsigned
+{
+  neighbor = 1U << 0,
+  direct = 1U << 1,
+  all = neighbor | direct,
+};
+
+constexpr connection_kinds operator|(connection_kinds a, connection_kinds b) noexcept
+{
+  return static_cast<connection_kinds>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
 }
 
 /// One connection of a graph, as connections() lists it (PEER_CONNECTION_INFO).
@@ -89,8 +102,7 @@ public:
     return p;
   }
 
-  payload(payload&& other) noexcept
-      : bytes_(std::exchange(other.bytes_, nullptr)), size_(std::exchange(other.size_, 0))
+  payload(payload&& other) noexcept : bytes_(std::exchange(other.bytes_, nullptr)), size_(std::exchange(other.size_, 0))
   {
   }
 
@@ -136,19 +148,19 @@ private:
 /// A neighbor or direct connection was established, ended or failed (NEIGHBOR_CONNECTION / DIRECT_CONNECTION).
 struct connection_changed
 {
-  connection_id id;                ///< the connection (for failed: the id connect() returned, if any)
-  connection_kind kind;            ///< neighbor or direct
-  connection_status status;        ///< connected, disconnected or failed
-  peer_id remote_peer;             ///< the other node's peer id; empty when it never told it
-  node_id remote_node;             ///< the other node's node id; 0 when unknown
+  connection_id id;                 ///< the connection (for failed: the id connect() returned, if any)
+  connection_kind kind;             ///< neighbor or direct
+  connection_status status;         ///< connected, disconnected or failed
+  peer_id remote_peer;              ///< the other node's peer id; empty when it never told it
+  node_id remote_node;              ///< the other node's node id; 0 when unknown
   std::optional<peer_error> reason; ///< why it disconnected or failed; empty for connected
 };
 
 /// Data arrived on a connection (INCOMING_DATA): one whole send_data call of the remote node.
 struct incoming_data
 {
-  connection_id connection; ///< the connection it arrived on
-  data_type type;           ///< the application-defined type the sender gave
+  connection_id connection;   ///< the connection it arrived on
+  data_type type;             ///< the application-defined type the sender gave
   peergraph::payload payload; ///< the bytes, owned by the event
 };
 

@@ -163,10 +163,7 @@ public:
   constexpr data_type() noexcept = default;
 
   /// From 16 bytes in RFC 4122 (wire) order.
-  constexpr explicit data_type(const bytes_type& bytes) noexcept
-      : bytes_(bytes)
-  {
-  }
+  constexpr explicit data_type(const bytes_type& bytes) noexcept : bytes_(bytes) {}
 
   /// From the fields of a Windows `GUID` {Data1, Data2, Data3, Data4[8]}, e.g.
   /// `data_type{0x6b29fc40, 0xca47, 0x1067, {0xb3, 0x1d, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda}}`.
@@ -401,10 +398,7 @@ public:
   friend std::ostream& operator<<(std::ostream& os, const basic_string_id& id) { return os << id.view(); }
 
 private:
-  explicit basic_string_id(std::string value) noexcept
-      : value_(std::move(value))
-  {
-  }
+  explicit basic_string_id(std::string value) noexcept : value_(std::move(value)) {}
 
   std::string value_;
 };
@@ -422,10 +416,7 @@ public:
   /// No connection (0).
   constexpr connection_id() noexcept = default;
   /// From its numeric value.
-  constexpr explicit connection_id(std::uint64_t value) noexcept
-      : value_(value)
-  {
-  }
+  constexpr explicit connection_id(std::uint64_t value) noexcept : value_(value) {}
 
   /// The numeric value.
   [[nodiscard]] constexpr std::uint64_t value() const noexcept { return value_; }
@@ -460,10 +451,7 @@ public:
   /// No node (0).
   constexpr node_id() noexcept = default;
   /// From its numeric value.
-  constexpr explicit node_id(std::uint64_t value) noexcept
-      : value_(value)
-  {
-  }
+  constexpr explicit node_id(std::uint64_t value) noexcept : value_(value) {}
 
   /// A random, nonzero node id from the operating system's random source.
   [[nodiscard]] static node_id generate()
@@ -516,7 +504,10 @@ enum class connection_kind : std::uint8_t
 }
 
 /// Writes to_string(kind).
-inline std::ostream& operator<<(std::ostream& os, connection_kind kind) { return os << to_string(kind); }
+inline std::ostream& operator<<(std::ostream& os, connection_kind kind)
+{
+  return os << to_string(kind);
+}
 
 } // namespace peergraph
 

@@ -30,7 +30,7 @@ namespace peergraph {
 /// they point to must stay valid and unmodified until the operation completes.
 struct wsabuf
 {
-  std::uint32_t len = 0;   ///< number of bytes at `buf`
+  std::uint32_t len = 0;     ///< number of bytes at `buf`
   const char* buf = nullptr; ///< first byte
 
   /// The same bytes as an Asio buffer, which makes arrays of wsabuf Asio ConstBufferSequences.
@@ -105,7 +105,7 @@ struct zero_copy_result
 /// @par Completion Signature
 /// `void(std::error_code, std::size_t bytes_sent)`; on failure `bytes_sent` tells how many bytes the kernel had taken.
 ///
-/// @par Cancellation
+/// @par Per-Operation Cancellation
 /// Through the token's cancellation slot, `socket.cancel()` or `socket.close()`: completes with operation_aborted.
 /// A send that had not started its turn sends nothing; one that had reports the bytes already taken.
 ///
@@ -134,6 +134,9 @@ auto async_send(Socket& socket, const ConstBufferSequence& buffers, CompletionTo
 ///
 /// @par Completion Signature
 /// `void(std::error_code, std::size_t bytes_sent)`.
+///
+/// @par Per-Operation Cancellation
+/// As for async_send.
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken = use_expected_t>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, send_flags flags = send_flags::none,
@@ -155,6 +158,10 @@ auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, Complet
 ///
 /// @par Completion Signature
 /// `void(std::error_code, zero_copy_result)`.
+///
+/// @par Per-Operation Cancellation
+/// As for async_send while the send waits for its turn or for room in the socket; once the kernel holds the pages
+/// (waiting for their release), it cannot be cut short.
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken = use_expected_t>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, send_flags flags = send_flags::none,

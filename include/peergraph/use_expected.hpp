@@ -166,9 +166,8 @@ public:
         co_return peergraph::detail::to_expected(ec, std::move(value));
     }
     using handler_type = peergraph::detail::expected_handler<asio::any_io_executor, T, T>;
-    co_await [&](auto* frame) {
-      return peergraph::detail::initiate_expected<handler_type>(frame, initiation, args...);
-    };
+    co_await
+        [&](auto* frame) { return peergraph::detail::initiate_expected<handler_type>(frame, initiation, args...); };
     for (;;) {
     } // never reached: the handler completes this coroutine with its result
   }
@@ -190,9 +189,8 @@ public:
         co_return peergraph::detail::to_expected(ec);
     }
     using handler_type = peergraph::detail::expected_handler<asio::any_io_executor, void>;
-    co_await [&](auto* frame) {
-      return peergraph::detail::initiate_expected<handler_type>(frame, initiation, args...);
-    };
+    co_await
+        [&](auto* frame) { return peergraph::detail::initiate_expected<handler_type>(frame, initiation, args...); };
     for (;;) {
     } // never reached: the handler completes this coroutine with its result
   }

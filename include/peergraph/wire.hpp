@@ -61,13 +61,13 @@ inline constexpr std::uint64_t max_payload_ceiling = std::uint64_t{1} << 62U;
 /// Kind of a frame, the first byte of its header.
 enum class frame_kind : std::uint8_t
 {
-  data = 0x01,   ///< typed application data
-  close = 0x02,  ///< orderly close with a reason; the last frame in its direction
-  ping = 0x03,   ///< keepalive request with a token
-  pong = 0x04,   ///< keepalive answer with the same token
-  hello = 0x10,  ///< handshake: who is talking, on which graph
-  accept = 0x11, ///< handshake: the hello was accepted
-  refuse = 0x12, ///< handshake: the hello was refused, with a reason; the last frame in its direction
+  data = 0x01,       ///< typed application data
+  close = 0x02,      ///< orderly close with a reason; the last frame in its direction
+  ping = 0x03,       ///< keepalive request with a token
+  pong = 0x04,       ///< keepalive answer with the same token
+  hello = 0x10,      ///< handshake: who is talking, on which graph
+  accept = 0x11,     ///< handshake: the hello was accepted
+  refuse = 0x12,     ///< handshake: the hello was refused, with a reason; the last frame in its direction
   membership = 0x13, ///< handshake, closed graphs: a membership challenge or proof, before the hello
 };
 
@@ -198,8 +198,7 @@ public:
   /// @param start where the stream starts: decoder_phase::preamble for a new connection (the default), or
   /// decoder_phase::established to decode frames without a handshake.
   explicit frame_decoder(std::uint64_t max_payload_size, decoder_phase start = decoder_phase::preamble) noexcept
-      : max_payload_(std::min(max_payload_size, max_payload_ceiling))
-      , phase_(start)
+      : max_payload_(std::min(max_payload_size, max_payload_ceiling)), phase_(start)
   {
   }
 
@@ -267,8 +266,7 @@ public:
         decode_result result;
         result.event = decode_event::data_header;
         result.consumed = used;
-        result.type = data_type::from_bytes(
-            header.subspan<detail::header_type_offset, data_type::byte_size>());
+        result.type = data_type::from_bytes(header.subspan<detail::header_type_offset, data_type::byte_size>());
         result.length = payload_remaining_;
         result.frame_complete = payload_remaining_ == 0;
         step_ = result.frame_complete ? step::header : step::payload;
@@ -330,8 +328,9 @@ public:
   [[nodiscard]] close_reason reason() const noexcept
   {
     // Built on each call, so a copied or moved decoder views its own buffer.
-    return {reason_code_, detail::as_text(std::span<const std::byte>(control_buffer_)
-                                              .subspan(min_reason_payload_size, reason_text_size_))};
+    return {reason_code_,
+            detail::as_text(
+                std::span<const std::byte>(control_buffer_).subspan(min_reason_payload_size, reason_text_size_))};
   }
 
 private:
@@ -758,7 +757,7 @@ inline std::array<std::byte, membership_frame_size> encode_membership(membership
 /// @param text optional detail, as for encode_refuse.
 /// @return the bytes to send, or invalid_argument for a bad reason or text.
 [[nodiscard]] inline expected<std::vector<std::byte>, peer_error> encode_refusing_opening(peer_errc reason,
-                                                                                         std::string_view text = {})
+                                                                                          std::string_view text = {})
 {
   auto refuse = detail::encode_reason(frame_kind::refuse, reason, text);
   if (!refuse)

@@ -56,9 +56,8 @@ int main()
   asio::local::connect_pair(sender, receiver);
 
   bool ok = false;
-  asio::co_spawn(ctx, run(*node, sender, receiver), [&](const std::exception_ptr& error, bool result) {
-    ok = !error && result;
-  });
+  asio::co_spawn(ctx, run(*node, sender, receiver),
+                 [&](const std::exception_ptr& error, bool result) { ok = !error && result; });
   ctx.run();
   return ok ? 0 : 1;
 }

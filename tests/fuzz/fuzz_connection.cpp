@@ -31,10 +31,10 @@
 
 #include "fuzz_support.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/write.hpp>
 
 #include <algorithm>
@@ -121,12 +121,12 @@ struct frame
 /// What the node's side of the connection should see of a stream: decoded with the node's own limits.
 struct expectation
 {
-  bool hello = false;    // a valid hello came through
+  bool hello = false;      // a valid hello came through
   bool membership = false; // a membership frame came first: the node (of an open graph) refuses not_authenticated
   bool tls = false;        // the stream begins like a TLS handshake: the node (without TLS) refuses not_authenticated
-  bool accepted = false; // the client accepted
+  bool accepted = false;   // the client accepted
   wire::hello_message client_hello;
-  std::vector<frame> frames; // complete data frames of the types the node delivers, in order
+  std::vector<frame> frames;                // complete data frames of the types the node delivers, in order
   std::optional<std::size_t> close_request; // the index in frames of the first close request
   std::vector<std::uint64_t> pings;
 };
@@ -718,17 +718,17 @@ private:
   std::uint64_t inputs_ = 0;
   struct
   {
-    std::uint64_t established = 0; // inputs whose connection was established and its delivery checked
-    std::uint64_t frames = 0;      // data frames checked against the client's stream
-    std::uint64_t pongs = 0;       // pongs checked against the client's pings
+    std::uint64_t established = 0;    // inputs whose connection was established and its delivery checked
+    std::uint64_t frames = 0;         // data frames checked against the client's stream
+    std::uint64_t pongs = 0;          // pongs checked against the client's pings
     std::uint64_t closed_by_node = 0; // connections the node closed on the client's request
   } stats_;
 
   std::map<std::uint64_t, connection_kind> open_; // established connections of clients, on the node
-  std::set<std::uint64_t> closed_by_node_;     // closed by the node on request, current input
+  std::set<std::uint64_t> closed_by_node_;        // closed by the node on request, current input
   std::uint64_t closes_started_ = 0;
   std::uint64_t closes_done_ = 0;
-  std::vector<std::uint64_t> connected_now_;   // established during the current input
+  std::vector<std::uint64_t> connected_now_;         // established during the current input
   std::map<std::uint64_t, std::vector<frame>> data_; // data the node delivered, by connection, current input
   std::uint64_t sends_started_ = 0;
   std::uint64_t sends_done_ = 0;

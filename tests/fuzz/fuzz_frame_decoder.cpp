@@ -86,7 +86,7 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_reference(std::ui
       const wire::close_reason reason = decoder.reason();
       // A refuse in place of the hello comes in the same call as the preamble before it.
       PEERGRAPH_FUZZ_CHECK(!preamble_pending || r->event == wire::decode_event::refuse);
-      auto encoded = preamble_pending ? wire::encode_refusing_opening(reason.code, reason.text)
+      auto encoded = preamble_pending                         ? wire::encode_refusing_opening(reason.code, reason.text)
                      : r->event == wire::decode_event::refuse ? wire::encode_refuse(reason.code, reason.text)
                                                               : wire::encode_close(reason.code, reason.text);
       PEERGRAPH_FUZZ_CHECK(encoded.has_value());

@@ -19,7 +19,7 @@
 #include <vector>
 
 /// Aborts with the failed condition when `expr` is false: libFuzzer saves the input that got here as a crash.
-#define PEERGRAPH_FUZZ_CHECK(expr)                                                                                   \
+#define PEERGRAPH_FUZZ_CHECK(expr)                                                                                     \
   ((expr) ? static_cast<void>(0) : ::peergraph::fuzz::check_failed(#expr, __FILE__, __LINE__))
 
 namespace peergraph::fuzz {
@@ -97,7 +97,7 @@ inline bool is_decoder_error(peer_errc code) noexcept
 /// One decode() call with every documented invariant checked: the call's own result, and how the decoder's state
 /// moved. Returns the result unchanged.
 inline expected<wire::decode_result, peer_error> checked_decode(wire::frame_decoder& decoder,
-                                                                 std::span<const std::byte> input)
+                                                                std::span<const std::byte> input)
 {
   const bool was_failed = decoder.failed();
   const peer_error old_error = decoder.error();
@@ -239,9 +239,9 @@ inline expected<wire::decode_result, peer_error> checked_decode(wire::frame_deco
 struct record
 {
   wire::decode_event event = wire::decode_event::need_more;
-  std::uint64_t number = 0;        // data_header: length; ping, pong: token; refuse, close: reason code
-  data_type type;                  // data_header
-  std::string bytes;               // data_payload: the payload so far; refuse, close: the reason text
+  std::uint64_t number = 0; // data_header: length; ping, pong: token; refuse, close: reason code
+  data_type type;           // data_header
+  std::string bytes;        // data_payload: the payload so far; refuse, close: the reason text
   std::optional<wire::hello_message> hello;
   std::optional<wire::membership_message> membership;
 

@@ -188,26 +188,28 @@ void frame_decoder_seeds(writer& w)
          data(chat, "hello"), ping(0x1122334455667788ULL), pong(0x1122334455667788ULL),
          close(peer_errc::connection_closed, "bye")});
   w.put(t, "handshake_bytewise", {config(0, 3, 1), preamble, hello("g", "p"), accept(), data(file, "x")});
-  w.put(t, "handshake_refused", {config(0, 5, 3), preamble, hello("chat", "alice"),
-                                 refuse(peer_errc::connection_refused, "wrong graph")});
+  w.put(t, "handshake_refused",
+        {config(0, 5, 3), preamble, hello("chat", "alice"), refuse(peer_errc::connection_refused, "wrong graph")});
   // The preamble and a refuse in place of the hello arrive in one call of the decoder.
-  w.put(t, "refuse_in_place_of_hello", {config(0, 5, 0),
-                                        *wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
+  w.put(t, "refuse_in_place_of_hello",
+        {config(0, 5, 0), *wire::encode_refusing_opening(peer_errc::connection_refused, "graph")});
   w.put(t, "refuse_in_place_of_hello_unknown_reason",
         {config(0, 5, 2), *wire::encode_refusing_opening(static_cast<peer_errc>(9999), "newer")});
-  w.put(t, "membership_caller", {config(0, 4, 2), preamble, challenge(), proof(), hello_frame("chat", "alice"),
-                                  accept(), data(chat, "closed")});
+  w.put(
+      t, "membership_caller",
+      {config(0, 4, 2), preamble, challenge(), proof(), hello_frame("chat", "alice"), accept(), data(chat, "closed")});
   w.put(t, "membership_acceptor", {config(0, 4, 1), preamble, answer(), hello_frame("chat", "bob"), accept()});
   w.put(t, "membership_refused", {config(0, 5, 0), preamble, challenge(), refuse(peer_errc::not_authenticated)});
   w.put(t, "membership_hello_without_proof", {config(0, 5, 3), preamble, challenge(), hello_frame("chat", "eve")});
   w.put(t, "hello_direct_no_preamble", {config(1, 5, 2), hello("chat", "alice", connection_kind::direct, "bob")});
-  w.put(t, "hello_longest_ids", {config(0, 5, 2), preamble,
-                                 hello(longest, longest, connection_kind::neighbor, longest)});
+  w.put(t, "hello_longest_ids",
+        {config(0, 5, 2), preamble, hello(longest, longest, connection_kind::neighbor, longest)});
   w.put(t, "hello_utf8_ids", {config(1, 5, 3), hello("gr\xC3\xA4ph", "\xE6\x97\xA5\xE6\x9C\xAC")});
   w.put(t, "reply_accept_then_data", {config(2, 4, 3), accept(), data(chat, "payload"), data(file, "")});
   w.put(t, "reply_refuse_unknown_reason", {config(2, 4, 2), refuse(static_cast<peer_errc>(9999), "newer")});
-  w.put(t, "established_many_frames", {config(3, 4, 3, 1), data(chat, "one"), data(file, ""), ping(1), pong(2),
-                                       data(chat, std::string(300, 'z')), close(peer_errc::timed_out)});
+  w.put(t, "established_many_frames",
+        {config(3, 4, 3, 1), data(chat, "one"), data(file, ""), ping(1), pong(2), data(chat, std::string(300, 'z')),
+         close(peer_errc::timed_out)});
   w.put(t, "established_advance_payload", {config(3, 5, 3, 99), data(file, std::string(2000, 'a')), ping(7)});
   w.put(t, "established_length_2_63", {config(3, 7, 0), data_header(chat, std::uint64_t{1} << 63U)});
   w.put(t, "established_just_over_max", {config(3, 3, 2), data_header(chat, 1025), text("tail")});
@@ -260,25 +262,28 @@ void connection_seeds(writer& w)
   const bytes h = hello("fuzz-graph", "raw-client");
   w.put(t, "raw_full_session", {op(0), h, accept(), data(chat, "hello"), ping(5), close(peer_errc::connection_closed)});
   w.put(t, "raw_full_session_cut", {op(0, 0, 2), h, accept(), data(chat, "hello"), data(file, "world"), ping(9)});
-  w.put(t, "raw_direct", {op(0), hello("fuzz-graph", "raw-client", connection_kind::direct, "fuzz-node"), accept(),
-                          data(chat, "direct")});
+  w.put(
+      t, "raw_direct",
+      {op(0), hello("fuzz-graph", "raw-client", connection_kind::direct, "fuzz-node"), accept(), data(chat, "direct")});
   w.put(t, "raw_wrong_graph", {op(0), hello("other-graph", "raw-client"), accept(), data(chat, "x")});
-  w.put(t, "raw_wrong_expected_peer", {op(0), hello("fuzz-graph", "raw-client", connection_kind::neighbor, "nobody"),
-                                       accept()});
+  w.put(t, "raw_wrong_expected_peer",
+        {op(0), hello("fuzz-graph", "raw-client", connection_kind::neighbor, "nobody"), accept()});
   w.put(t, "raw_hello_then_reset", {op(0, 2), h});
   w.put(t, "raw_half_hello_silent", {op(0, 3), std::span<const std::byte>(h).first(20)});
-  w.put(t, "raw_membership_challenge", {op(0), preamble, challenge(), proof(), hello_frame("fuzz-graph", "raw-client"),
-                                         accept(), data(chat, "x")});
+  w.put(t, "raw_membership_challenge",
+        {op(0), preamble, challenge(), proof(), hello_frame("fuzz-graph", "raw-client"), accept(), data(chat, "x")});
   // What a TLS node sends first: a handshake record header, then the start of a ClientHello.
-  w.put(t, "raw_tls_client_hello", {op(0), bytes{std::byte{0x16}, std::byte{0x03}, std::byte{0x01}, std::byte{0x00},
-                                                 std::byte{0x40}, std::byte{0x01}, std::byte{0x00}, std::byte{0x00},
-                                                 std::byte{0x3c}, std::byte{0x03}, std::byte{0x03}}});
+  w.put(t, "raw_tls_client_hello",
+        {op(0),
+         bytes{std::byte{0x16}, std::byte{0x03}, std::byte{0x01}, std::byte{0x00}, std::byte{0x40}, std::byte{0x01},
+               std::byte{0x00}, std::byte{0x00}, std::byte{0x3c}, std::byte{0x03}, std::byte{0x03}}});
   w.put(t, "raw_garbage", {op(0), text("GET / HTTP/1.1\r\nHost: x\r\n\r\n")});
   w.put(t, "preamble_then_hello_frame", {op(1), std::span(h).subspan(8), accept(), data(file, "payload")});
   w.put(t, "hello_then_accept", {op(2, 0, 1), accept(), ping(77), data(chat, "a")});
   w.put(t, "hello_then_refuse", {op(2), refuse(peer_errc::limit_exceeded, "full")});
-  w.put(t, "established_frames", {op(3), data(chat, "one"), data(file, ""), ping(1), pong(2), data(chat, "two"),
-                                  close(peer_errc::connection_closed, "done")});
+  w.put(t, "established_frames",
+        {op(3), data(chat, "one"), data(file, ""), ping(1), pong(2), data(chat, "two"),
+         close(peer_errc::connection_closed, "done")});
   w.put(t, "established_frames_reset", {op(3, 2, 3), data(chat, "one"), data_header(chat, 100), text("partial")});
   w.put(t, "established_large_frame", {op(3, 0, 4), data(file, std::string(3000, 'L'))});
   w.put(t, "established_length_2_63", {op(3), data_header(chat, std::uint64_t{1} << 63U)});
@@ -288,8 +293,9 @@ void connection_seeds(writer& w)
   w.put(t, "established_bad_reserved", {op(3), bytes{std::byte{1}, std::byte{1}}, bytes(26)});
   w.put(t, "direct_frames", {op(4, 0, 2), data(chat, "direct data"), ping(3)});
   // Data of type ...0001 asks the node to close the connection (it can for a direct one); ffff... is filtered out.
-  w.put(t, "direct_close_request", {op(4, 0, 3), data(chat, "before"), data(close_request, "close"),
-                                    data(chat, "after"), ping(4), data(chat, "later")});
+  w.put(t, "direct_close_request",
+        {op(4, 0, 3), data(chat, "before"), data(close_request, "close"), data(chat, "after"), ping(4),
+         data(chat, "later")});
   w.put(t, "neighbor_close_request", {op(3, 0, 2), data(close_request, "close"), data(chat, "stays")});
   w.put(t, "filtered_type", {op(3), data(filtered, "skipped"), data(chat, "kept"), data(filtered, "")});
   w.put(t, "wrong_graph_frames", {op(5), data(chat, "x")});
@@ -300,8 +306,9 @@ void connection_seeds(writer& w)
         {op(7), bytes{std::byte{0}, std::byte{5}}, text("hello"), bytes{std::byte{4}}, text("12345678"),
          bytes{std::byte{9}, std::byte{3}}, text("abc"), bytes{std::byte{6}, std::byte{41}, std::byte{3}},
          text("xyz")});
-  w.put(t, "structured_large", {op(7, 0, 3), bytes{std::byte{3}, std::byte{0x10}, std::byte{0x00}, std::byte{0x42}},
-                                bytes{std::byte{4}}, text("pingpong")});
+  w.put(t, "structured_large",
+        {op(7, 0, 3), bytes{std::byte{3}, std::byte{0x10}, std::byte{0x00}, std::byte{0x42}}, bytes{std::byte{4}},
+         text("pingpong")});
   w.put(t, "structured_too_large", {op(7), bytes{std::byte{3}, std::byte{0xFF}, std::byte{0xFF}, std::byte{1}}});
   w.put(t, "structured_raw", {op(7, 2, 1), bytes{std::byte{7}, std::byte{5}}, text("\x01\x00\x00\x00\x00")});
 }

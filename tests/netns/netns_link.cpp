@@ -209,21 +209,18 @@ int main(int argc, char** argv)
   sigemptyset(&signals);
   for (int s : {SIGTERM, SIGINT, SIGUSR1})
     sigaddset(&signals, s);
-  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0)
-    {
+  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
     fail("block signals");
     return 1;
   }
   const int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0)
-    {
+  if (signal_fd < 0) {
     fail("signalfd");
     return 1;
   }
 
   const int home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (home < 0)
-    {
+  if (home < 0) {
     fail("open own network namespace");
     return 1;
   }
@@ -277,9 +274,9 @@ int main(int argc, char** argv)
       if (errno == EINTR)
         continue;
       {
-    fail("ppoll");
-    return 1;
-  }
+        fail("ppoll");
+        return 1;
+      }
     }
     if ((polled[0].revents & POLLIN) != 0) {
       signalfd_siginfo info{};
@@ -331,9 +328,8 @@ int main(int argc, char** argv)
     std::snprintf(text, sizeof text, "%.2f", share);
     emit("stats link=" + std::to_string(d.link) + " direction=" + d.name + " packets=" + std::to_string(d.packets) +
          " dropped=" + std::to_string(d.dropped) + " dropped_percent=" + text +
-         " cut_dropped=" + std::to_string(d.cut_dropped) +
-         " forwarded=" + std::to_string(d.forwarded) + " write_errors=" + std::to_string(d.write_errors) +
-         " cut=" + (cut[d.link] ? "yes" : "no"));
+         " cut_dropped=" + std::to_string(d.cut_dropped) + " forwarded=" + std::to_string(d.forwarded) +
+         " write_errors=" + std::to_string(d.write_errors) + " cut=" + (cut[d.link] ? "yes" : "no"));
   }
   emit("overflow dropped=" + std::to_string(overflow));
   for (int fd : devices)

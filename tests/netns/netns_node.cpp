@@ -88,7 +88,6 @@ struct options
   std::size_t expect_neighbors = 0;
 };
 
-
 std::string to_text(const tcp::endpoint& endpoint)
 {
   const auto address = endpoint.address();
@@ -281,7 +280,7 @@ private:
   {
     const char* status = change.status == peergraph::connection_status::connected      ? "connected"
                          : change.status == peergraph::connection_status::disconnected ? "disconnected"
-                                                                                        : "failed";
+                                                                                       : "failed";
     std::string record = "event t=" + timestamp() + " node=" + opts_.peer + " status=" + status +
                          " connection=" + std::to_string(change.id.value()) +
                          " kind=" + std::string(to_string(change.kind)) +
@@ -430,9 +429,9 @@ private:
   asio::signal_set signals_;
   asio::steady_timer deadline_;
   std::map<std::uint64_t, std::unique_ptr<neighbor>> neighbors_; // by connection id
-  std::vector<asio::steady_timer*> retry_timers_;                 // of the connectors still retrying
-  std::uint64_t target_;                                          // messages each connection is to send in all
-  bool stopping_ = false; // the summary is written
+  std::vector<asio::steady_timer*> retry_timers_;                // of the connectors still retrying
+  std::uint64_t target_;                                         // messages each connection is to send in all
+  bool stopping_ = false;                                        // the summary is written
   bool closed_ = false;
   bool fatal_ = false;
   int exit_code_ = 1;

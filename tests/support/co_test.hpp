@@ -56,11 +56,11 @@ inline void run_coroutine_test(asio::io_context& ctx, std::function<asio::awaita
 
 /// A doctest case whose body is a coroutine run on a fresh io_context named `ctx`, bounded by a time limit.
 #define CO_TEST_CASE(name) CO_TEST_CASE_IMPL_(name, PEERGRAPH_CO_TEST_CONCAT(peergraph_co_test_, __LINE__))
-#define CO_TEST_CASE_IMPL_(name, fn)                                                                                 \
-  static asio::awaitable<void> fn(asio::io_context& ctx);                                                           \
-  TEST_CASE(name)                                                                                                    \
-  {                                                                                                                  \
-    asio::io_context ctx;                                                                                            \
-    ::peergraph::test::run_coroutine_test(ctx, [&ctx]() { return fn(ctx); });                                        \
-  }                                                                                                                  \
+#define CO_TEST_CASE_IMPL_(name, fn)                                                                                   \
+  static asio::awaitable<void> fn(asio::io_context& ctx);                                                              \
+  TEST_CASE(name)                                                                                                      \
+  {                                                                                                                    \
+    asio::io_context ctx;                                                                                              \
+    ::peergraph::test::run_coroutine_test(ctx, [&ctx]() { return fn(ctx); });                                          \
+  }                                                                                                                    \
   static asio::awaitable<void> fn([[maybe_unused]] asio::io_context& ctx)

@@ -236,8 +236,8 @@ inline asio::awaitable<void> expect_refused_both_ways(node& caller, node& accept
 // ---- a raw peer speaking the wire protocol by hand -------------------------------------------------------------
 
 inline wire::hello_message hello_of(std::string_view peer, std::string_view graph = "test-graph",
-                             std::optional<peer_id> expected = std::nullopt, node_id node = node_id::generate(),
-                             connection_kind kind = connection_kind::neighbor)
+                                    std::optional<peer_id> expected = std::nullopt, node_id node = node_id::generate(),
+                                    connection_kind kind = connection_kind::neighbor)
 {
   return wire::hello_message{kind, *peergraph::graph_id::make(graph), pid(peer), node, std::move(expected)};
 }
@@ -257,9 +257,9 @@ struct raw_event
 /// How a raw peer's connection ended.
 struct raw_end
 {
-  bool closed = false;     // end of stream or reset (not a timeout)
-  std::error_code error;   // eof, connection_reset or timed_out
-  std::size_t bytes = 0;   // bytes received before the end
+  bool closed = false;               // end of stream or reset (not a timeout)
+  std::error_code error;             // eof, connection_reset or timed_out
+  std::size_t bytes = 0;             // bytes received before the end
   std::chrono::milliseconds after{}; // time from the call to the end
 };
 
@@ -399,7 +399,7 @@ public:
 
 private:
   asio::awaitable<std::pair<std::error_code, std::size_t>> read_some_for(asio::mutable_buffer into,
-                                                                          std::chrono::milliseconds timeout)
+                                                                         std::chrono::milliseconds timeout)
   {
     using namespace asio::experimental::awaitable_operators;
     asio::steady_timer timer(socket_.get_executor());
@@ -428,7 +428,7 @@ struct raw_link
 /// A nonzero `receive_buffer` sets the raw peer's receive buffer first: a small one makes what the node sends back up
 /// into the node at once.
 inline asio::awaitable<raw_link> raw_handshake(asio::io_context& ctx, node& n, const tcp::endpoint& where,
-                                        std::string_view peer, int receive_buffer = 0)
+                                               std::string_view peer, int receive_buffer = 0)
 {
   auto raw = std::make_unique<raw_peer>(ctx);
   if (receive_buffer != 0) {

@@ -21,8 +21,8 @@ namespace peergraph::test {
 template <class Executor>
 std::pair<asio::ip::tcp::socket, asio::ip::tcp::socket> tcp_pair(const Executor& ex, bool v6 = false)
 {
-  const auto address = v6 ? asio::ip::address(asio::ip::address_v6::loopback())
-                          : asio::ip::address(asio::ip::address_v4::loopback());
+  const auto address =
+      v6 ? asio::ip::address(asio::ip::address_v6::loopback()) : asio::ip::address(asio::ip::address_v4::loopback());
   asio::ip::tcp::acceptor acceptor(ex, asio::ip::tcp::endpoint(address, 0));
   asio::ip::tcp::socket client(ex);
   client.connect(acceptor.local_endpoint());

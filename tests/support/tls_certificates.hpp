@@ -76,8 +76,8 @@ inline pem_identity make_identity(std::string_view common_name, const pem_identi
   REQUIRE(X509_set_pubkey(certificate, out.native_key.get()) == 1);
   X509_NAME* name = X509_get_subject_name(certificate);
   const std::string cn(common_name);
-  REQUIRE(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()),
-                                     -1, -1, 0) == 1);
+  REQUIRE(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
+                                     -1, 0) == 1);
   X509* issuer_certificate = issuer != nullptr ? issuer->native_certificate.get() : certificate;
   EVP_PKEY* issuer_key = issuer != nullptr ? issuer->native_key.get() : out.native_key.get();
   REQUIRE(X509_set_issuer_name(certificate, X509_get_subject_name(issuer_certificate)) == 1);

@@ -158,7 +158,12 @@ private:
 
   private:
     // unarmed: no drain registered yet; armed: the thread's end drains the cache; ended: drained, keeps nothing.
-    enum class cache_state : unsigned char { unarmed, armed, ended };
+    enum class cache_state : unsigned char
+    {
+      unarmed,
+      armed,
+      ended
+    };
 
     struct local_list
     {

@@ -54,8 +54,8 @@ template <template <class, class> class Associator, class Handler, class Transfo
 struct associator<Associator, peergraph::detail::bound_completion<Handler, Transform>, DefaultCandidate>
     : Associator<Handler, DefaultCandidate>
 {
-  static typename Associator<Handler, DefaultCandidate>::type
-  get(const peergraph::detail::bound_completion<Handler, Transform>& h,
+  static typename Associator<Handler, DefaultCandidate>::type get(
+      const peergraph::detail::bound_completion<Handler, Transform>& h,
       const DefaultCandidate& c = DefaultCandidate()) noexcept
   {
     return Associator<Handler, DefaultCandidate>::get(h.handler_, c);

@@ -17,9 +17,9 @@
 
 #include <asio/associated_allocator.hpp>
 #include <asio/associated_executor.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/error.hpp>
 #include <asio/execution/outstanding_work.hpp>
-#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
@@ -58,8 +58,8 @@ template <class Handler, class Executor, class... Args>
 class waiting_completion_for final : public waiting_completion<Args...>
 {
 public:
-  using allocator_type = typename std::allocator_traits<asio::associated_allocator_t<
-      Handler, pool_allocator<void>>>::template rebind_alloc<waiting_completion_for>;
+  using allocator_type = typename std::allocator_traits<
+      asio::associated_allocator_t<Handler, pool_allocator<void>>>::template rebind_alloc<waiting_completion_for>;
 
   static waiting_completion<Args...>* create(Handler&& handler, const Executor& fallback)
   {
@@ -70,8 +70,8 @@ public:
   }
 
   waiting_completion_for(Handler&& handler, const Executor& fallback)
-      : handler_(std::move(handler)),
-        work_(asio::prefer(asio::get_associated_executor(handler_, fallback), asio::execution::outstanding_work.tracked)),
+      : handler_(std::move(handler)), work_(asio::prefer(asio::get_associated_executor(handler_, fallback),
+                                                         asio::execution::outstanding_work.tracked)),
         on_fallback_(runs_on(handler_, fallback))
   {
   }

@@ -98,10 +98,10 @@ inline constexpr bool valid_error = std::is_object_v<E> && !std::is_array_v<E> &
 
 // [expected.object.general]: what may be the T of expected<T, E> (void is handled by the partial specialization).
 template <class T>
-inline constexpr bool valid_value = !std::is_reference_v<T> && !std::is_function_v<T> && !std::is_array_v<T> &&
-                                    !std::is_same_v<std::remove_cv_t<T>, std::in_place_t> &&
-                                    !std::is_same_v<std::remove_cv_t<T>, unexpect_t> &&
-                                    !is_unexpected<std::remove_cv_t<T>>;
+inline constexpr bool valid_value =
+    !std::is_reference_v<T> && !std::is_function_v<T> && !std::is_array_v<T> &&
+    !std::is_same_v<std::remove_cv_t<T>, std::in_place_t> && !std::is_same_v<std::remove_cv_t<T>, unexpect_t> &&
+    !is_unexpected<std::remove_cv_t<T>>;
 
 // converts-from-any-cvref<T, W> from [optional.ctor]. Class templates rather than variables, so that conjunction and
 // disjunction below instantiate them only when the earlier conditions did not already decide; that keeps the check
@@ -126,12 +126,12 @@ struct unexpected_from_any_cvref
 // Constraints of expected<T, E>'s converting constructors from expected<U, G> ([expected.object.cons] 17-19).
 // The same-type case is left to the copy and move constructors.
 template <class T, class E, class U, class G, class UF, class GF>
-inline constexpr bool can_convert = std::conjunction_v<
-    std::negation<std::conjunction<std::is_same<T, U>, std::is_same<E, G>>>, std::is_constructible<T, UF>,
-    std::is_constructible<E, GF>,
-    std::disjunction<std::is_same<std::remove_cv_t<T>, bool>,
-                     std::negation<converts_from_any_cvref<T, expected<U, G>>>>,
-    std::negation<unexpected_from_any_cvref<E, expected<U, G>>>>;
+inline constexpr bool can_convert =
+    std::conjunction_v<std::negation<std::conjunction<std::is_same<T, U>, std::is_same<E, G>>>,
+                       std::is_constructible<T, UF>, std::is_constructible<E, GF>,
+                       std::disjunction<std::is_same<std::remove_cv_t<T>, bool>,
+                                        std::negation<converts_from_any_cvref<T, expected<U, G>>>>,
+                       std::negation<unexpected_from_any_cvref<E, expected<U, G>>>>;
 
 // Constraints of expected<void, E>'s converting constructors ([expected.void.cons] 8-10).
 template <class T, class E, class U, class G, class GF>
@@ -191,19 +191,14 @@ template <class E, class Arg>
 template <class New, class Old, class... Args>
 constexpr void reinit_expected(New& new_value, Old& old_value, Args&&... args)
 {
-  if constexpr (std::is_nothrow_constructible_v<New, Args...>)
-  {
+  if constexpr (std::is_nothrow_constructible_v<New, Args...>) {
     std::destroy_at(std::addressof(old_value));
     std::construct_at(std::addressof(new_value), std::forward<Args>(args)...);
-  }
-  else if constexpr (std::is_nothrow_move_constructible_v<New>)
-  {
+  } else if constexpr (std::is_nothrow_move_constructible_v<New>) {
     New tmp(std::forward<Args>(args)...);
     std::destroy_at(std::addressof(old_value));
     std::construct_at(std::addressof(new_value), std::move(tmp));
-  }
-  else
-  {
+  } else {
     static_assert(std::is_nothrow_move_constructible_v<Old>);
     Old tmp(std::move(old_value));
     std::destroy_at(std::addressof(old_value));
@@ -490,9 +485,10 @@ public:
   = default;
 
   /// Copies rhs's value or error; if the copy throws, *this is unchanged.
-  constexpr expected& operator=(const expected& rhs) noexcept(
-      std::is_nothrow_copy_assignable_v<T> && std::is_nothrow_copy_constructible_v<T> &&
-      std::is_nothrow_copy_assignable_v<E> && std::is_nothrow_copy_constructible_v<E>)
+  constexpr expected& operator=(const expected& rhs) noexcept(std::is_nothrow_copy_assignable_v<T> &&
+                                                              std::is_nothrow_copy_constructible_v<T> &&
+                                                              std::is_nothrow_copy_assignable_v<E> &&
+                                                              std::is_nothrow_copy_constructible_v<E>)
     requires(copy_assignable && !trivially_copy_assignable)
   {
     if (has_val_ && rhs.has_val_)
@@ -513,9 +509,10 @@ public:
   = default;
 
   /// Moves rhs's value or error in; if the move throws, *this is unchanged.
-  constexpr expected& operator=(expected&& rhs) noexcept(
-      std::is_nothrow_move_assignable_v<T> && std::is_nothrow_move_constructible_v<T> &&
-      std::is_nothrow_move_assignable_v<E> && std::is_nothrow_move_constructible_v<E>)
+  constexpr expected& operator=(expected&& rhs) noexcept(std::is_nothrow_move_assignable_v<T> &&
+                                                         std::is_nothrow_move_constructible_v<T> &&
+                                                         std::is_nothrow_move_assignable_v<E> &&
+                                                         std::is_nothrow_move_constructible_v<E>)
     requires(move_assignable && !trivially_move_assignable)
   {
     if (has_val_ && rhs.has_val_)
@@ -538,12 +535,9 @@ public:
               std::is_nothrow_move_constructible_v<E>))
   constexpr expected& operator=(U&& v)
   {
-    if (has_val_)
-    {
+    if (has_val_) {
       val_ = std::forward<U>(v);
-    }
-    else
-    {
+    } else {
       reinit_expected(val_, unex_, std::forward<U>(v));
       has_val_ = true;
     }
@@ -557,13 +551,10 @@ public:
               std::is_nothrow_move_constructible_v<E>))
   constexpr expected& operator=(const unexpected<G>& e)
   {
-    if (has_val_)
-    {
+    if (has_val_) {
       reinit_expected(unex_, val_, e.error());
       has_val_ = false;
-    }
-    else
-    {
+    } else {
       unex_ = e.error();
     }
     return *this;
@@ -576,13 +567,10 @@ public:
               std::is_nothrow_move_constructible_v<E>))
   constexpr expected& operator=(unexpected<G>&& e)
   {
-    if (has_val_)
-    {
+    if (has_val_) {
       reinit_expected(unex_, val_, std::move(e).error());
       has_val_ = false;
-    }
-    else
-    {
+    } else {
       unex_ = std::move(e).error();
     }
     return *this;
@@ -958,8 +946,7 @@ private:
   // with_value holds a value, with_error an error; afterwards the other way round. [expected.object.swap] table 64.
   static constexpr void swap_value_with_error(expected& with_value, expected& with_error)
   {
-    if constexpr (std::is_nothrow_move_constructible_v<E>)
-    {
+    if constexpr (std::is_nothrow_move_constructible_v<E>) {
       E tmp(std::move(with_error.unex_));
       std::destroy_at(std::addressof(with_error.unex_));
       rollback_guard guard([&] { std::construct_at(std::addressof(with_error.unex_), std::move(tmp)); });
@@ -967,9 +954,7 @@ private:
       guard.dismiss();
       std::destroy_at(std::addressof(with_value.val_));
       std::construct_at(std::addressof(with_value.unex_), std::move(tmp));
-    }
-    else
-    {
+    } else {
       T tmp(std::move(with_value.val_));
       std::destroy_at(std::addressof(with_value.val_));
       rollback_guard guard([&] { std::construct_at(std::addressof(with_value.val_), std::move(tmp)); });
@@ -1028,13 +1013,10 @@ private:
     using result = expected<mapped, E>;
     if (!self.has_val_)
       return result(unexpect, forward_member<Self>(self.unex_));
-    if constexpr (std::is_void_v<mapped>)
-    {
+    if constexpr (std::is_void_v<mapped>) {
       std::invoke(std::forward<F>(f), forward_member<Self>(self.val_));
       return result();
-    }
-    else
-    {
+    } else {
       return result(invoke_value_tag{}, std::forward<F>(f), forward_member<Self>(self.val_));
     }
   }
@@ -1260,22 +1242,16 @@ public:
   }
 
   /// Exchanges contents with rhs.
-  constexpr void swap(expected& rhs) noexcept(std::is_nothrow_move_constructible_v<E> &&
-                                              std::is_nothrow_swappable_v<E>)
+  constexpr void swap(expected& rhs) noexcept(std::is_nothrow_move_constructible_v<E> && std::is_nothrow_swappable_v<E>)
     requires(std::is_swappable_v<E> && std::is_move_constructible_v<E>)
   {
-    if (has_val_ && !rhs.has_val_)
-    {
+    if (has_val_ && !rhs.has_val_) {
       set_error(std::move(rhs.unex_));
       rhs.set_success();
-    }
-    else if (!has_val_ && rhs.has_val_)
-    {
+    } else if (!has_val_ && rhs.has_val_) {
       rhs.set_error(std::move(unex_));
       set_success();
-    }
-    else if (!has_val_)
-    {
+    } else if (!has_val_) {
       using std::swap;
       swap(unex_, rhs.unex_);
     }
@@ -1560,13 +1536,10 @@ private:
     using result = expected<mapped, E>;
     if (!self.has_val_)
       return result(unexpect, forward_member<Self>(self.unex_));
-    if constexpr (std::is_void_v<mapped>)
-    {
+    if constexpr (std::is_void_v<mapped>) {
       std::invoke(std::forward<F>(f));
       return result();
-    }
-    else
-    {
+    } else {
       return result(invoke_value_tag{}, std::forward<F>(f));
     }
   }

@@ -107,9 +107,7 @@ template <class Executor, class Allocator, class F>
 void dispatch_with(const Executor& ex, const Allocator& alloc, F&& f)
 {
   if constexpr (std::is_same_v<Executor, asio::any_io_executor>) {
-    const auto dispatch_there = [&](const auto& io) {
-      asio::dispatch(io, with_allocator(alloc, std::forward<F>(f)));
-    };
+    const auto dispatch_there = [&](const auto& io) { asio::dispatch(io, with_allocator(alloc, std::forward<F>(f))); };
     if (with_io_context_executor(ex, dispatch_there))
       return;
   }

@@ -54,10 +54,7 @@ constexpr void store_le(std::span<std::byte> out, std::size_t at, UInt value) no
 class byte_reader
 {
 public:
-  constexpr explicit byte_reader(std::span<const std::byte> in) noexcept
-      : in_(in)
-  {
-  }
+  constexpr explicit byte_reader(std::span<const std::byte> in) noexcept : in_(in) {}
 
   /// Reads a little-endian unsigned integer; false (and the reader fails) if too few bytes are left.
   template <class UInt>

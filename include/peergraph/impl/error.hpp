@@ -24,7 +24,10 @@ struct peer_errc_info
   int generic_condition; // a std::errc value, or 0: the condition stays in peer_category()
 };
 
-constexpr int errc_value(std::errc e) noexcept { return static_cast<int>(e); }
+constexpr int errc_value(std::errc e) noexcept
+{
+  return static_cast<int>(e);
+}
 
 // HRESULT helpers, spelled as in winerror.h.
 constexpr std::uint32_t hresult_from_win32(int code) noexcept
@@ -37,56 +40,56 @@ inline constexpr std::uint32_t e_outofmemory = 0x8007000Eu;
 
 // Winsock and Win32 codes, spelled as in winsock2.h and winerror.h (not available off Windows).
 namespace wsa {
-inline constexpr int error_not_enough_memory = 8;       // WSA_NOT_ENOUGH_MEMORY
-inline constexpr int error_invalid_parameter = 87;      // WSA_INVALID_PARAMETER
-inline constexpr int error_operation_aborted = 995;     // WSA_OPERATION_ABORTED
-inline constexpr int eintr = 10004;                     // WSAEINTR
-inline constexpr int ebadf = 10009;                     // WSAEBADF
-inline constexpr int eacces = 10013;                    // WSAEACCES
-inline constexpr int efault = 10014;                    // WSAEFAULT
-inline constexpr int einval = 10022;                    // WSAEINVAL
-inline constexpr int emfile = 10024;                    // WSAEMFILE
-inline constexpr int ewouldblock = 10035;               // WSAEWOULDBLOCK
-inline constexpr int einprogress = 10036;               // WSAEINPROGRESS
-inline constexpr int ealready = 10037;                  // WSAEALREADY
-inline constexpr int enotsock = 10038;                  // WSAENOTSOCK
-inline constexpr int edestaddrreq = 10039;              // WSAEDESTADDRREQ
-inline constexpr int emsgsize = 10040;                  // WSAEMSGSIZE
-inline constexpr int enoprotoopt = 10042;               // WSAENOPROTOOPT
-inline constexpr int eprotonosupport = 10043;           // WSAEPROTONOSUPPORT
-inline constexpr int esocktnosupport = 10044;           // WSAESOCKTNOSUPPORT
-inline constexpr int eopnotsupp = 10045;                // WSAEOPNOTSUPP
-inline constexpr int eafnosupport = 10047;              // WSAEAFNOSUPPORT
-inline constexpr int eaddrinuse = 10048;                // WSAEADDRINUSE
-inline constexpr int eaddrnotavail = 10049;             // WSAEADDRNOTAVAIL
-inline constexpr int enetdown = 10050;                  // WSAENETDOWN
-inline constexpr int enetunreach = 10051;               // WSAENETUNREACH
-inline constexpr int enetreset = 10052;                 // WSAENETRESET
-inline constexpr int econnaborted = 10053;              // WSAECONNABORTED
-inline constexpr int econnreset = 10054;                // WSAECONNRESET
-inline constexpr int enobufs = 10055;                   // WSAENOBUFS
-inline constexpr int eisconn = 10056;                   // WSAEISCONN
-inline constexpr int enotconn = 10057;                  // WSAENOTCONN
-inline constexpr int eshutdown = 10058;                 // WSAESHUTDOWN
-inline constexpr int etimedout = 10060;                 // WSAETIMEDOUT
-inline constexpr int econnrefused = 10061;              // WSAECONNREFUSED
-inline constexpr int ehostdown = 10064;                 // WSAEHOSTDOWN
-inline constexpr int ehostunreach = 10065;              // WSAEHOSTUNREACH
-inline constexpr int eproclim = 10067;                  // WSAEPROCLIM
-inline constexpr int sysnotready = 10091;               // WSASYSNOTREADY
-inline constexpr int notinitialised = 10093;            // WSANOTINITIALISED
-inline constexpr int ediscon = 10101;                   // WSAEDISCON
-inline constexpr int ecancelled = 10103;                // WSAECANCELLED
-inline constexpr int host_not_found = 11001;            // WSAHOST_NOT_FOUND
-inline constexpr int try_again = 11002;                 // WSATRY_AGAIN
-inline constexpr int no_data = 11004;                   // WSANO_DATA
-inline constexpr int win32_access_denied = 5;           // ERROR_ACCESS_DENIED
-inline constexpr int win32_invalid_data = 13;           // ERROR_INVALID_DATA
-inline constexpr int win32_outofmemory = 14;            // ERROR_OUTOFMEMORY
-inline constexpr int win32_already_exists = 183;        // ERROR_ALREADY_EXISTS
-inline constexpr int win32_not_found = 1168;            // ERROR_NOT_FOUND
-inline constexpr int win32_network_access_denied = 65;  // ERROR_NETWORK_ACCESS_DENIED
-inline constexpr int win32_timeout = 1460;              // ERROR_TIMEOUT
+inline constexpr int error_not_enough_memory = 8;      // WSA_NOT_ENOUGH_MEMORY
+inline constexpr int error_invalid_parameter = 87;     // WSA_INVALID_PARAMETER
+inline constexpr int error_operation_aborted = 995;    // WSA_OPERATION_ABORTED
+inline constexpr int eintr = 10004;                    // WSAEINTR
+inline constexpr int ebadf = 10009;                    // WSAEBADF
+inline constexpr int eacces = 10013;                   // WSAEACCES
+inline constexpr int efault = 10014;                   // WSAEFAULT
+inline constexpr int einval = 10022;                   // WSAEINVAL
+inline constexpr int emfile = 10024;                   // WSAEMFILE
+inline constexpr int ewouldblock = 10035;              // WSAEWOULDBLOCK
+inline constexpr int einprogress = 10036;              // WSAEINPROGRESS
+inline constexpr int ealready = 10037;                 // WSAEALREADY
+inline constexpr int enotsock = 10038;                 // WSAENOTSOCK
+inline constexpr int edestaddrreq = 10039;             // WSAEDESTADDRREQ
+inline constexpr int emsgsize = 10040;                 // WSAEMSGSIZE
+inline constexpr int enoprotoopt = 10042;              // WSAENOPROTOOPT
+inline constexpr int eprotonosupport = 10043;          // WSAEPROTONOSUPPORT
+inline constexpr int esocktnosupport = 10044;          // WSAESOCKTNOSUPPORT
+inline constexpr int eopnotsupp = 10045;               // WSAEOPNOTSUPP
+inline constexpr int eafnosupport = 10047;             // WSAEAFNOSUPPORT
+inline constexpr int eaddrinuse = 10048;               // WSAEADDRINUSE
+inline constexpr int eaddrnotavail = 10049;            // WSAEADDRNOTAVAIL
+inline constexpr int enetdown = 10050;                 // WSAENETDOWN
+inline constexpr int enetunreach = 10051;              // WSAENETUNREACH
+inline constexpr int enetreset = 10052;                // WSAENETRESET
+inline constexpr int econnaborted = 10053;             // WSAECONNABORTED
+inline constexpr int econnreset = 10054;               // WSAECONNRESET
+inline constexpr int enobufs = 10055;                  // WSAENOBUFS
+inline constexpr int eisconn = 10056;                  // WSAEISCONN
+inline constexpr int enotconn = 10057;                 // WSAENOTCONN
+inline constexpr int eshutdown = 10058;                // WSAESHUTDOWN
+inline constexpr int etimedout = 10060;                // WSAETIMEDOUT
+inline constexpr int econnrefused = 10061;             // WSAECONNREFUSED
+inline constexpr int ehostdown = 10064;                // WSAEHOSTDOWN
+inline constexpr int ehostunreach = 10065;             // WSAEHOSTUNREACH
+inline constexpr int eproclim = 10067;                 // WSAEPROCLIM
+inline constexpr int sysnotready = 10091;              // WSASYSNOTREADY
+inline constexpr int notinitialised = 10093;           // WSANOTINITIALISED
+inline constexpr int ediscon = 10101;                  // WSAEDISCON
+inline constexpr int ecancelled = 10103;               // WSAECANCELLED
+inline constexpr int host_not_found = 11001;           // WSAHOST_NOT_FOUND
+inline constexpr int try_again = 11002;                // WSATRY_AGAIN
+inline constexpr int no_data = 11004;                  // WSANO_DATA
+inline constexpr int win32_access_denied = 5;          // ERROR_ACCESS_DENIED
+inline constexpr int win32_invalid_data = 13;          // ERROR_INVALID_DATA
+inline constexpr int win32_outofmemory = 14;           // ERROR_OUTOFMEMORY
+inline constexpr int win32_already_exists = 183;       // ERROR_ALREADY_EXISTS
+inline constexpr int win32_not_found = 1168;           // ERROR_NOT_FOUND
+inline constexpr int win32_network_access_denied = 65; // ERROR_NETWORK_ACCESS_DENIED
+inline constexpr int win32_timeout = 1460;             // ERROR_TIMEOUT
 } // namespace wsa
 
 // clang-format off
@@ -205,7 +208,10 @@ constexpr const peer_errc_info* find_info(int value) noexcept
   return &peer_errc_table[value - 1];
 }
 
-constexpr const peer_errc_info* find_info(peer_errc code) noexcept { return find_info(static_cast<int>(code)); }
+constexpr const peer_errc_info* find_info(peer_errc code) noexcept
+{
+  return find_info(static_cast<int>(code));
+}
 
 /// One many-to-one mapping entry.
 template <class From>
@@ -218,89 +224,89 @@ struct alias
 // errno -> condition. A table rather than a switch because some names share a value on some systems (EAGAIN and
 // EWOULDBLOCK, EOPNOTSUPP and ENOTSUP on Linux), which would make duplicate case labels; the first match wins.
 inline constexpr alias<int> errno_table[] = {
-  {EINVAL, peer_errc::invalid_argument},
-  {ENOMEM, peer_errc::out_of_memory},
-  {EISCONN, peer_errc::already_exists},
-  {EEXIST, peer_errc::already_exists},
-  {ENETDOWN, peer_errc::network_down},
-  {EACCES, peer_errc::access_denied},
-  {EPERM, peer_errc::access_denied},
-  {EINTR, peer_errc::interrupted},
-  {EINPROGRESS, peer_errc::in_progress},
-  {EALREADY, peer_errc::in_progress},
-  {EFAULT, peer_errc::bad_address},
-  {ENETRESET, peer_errc::network_reset},
-  {ENOBUFS, peer_errc::no_buffer_space},
-  {ENOTCONN, peer_errc::not_connected},
-  {ENOTSOCK, peer_errc::not_a_socket},
-  {EBADF, peer_errc::not_a_socket},
-  {EOPNOTSUPP, peer_errc::op_not_supported},
-  {ENOTSUP, peer_errc::op_not_supported},
-  {EAFNOSUPPORT, peer_errc::op_not_supported},
-  {EPROTONOSUPPORT, peer_errc::op_not_supported},
-  {ENOPROTOOPT, peer_errc::op_not_supported},
-  {ENOSYS, peer_errc::op_not_supported},
-  {EPIPE, peer_errc::shut_down},
+    {EINVAL, peer_errc::invalid_argument},
+    {ENOMEM, peer_errc::out_of_memory},
+    {EISCONN, peer_errc::already_exists},
+    {EEXIST, peer_errc::already_exists},
+    {ENETDOWN, peer_errc::network_down},
+    {EACCES, peer_errc::access_denied},
+    {EPERM, peer_errc::access_denied},
+    {EINTR, peer_errc::interrupted},
+    {EINPROGRESS, peer_errc::in_progress},
+    {EALREADY, peer_errc::in_progress},
+    {EFAULT, peer_errc::bad_address},
+    {ENETRESET, peer_errc::network_reset},
+    {ENOBUFS, peer_errc::no_buffer_space},
+    {ENOTCONN, peer_errc::not_connected},
+    {ENOTSOCK, peer_errc::not_a_socket},
+    {EBADF, peer_errc::not_a_socket},
+    {EOPNOTSUPP, peer_errc::op_not_supported},
+    {ENOTSUP, peer_errc::op_not_supported},
+    {EAFNOSUPPORT, peer_errc::op_not_supported},
+    {EPROTONOSUPPORT, peer_errc::op_not_supported},
+    {ENOPROTOOPT, peer_errc::op_not_supported},
+    {ENOSYS, peer_errc::op_not_supported},
+    {EPIPE, peer_errc::shut_down},
 #if defined(ESHUTDOWN)
-  {ESHUTDOWN, peer_errc::shut_down},
+    {ESHUTDOWN, peer_errc::shut_down},
 #endif
-  {EWOULDBLOCK, peer_errc::would_block},
-  {EAGAIN, peer_errc::would_block},
-  {EMSGSIZE, peer_errc::message_size},
-  {EHOSTUNREACH, peer_errc::host_unreachable},
+    {EWOULDBLOCK, peer_errc::would_block},
+    {EAGAIN, peer_errc::would_block},
+    {EMSGSIZE, peer_errc::message_size},
+    {EHOSTUNREACH, peer_errc::host_unreachable},
 #if defined(EHOSTDOWN)
-  {EHOSTDOWN, peer_errc::host_unreachable},
+    {EHOSTDOWN, peer_errc::host_unreachable},
 #endif
-  {ECONNABORTED, peer_errc::connection_aborted},
-  {ECONNRESET, peer_errc::connection_reset},
-  {ETIMEDOUT, peer_errc::timed_out},
-  {ECANCELED, peer_errc::operation_aborted},
-  {ENETUNREACH, peer_errc::network_unreachable},
-  {EADDRINUSE, peer_errc::address_in_use},
-  {EADDRNOTAVAIL, peer_errc::address_not_available},
-  {ECONNREFUSED, peer_errc::connection_refused},
-  {EPROTO, peer_errc::protocol_error},
-  {EBADMSG, peer_errc::protocol_error},
-  {EDESTADDRREQ, peer_errc::invalid_address},
-  {ENAMETOOLONG, peer_errc::invalid_address},
-  {EMFILE, peer_errc::limit_exceeded},
-  {ENFILE, peer_errc::limit_exceeded},
-  {ENOENT, peer_errc::not_found},
+    {ECONNABORTED, peer_errc::connection_aborted},
+    {ECONNRESET, peer_errc::connection_reset},
+    {ETIMEDOUT, peer_errc::timed_out},
+    {ECANCELED, peer_errc::operation_aborted},
+    {ENETUNREACH, peer_errc::network_unreachable},
+    {EADDRINUSE, peer_errc::address_in_use},
+    {EADDRNOTAVAIL, peer_errc::address_not_available},
+    {ECONNREFUSED, peer_errc::connection_refused},
+    {EPROTO, peer_errc::protocol_error},
+    {EBADMSG, peer_errc::protocol_error},
+    {EDESTADDRREQ, peer_errc::invalid_address},
+    {ENAMETOOLONG, peer_errc::invalid_address},
+    {EMFILE, peer_errc::limit_exceeded},
+    {ENFILE, peer_errc::limit_exceeded},
+    {ENOENT, peer_errc::not_found},
 };
 
 // Winsock and Win32 codes that share a condition with the code to_wsa_error() gives.
 inline constexpr alias<int> wsa_alias_table[] = {
-  {wsa::error_invalid_parameter, peer_errc::invalid_argument},
-  {wsa::win32_outofmemory, peer_errc::out_of_memory},
-  {wsa::win32_already_exists, peer_errc::already_exists},
-  {wsa::win32_access_denied, peer_errc::access_denied},
-  {wsa::ealready, peer_errc::in_progress},
-  {wsa::ebadf, peer_errc::not_a_socket},
-  {wsa::eafnosupport, peer_errc::op_not_supported},
-  {wsa::eprotonosupport, peer_errc::op_not_supported},
-  {wsa::esocktnosupport, peer_errc::op_not_supported},
-  {wsa::enoprotoopt, peer_errc::op_not_supported},
-  {wsa::ehostdown, peer_errc::host_unreachable},
-  {wsa::win32_timeout, peer_errc::timed_out},
-  {wsa::ecancelled, peer_errc::operation_aborted},
-  {wsa::sysnotready, peer_errc::network_down},
-  {wsa::win32_invalid_data, peer_errc::protocol_error},
-  {wsa::edestaddrreq, peer_errc::invalid_address},
-  {wsa::host_not_found, peer_errc::invalid_address},
-  {wsa::no_data, peer_errc::invalid_address},
-  {wsa::try_again, peer_errc::host_unreachable},
-  {wsa::eproclim, peer_errc::limit_exceeded},
-  {wsa::win32_not_found, peer_errc::not_found},
+    {wsa::error_invalid_parameter, peer_errc::invalid_argument},
+    {wsa::win32_outofmemory, peer_errc::out_of_memory},
+    {wsa::win32_already_exists, peer_errc::already_exists},
+    {wsa::win32_access_denied, peer_errc::access_denied},
+    {wsa::ealready, peer_errc::in_progress},
+    {wsa::ebadf, peer_errc::not_a_socket},
+    {wsa::eafnosupport, peer_errc::op_not_supported},
+    {wsa::eprotonosupport, peer_errc::op_not_supported},
+    {wsa::esocktnosupport, peer_errc::op_not_supported},
+    {wsa::enoprotoopt, peer_errc::op_not_supported},
+    {wsa::ehostdown, peer_errc::host_unreachable},
+    {wsa::win32_timeout, peer_errc::timed_out},
+    {wsa::ecancelled, peer_errc::operation_aborted},
+    {wsa::sysnotready, peer_errc::network_down},
+    {wsa::win32_invalid_data, peer_errc::protocol_error},
+    {wsa::edestaddrreq, peer_errc::invalid_address},
+    {wsa::host_not_found, peer_errc::invalid_address},
+    {wsa::no_data, peer_errc::invalid_address},
+    {wsa::try_again, peer_errc::host_unreachable},
+    {wsa::eproclim, peer_errc::limit_exceeded},
+    {wsa::win32_not_found, peer_errc::not_found},
 };
 
 // HRESULTs that share a condition with the value to_hresult() gives (beyond HRESULT_FROM_WIN32 of a known code).
 inline constexpr alias<std::uint32_t> hresult_alias_table[] = {
-  {0x80070005u, peer_errc::access_denied},     // E_ACCESSDENIED
-  {0x80004004u, peer_errc::operation_aborted}, // E_ABORT
-  {0x80004001u, peer_errc::op_not_supported},  // E_NOTIMPL
-  {0x80004003u, peer_errc::bad_address},       // E_POINTER
-  {0x80630301u, peer_errc::not_found},         // PEER_E_RECORD_NOT_FOUND
-  {0x80630012u, peer_errc::already_exists},    // PEER_E_DUPLICATE_GRAPH
+    {0x80070005u, peer_errc::access_denied},     // E_ACCESSDENIED
+    {0x80004004u, peer_errc::operation_aborted}, // E_ABORT
+    {0x80004001u, peer_errc::op_not_supported},  // E_NOTIMPL
+    {0x80004003u, peer_errc::bad_address},       // E_POINTER
+    {0x80630301u, peer_errc::not_found},         // PEER_E_RECORD_NOT_FOUND
+    {0x80630012u, peer_errc::already_exists},    // PEER_E_DUPLICATE_GRAPH
 };
 
 template <class From, std::size_t N>
@@ -340,10 +346,8 @@ inline peer_errc asio_to_peer_errc(const std::error_code& ec) noexcept
 {
   const std::error_category& category = ec.category();
   const int value = ec.value();
-  if (category == asio::error::get_misc_category())
-  {
-    switch (value)
-    {
+  if (category == asio::error::get_misc_category()) {
+    switch (value) {
     case asio::error::already_open:
       return peer_errc::already_exists;
     case asio::error::eof:
@@ -357,16 +361,14 @@ inline peer_errc asio_to_peer_errc(const std::error_code& ec) noexcept
     }
   }
   // On Windows these two are the system category and never reach this point.
-  if (category == asio::error::get_netdb_category())
-  {
+  if (category == asio::error::get_netdb_category()) {
     if (value == asio::error::host_not_found || value == asio::error::no_data)
       return peer_errc::invalid_address;
     if (value == asio::error::host_not_found_try_again)
       return peer_errc::host_unreachable; // transient: the name server could not be reached
     return peer_errc::unknown_error;
   }
-  if (category == asio::error::get_addrinfo_category())
-  {
+  if (category == asio::error::get_addrinfo_category()) {
     if (value == asio::error::service_not_found)
       return peer_errc::invalid_address;
     if (value == asio::error::socket_type_not_supported)
@@ -395,7 +397,10 @@ constexpr std::string_view peer_errc_name(peer_errc code) noexcept
   return info != nullptr ? info->name : std::string_view("unknown");
 }
 
-inline std::ostream& operator<<(std::ostream& os, peer_errc code) { return os << peer_errc_name(code); }
+inline std::ostream& operator<<(std::ostream& os, peer_errc code)
+{
+  return os << peer_errc_name(code);
+}
 
 inline peer_errc errno_to_peer_errc(int errno_value) noexcept
 {
@@ -414,8 +419,7 @@ inline peer_errc to_peer_errc(const std::error_code& ec) noexcept
   if (category == std::generic_category())
     return errno_to_peer_errc(ec.value());
   // Asio has its own system category ("asio.system"), distinct from std::system_category(), with the same values.
-  if (category == std::system_category() || category == asio::error::get_system_category())
-  {
+  if (category == std::system_category() || category == asio::error::get_system_category()) {
 #if defined(_WIN32)
     // Windows system codes are Win32 / Winsock values, not errno values.
     return from_wsa_error(ec.value());
@@ -472,20 +476,15 @@ inline peer_errc from_hresult(std::uint32_t hresult) noexcept
   return peer_errc::unknown_error;
 }
 
-inline peer_error::peer_error(peer_errc code, std::error_code cause) noexcept
-    : code_(code)
+inline peer_error::peer_error(peer_errc code, std::error_code cause) noexcept : code_(code)
 {
-  if (cause && cause != make_error_code(code))
-  {
+  if (cause && cause != make_error_code(code)) {
     cause_value_ = cause.value();
     cause_category_ = &cause.category();
   }
 }
 
-inline peer_error::peer_error(const std::error_code& ec) noexcept
-    : peer_error(to_peer_errc(ec), ec)
-{
-}
+inline peer_error::peer_error(const std::error_code& ec) noexcept : peer_error(to_peer_errc(ec), ec) {}
 
 inline std::error_code peer_error::cause() const noexcept
 {
@@ -494,13 +493,15 @@ inline std::error_code peer_error::cause() const noexcept
   return make_error_code(code_);
 }
 
-inline std::error_code peer_error::as_error_code() const noexcept { return make_error_code(code_); }
+inline std::error_code peer_error::as_error_code() const noexcept
+{
+  return make_error_code(code_);
+}
 
 inline std::string peer_error::message() const
 {
   std::string text = peer_category().message(static_cast<int>(code_));
-  if (cause_category_ != nullptr)
-  {
+  if (cause_category_ != nullptr) {
     text += " (";
     text += cause_category_->name();
     text += ':';
@@ -512,12 +513,24 @@ inline std::string peer_error::message() const
   return text;
 }
 
-inline std::uint32_t peer_error::hresult() const noexcept { return to_hresult(code_); }
+inline std::uint32_t peer_error::hresult() const noexcept
+{
+  return to_hresult(code_);
+}
 
-inline int peer_error::wsa_error() const noexcept { return to_wsa_error(code_); }
+inline int peer_error::wsa_error() const noexcept
+{
+  return to_wsa_error(code_);
+}
 
-inline std::ostream& operator<<(std::ostream& os, const peer_error& error) { return os << error.message(); }
+inline std::ostream& operator<<(std::ostream& os, const peer_error& error)
+{
+  return os << error.message();
+}
 
-inline peer_error make_peer_error(const std::error_code& ec) noexcept { return peer_error(ec); }
+inline peer_error make_peer_error(const std::error_code& ec) noexcept
+{
+  return peer_error(ec);
+}
 
 } // namespace peergraph

@@ -56,11 +56,11 @@ struct send_request
   iovec_capture buffers;
   std::size_t bytes_sent = 0;
   int os_flags = 0;
-  std::error_code refused;   // set at initiation when the request cannot be honoured at all
-  bool found_full = false;   // the initiating attempt found the socket full: wait before trying again
-  bool withdrawable = true;  // send_order::withdraw may take it back while nothing of it is written
-  bool zero_copy_requested = false; // send_flags::zero_copy, not yet switched on for the socket
-  bool zero_copy_active = false;    // the socket accepted SO_ZEROCOPY: every sendmsg carries MSG_ZEROCOPY
+  std::error_code refused;           // set at initiation when the request cannot be honoured at all
+  bool found_full = false;           // the initiating attempt found the socket full: wait before trying again
+  bool withdrawable = true;          // send_order::withdraw may take it back while nothing of it is written
+  bool zero_copy_requested = false;  // send_flags::zero_copy, not yet switched on for the socket
+  bool zero_copy_active = false;     // the socket accepted SO_ZEROCOPY: every sendmsg carries MSG_ZEROCOPY
   std::uint64_t zero_copy_calls = 0; // successful MSG_ZEROCOPY sendmsg calls, each owed one notification
   zero_copy_notifications notifications;
 
@@ -299,8 +299,8 @@ private:
       op->waiting_for_socket_ = false;
       op->on_writable(ec);
     };
-    auto waiting = with_allocator(asio::get_associated_allocator(handler_, pool_allocator<void>()),
-                                  std::move(on_writable));
+    auto waiting =
+        with_allocator(asio::get_associated_allocator(handler_, pool_allocator<void>()), std::move(on_writable));
     // Only a wait that can be cancelled gets a slot: each wait with one takes memory for the slot's handler from
     // Asio's two recycled blocks per thread, and from the heap when they are taken.
     if (withdrawable || asio::get_associated_cancellation_slot(handler_).is_connected())
@@ -535,8 +535,7 @@ auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, Complet
 
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
-auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, send_flags flags,
-                          CompletionToken&& token)
+auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, send_flags flags, CompletionToken&& token)
 {
   return detail::async_initiate_made<CompletionToken, void(std::error_code, zero_copy_result)>(
       detail::initiate_send<Socket, true, zero_copy_result>(socket), token,

@@ -16,6 +16,6 @@ asio::awaitable<void> readme_block([[maybe_unused]] asio::io_context& ctx, [[may
                                    [[maybe_unused]] const asio::ip::tcp::endpoint& eve_address,
                                    [[maybe_unused]] const std::string& line)
 {
-// @README_BLOCK@
+  // @README_BLOCK@
   co_return;
 }

@@ -17,6 +17,6 @@ asio::awaitable<void> readme_block([[maybe_unused]] asio::ip::tcp::socket& socke
                                    [[maybe_unused]] const char (&prefix)[4], [[maybe_unused]] std::string_view name,
                                    [[maybe_unused]] std::string_view body)
 {
-// @README_BLOCK@
+  // @README_BLOCK@
   co_return;
 }

@@ -1,0 +1,484 @@
+//
+// peergraph/detail/graph/registry.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The registry of a graph: listening and accepting, connecting, connection ids, the table of established
+// connections, admission (through graph_admission), keepalive, events and status. It owns the engine's other parts
+// (writer, reader, handshake, event queue) and is what they report to: it is their connection_observer and the
+// handshake's admission. All of it runs on the graph's serialized context.
+//
+#pragma once
+
+#include <peergraph/detail/asio_compat.hpp>
+#include <peergraph/detail/event_queue.hpp>
+#include <peergraph/detail/graph/admission.hpp>
+#include <peergraph/detail/graph/connection.hpp>
+#include <peergraph/detail/graph/context.hpp>
+#include <peergraph/detail/graph/handshake.hpp>
+#include <peergraph/detail/graph/reader.hpp>
+#include <peergraph/detail/graph/writer.hpp>
+#include <peergraph/detail/send_order.hpp>
+#include <peergraph/error.hpp>
+#include <peergraph/event.hpp>
+#include <peergraph/graph_properties.hpp>
+#include <peergraph/ids.hpp>
+#include <peergraph/wire.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <optional>
+#include <system_error>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace peergraph::detail {
+
+template <class Executor>
+class graph_registry final : public engine_lifetime,
+                             connection_observer<typename graph_context<Executor>::type>,
+                             handshake_admission<typename graph_context<Executor>::type>
+{
+public:
+  using context_type = typename graph_context<Executor>::type;
+  using socket_type = typename graph_io<context_type>::socket_type;
+  using acceptor_type = typename graph_io<context_type>::acceptor_type;
+  using timer_type = typename graph_io<context_type>::timer_type;
+  using connection_type = connection<context_type>;
+  using connection_ptr = std::shared_ptr<connection_type>;
+  using attempt_type = handshake_attempt<context_type>;
+  using attempt_ptr = std::shared_ptr<attempt_type>;
+
+  graph_registry(const Executor& executor, graph_properties properties)
+      : executor_(executor), context_(graph_context<Executor>::make(executor)), properties_(std::move(properties)),
+        node_(node_id::generate()), filter_(properties_.events),
+        events_(context_, properties_.event_queue_depth,
+                std::max(properties_.max_incoming_bytes, properties_.max_frame_size)),
+        admission_(properties_), writer_(context_, properties_, *this, *this),
+        reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this),
+        handshake_(properties_, node_, *this, *this), accept_backoff_(context_)
+  {
+  }
+
+  [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
+  [[nodiscard]] const context_type& context() const noexcept { return context_; }
+  [[nodiscard]] node_id local_node() const noexcept { return node_; }
+  [[nodiscard]] bool on_context() const noexcept { return on_context_(); }
+  /// The graph was closed (close(), or the destructor of its basic_graph): every operation yields invalid_graph.
+  [[nodiscard]] bool closed() const noexcept { return closed_; }
+  [[nodiscard]] std::uint64_t max_frame_size() const noexcept { return properties_.max_frame_size; }
+  [[nodiscard]] bool secure() const noexcept { return properties_.tls != nullptr; }
+  [[nodiscard]] connection_writer<context_type>& writer() noexcept { return writer_; }
+
+  // ---- operations, each run on the context ------------------------------------------------------------------
+
+  asio::awaitable<expected<asio::ip::tcp::endpoint, peer_error>> listen(asio::ip::tcp::endpoint endpoint)
+  {
+    if (acceptor_)
+      co_return unexpected(peer_error(peer_errc::already_listening));
+    acceptor_type acceptor(context_);
+    std::error_code ec;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec)
+      acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && endpoint.protocol() == asio::ip::tcp::v6())
+      acceptor.set_option(asio::ip::v6_only(true), ec);
+    if (!ec)
+      acceptor.bind(endpoint, ec);
+    if (!ec)
+      acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    auto bound = acceptor.local_endpoint(ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    acceptor_.emplace(std::move(acceptor));
+    asio::co_spawn(context_, accept_loop(), asio::detached);
+    update_status();
+    co_return bound;
+  }
+
+  asio::awaitable<expected<connection_id, peer_error>> connect(asio::ip::tcp::endpoint address, connection_kind kind,
+                                                               std::optional<peer_id> expected_peer)
+  {
+    if (kind == connection_kind::direct && (!expected_peer || expected_peer->empty()))
+      co_return unexpected(peer_error(peer_errc::invalid_argument));
+    const connection_id id = next_id();
+    auto attempt = std::make_shared<attempt_type>(context_, kind);
+    handshakes_.emplace(id.value(), attempt);
+    expected<void, peer_error> result;
+    try {
+      result = co_await connect_and_handshake(attempt, id, address, std::move(expected_peer));
+    } catch (const std::bad_alloc&) {
+      handshake_.abandon(*attempt, id);
+      result = unexpected(peer_error(peer_errc::out_of_memory));
+    }
+    handshakes_.erase(id.value());
+    if (!result) {
+      const peer_error error = closed_ ? peer_error(peer_errc::operation_aborted) : result.error();
+      emit(connection_changed{id, kind, connection_status::failed, attempt->remote_peer, attempt->remote_node, error});
+      co_return unexpected(error);
+    }
+    co_return id;
+  }
+
+  expected<void, peer_error> close_direct_connection(connection_id id)
+  {
+    auto it = connections_.find(id.value());
+    if (it == connections_.end())
+      return unexpected(peer_error(peer_errc::connection_not_found));
+    if (it->second->kind != connection_kind::direct)
+      return unexpected(peer_error(peer_errc::not_direct_connection));
+    const connection_ptr c = it->second; // the table entry goes away while closing
+    close_connection(c, peer_errc::connection_closed, peer_error(peer_errc::connection_closed));
+    return {};
+  }
+
+  std::vector<connection_info> connections(connection_kinds kinds) const
+  {
+    std::vector<connection_info> list;
+    for (const auto& [key, c] : connections_) {
+      const auto bit = c->kind == connection_kind::neighbor ? connection_kinds::neighbor : connection_kinds::direct;
+      if ((static_cast<unsigned>(kinds) & static_cast<unsigned>(bit)) != 0)
+        list.push_back(connection_info{c->id, c->kind, c->remote_peer, c->remote_node, c->remote_address});
+    }
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return list;
+  }
+
+  [[nodiscard]] graph_status status() const noexcept { return status_; }
+
+  void set_filter(event_filter filter) { filter_ = std::move(filter); }
+
+  /// Starts an event receive on the context; the handler gets operation_aborted when the graph closes meanwhile.
+  template <class Handler>
+  void receive_event(Handler&& handler)
+  {
+    events_.async_pop(std::forward<Handler>(handler));
+  }
+
+  /// Takes a queued event without waiting, as the result of next_event; std::nullopt when none is queued.
+  std::optional<expected<graph_event, peer_error>> try_receive_event()
+  {
+    std::optional<expected<graph_event, peer_error>> result;
+    events_.try_pop_with([&result](graph_event&& event) { result.emplace(std::move(event)); });
+    return result;
+  }
+
+  /// The table entry of connection `id`, or null. The last one found is remembered: a send_data looks its connection
+  /// up several times, and consecutive sends mostly go to one connection.
+  const connection_ptr* find_connection(connection_id id) const noexcept
+  {
+    if (last_found_ != nullptr && (*last_found_)->id == id)
+      return last_found_;
+    auto it = connections_.find(id.value());
+    if (it == connections_.end())
+      return nullptr;
+    last_found_ = &it->second; // entries of an unordered_map stay where they are until erased
+    return last_found_;
+  }
+
+  void close()
+  {
+    if (closed_)
+      return;
+    closed_ = true;
+    accept_backoff_.cancel();
+    if (acceptor_) {
+      std::error_code ignored;
+      acceptor_->close(ignored);
+      acceptor_.reset();
+    }
+    for (auto& [key, attempt] : handshakes_) {
+      std::error_code ignored;
+      attempt->socket.close(ignored);
+    }
+    auto open = std::move(connections_);
+    connections_.clear();
+    last_found_ = nullptr;
+    for (auto& [key, c] : open)
+      close_connection(c, peer_errc::graph_shutting_down, std::nullopt);
+    admission_.clear_claims();
+    status_ = graph_status::none;
+    events_.close();
+  }
+
+private:
+  connection_id next_id() noexcept { return connection_id(++last_id_); }
+
+  asio::awaitable<expected<void, peer_error>> connect_and_handshake(attempt_ptr attempt, connection_id id,
+                                                                    asio::ip::tcp::endpoint address,
+                                                                    std::optional<peer_id> expected_peer)
+  {
+    auto self = keep_alive(this);
+    std::error_code ec;
+    attempt->socket.open(address.protocol(), ec);
+    if (ec)
+      co_return unexpected(peer_error(ec));
+    arm_deadline(attempt, properties_.connect_timeout);
+    std::tie(ec) = co_await attempt->socket.async_connect(address, asio_compat::use_awaitable_tuple);
+    attempt->deadline.cancel();
+    if (ec)
+      co_return unexpected(attempt->timed_out ? peer_error(peer_errc::timed_out) : peer_error(ec));
+    attempt->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    auto result = co_await handshake_(attempt, id, /*initiator=*/true, std::move(expected_peer));
+    if (!result)
+      co_return unexpected(result.error());
+    register_connection(*attempt, id, std::move(*result));
+    co_return expected<void, peer_error>{};
+  }
+
+  /// The shortest and the longest pause of the accept loop after a failed accept (e.g. out of descriptors).
+  static constexpr std::chrono::milliseconds min_accept_backoff{5};
+  static constexpr std::chrono::milliseconds max_accept_backoff{500};
+
+  asio::awaitable<void> accept_loop()
+  {
+    auto self = keep_alive(this);
+    std::chrono::milliseconds backoff{0};
+    while (!closed_ && acceptor_) {
+      attempt_ptr attempt;
+      std::error_code ec;
+      try {
+        attempt = std::make_shared<attempt_type>(context_, connection_kind::neighbor);
+        std::tie(ec) = co_await acceptor_->async_accept(attempt->socket, asio_compat::use_awaitable_tuple);
+      } catch (const std::bad_alloc&) {
+        ec = asio::error::no_memory; // paused like running out of descriptors
+      }
+      if (closed_ || !acceptor_)
+        co_return;
+      if (ec == asio::error::operation_aborted)
+        co_return;
+      if (ec == asio::error::connection_aborted)
+        continue; // the caller gave up before its turn: nothing is short
+      if (ec) {
+        // Out of descriptors or memory: the caller stays in the backlog and an accept now would fail again at once.
+        // Pause, longer each time, rather than spin until descriptors come back.
+        backoff = std::clamp(backoff * 2, min_accept_backoff, max_accept_backoff);
+        accept_backoff_.expires_after(backoff);
+        (void)co_await accept_backoff_.async_wait(asio_compat::use_awaitable_tuple);
+        continue;
+      }
+      backoff = std::chrono::milliseconds{0};
+      try {
+        admit_incoming(std::move(attempt));
+      } catch (const std::bad_alloc&) {
+        // The caller's socket went with `attempt`; the loop goes on.
+      }
+    }
+  }
+
+  /// Starts the handshake of an accepted connection, or closes it unread when too many are in their handshake, in
+  /// all or from its address.
+  void admit_incoming(attempt_ptr attempt)
+  {
+    std::error_code no_address;
+    attempt->from = graph_admission::address_key(attempt->socket.remote_endpoint(no_address).address());
+    if (no_address || !admission_.may_start_incoming(attempt->from)) {
+      std::error_code ignored;
+      attempt->socket.close(ignored);
+      return;
+    }
+    // Counted here rather than in the handshake's coroutine, which may start only after the next accept.
+    const asio::ip::address from = attempt->from;
+    admission_.incoming_started(from);
+    try {
+      asio::co_spawn(context_, serve_incoming(std::move(attempt)), asio::detached);
+    } catch (...) {
+      admission_.incoming_finished(from);
+      throw;
+    }
+  }
+
+  asio::awaitable<void> serve_incoming(attempt_ptr attempt)
+  {
+    auto self = keep_alive(this);
+    const connection_id id = next_id();
+    handshakes_.emplace(id.value(), attempt);
+    std::error_code ignored;
+    attempt->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto result = co_await handshake_(attempt, id, /*initiator=*/false, std::nullopt);
+    handshakes_.erase(id.value());
+    admission_.incoming_finished(attempt->from);
+    if (!result) {
+      // A node that never said who it is gets no event, unless it failed to prove membership of a closed graph
+      // (the event then names no one). Incoming failures are the one kind of event a stranger can cause at will,
+      // so they are reported only while the queue has room.
+      const bool failed_proof = result.error() == peer_errc::not_authenticated;
+      if ((attempt->remote_node || failed_proof) && !closed_) {
+        graph_event failed{connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
+                                              attempt->remote_node, result.error()}};
+        if (filter_.matches(failed))
+          (void)events_.try_push(failed);
+      }
+      co_return;
+    }
+    register_connection(*attempt, id, std::move(*result));
+  }
+
+  // ---- handshake_admission ------------------------------------------------------------------------------------
+
+  peer_errc admit(attempt_type& attempt, connection_id id, bool initiator, const wire::hello_message& remote,
+                  const std::optional<peer_id>& expected_peer) override
+  {
+    if (closed_)
+      return peer_errc::graph_shutting_down;
+    const peer_errc verdict =
+        admission_.check(remote, id, initiator, attempt.kind, expected_peer, attempt.from, node_, connections_.size());
+    if (verdict == peer_errc{})
+      admission_.hold(attempt, initiator);
+    return verdict;
+  }
+
+  peer_errc confirm(const attempt_type& attempt, connection_id id) override
+  {
+    if (closed_)
+      return peer_errc::operation_aborted;
+    // A neighbor claim may have passed to a connection that wins the tie-break meanwhile.
+    if (attempt.kind == connection_kind::neighbor && !admission_.holds_claim(attempt.remote_peer, id))
+      return peer_errc::already_exists;
+    return peer_errc{};
+  }
+
+  void release(attempt_type& attempt, connection_id id) override { admission_.release(attempt, id); }
+
+  // ---- connection_observer ------------------------------------------------------------------------------------
+
+  void connection_ended(const connection_ptr& c, const peer_error& reason) override
+  {
+    if (c->established() && !closed_)
+      remove_connection(c, reason);
+  }
+
+  void output_resumed(const connection_ptr& c) override { reader_.continue_later(c); }
+
+  // ---- the table ----------------------------------------------------------------------------------------------
+
+  void register_connection(attempt_type& attempt, connection_id id, handshake_state&& state)
+  {
+    std::error_code ec;
+    auto address = attempt.socket.remote_endpoint(ec);
+    const bool incoming = admission_.established(attempt);
+    auto c = std::make_shared<connection_type>(id, attempt.kind, attempt.remote_peer, attempt.remote_node, address,
+                                               std::move(attempt.socket), std::move(attempt.session));
+    c->incoming = incoming; // its address slot passes to the connection
+    connections_.emplace(id.value(), c);
+    // The first send that finds the socket full allocates nothing then: its queue exists from now on.
+    send_order::instance().reserve(static_cast<int>(c->socket.native_handle()));
+    emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
+    update_status();
+    reader_.start(c, std::move(state.decoder), std::move(state.buffer), state.begin, state.end);
+    arm_keepalive(c);
+  }
+
+  /// Takes `c` out of the graph (reported with `local_reason` unless the graph is closing) and says goodbye to its
+  /// remote (connection_writer::say_goodbye).
+  void close_connection(const connection_ptr& c, peer_errc wire_reason, std::optional<peer_error> local_reason)
+  {
+    if (local_reason)
+      remove_connection(c, *local_reason);
+    c->state = connection_state::closing;
+    c->keepalive.cancel();
+    writer_.say_goodbye(c, wire_reason);
+  }
+
+  void remove_connection(const connection_ptr& c, const peer_error& reason)
+  {
+    c->state = connection_state::closing;
+    connections_.erase(c->id.value());
+    last_found_ = nullptr;
+    admission_.connection_removed(c->id, c->kind, c->remote_peer, std::exchange(c->incoming, false),
+                                  c->remote_address.address());
+    emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason});
+    update_status();
+  }
+
+  /// One keepalive period: ping a connection that was quiet for a whole interval, drop one that stayed quiet after
+  /// the ping (its remote is gone without a word, e.g. a half-open TCP connection).
+  void arm_keepalive(const connection_ptr& c)
+  {
+    if (properties_.keepalive_interval.count() == 0)
+      return;
+    c->keepalive.expires_after(properties_.keepalive_interval);
+    c->keepalive.async_wait([self = keep_alive(this), weak = std::weak_ptr<connection_type>(c)](std::error_code ec) {
+      auto conn = weak.lock();
+      if (ec || !conn || !conn->established() || self->closed_)
+        return;
+      try {
+        self->keepalive_tick(conn);
+      } catch (const std::bad_alloc&) {
+        self->writer_.drop(conn, peer_error(peer_errc::out_of_memory));
+      }
+    });
+  }
+
+  /// One look of the keepalive timer at `conn`.
+  void keepalive_tick(const connection_ptr& conn)
+  {
+    if (conn->heard) {
+      conn->heard = false;
+      conn->pinged = false;
+    } else if (conn->pinged) {
+      close_connection(conn, peer_errc::timed_out, peer_error(peer_errc::timed_out));
+      return;
+    } else {
+      conn->pinged = true;
+      writer_.stage_bytes(conn, wire::encode_ping(++last_ping_token_));
+    }
+    arm_keepalive(conn);
+  }
+
+  /// Queues an event of the graph itself. These are bounded by the number of connections, so they wait in the
+  /// channel's queue rather than stop anything when the consumer is slow.
+  void emit(graph_event event)
+  {
+    if (closed_ || !filter_.matches(event))
+      return;
+    events_.force_push(event);
+  }
+
+  void update_status()
+  {
+    graph_status next = graph_status::none;
+    if (acceptor_)
+      next = next | graph_status::listening;
+    if (!connections_.empty())
+      next = next | graph_status::has_connections;
+    if (next != status_) {
+      status_ = next;
+      emit(status_changed{next});
+    }
+  }
+
+  Executor executor_;
+  context_type context_;
+  typename graph_context<Executor>::thread_check on_context_{context_};
+  graph_properties properties_;
+  node_id node_;
+  event_filter filter_;
+  event_queue<context_type> events_;
+  graph_admission admission_;
+  connection_writer<context_type> writer_;
+  connection_reader<context_type> reader_;
+  handshake<context_type> handshake_;
+  std::optional<acceptor_type> acceptor_;
+  timer_type accept_backoff_;                                     // the accept loop's pause after a failed accept
+  std::unordered_map<std::uint64_t, connection_ptr> connections_; // the established connections
+  std::unordered_map<std::uint64_t, attempt_ptr> handshakes_;     // the connections in their handshake
+  mutable const connection_ptr* last_found_ = nullptr;            // see find_connection; reset on every erase
+  std::uint64_t last_id_ = 0;
+  std::uint64_t last_ping_token_ = 0;
+  graph_status status_ = graph_status::none;
+  bool closed_ = false;
+};
+
+} // namespace peergraph::detail
