@@ -492,6 +492,36 @@ CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and re
   CHECK(tail_sent == tail.size());
 }
 
+CO_TEST_CASE("a send that fails part-way with the default token says how many bytes went out")
+{
+  auto [a, b] = tcp_pair(ctx.get_executor());
+  peergraph::test::shrink_buffers(a, b);
+  const auto data = pattern(17, 8 * 1024 * 1024);
+  asio::cancellation_signal cancel;
+  std::optional<peergraph::expected<std::size_t, peergraph::peer_error>> result;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        result = co_await peergraph::async_send(a, asio::buffer(data),
+                                                asio::bind_cancellation_slot(cancel.slot(), peergraph::use_expected));
+      },
+      asio::detached);
+  co_await asio::post(ctx, asio::use_awaitable);
+  REQUIRE_FALSE(result.has_value());
+  cancel.emit(asio::cancellation_type::terminal);
+  for (int i = 0; i < 100 && !result; ++i)
+    co_await asio::post(ctx, asio::use_awaitable);
+  REQUIRE(result.has_value());
+  REQUIRE_FALSE(result->has_value());
+  CHECK(result->error() == peer_errc::operation_aborted);
+  const std::size_t sent = result->error().bytes_transferred();
+  CHECK(sent > 0);
+  CHECK(sent < data.size());
+  std::vector<std::byte> received;
+  co_await read_slowly(b, received, sent);
+  CHECK(std::equal(received.begin(), received.end(), data.begin()));
+}
+
 CO_TEST_CASE("cancelling a send that has not had its turn sends nothing of it")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());

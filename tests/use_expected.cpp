@@ -60,6 +60,23 @@ struct immediate_initiation
   }
 };
 
+/// An operation that fails at once after moving some bytes (a send that the kernel partly took, then refused).
+struct immediate_bytes
+{
+  bool try_immediate(std::error_code& ec, std::size_t& value, std::size_t moved) const
+  {
+    ec = std::make_error_code(std::errc::broken_pipe);
+    value = moved;
+    return true;
+  }
+
+  template <class Handler>
+  void operator()(Handler&& handler, std::size_t moved) const
+  {
+    std::forward<Handler>(handler)(std::make_error_code(std::errc::broken_pipe), moved);
+  }
+};
+
 /// A value that counts how often it is copied and moved.
 struct counted
 {
@@ -116,6 +133,34 @@ CO_TEST_CASE("an error completion becomes an expected holding the mapped peer_er
   CHECK(aborted.error() == peer_errc::operation_aborted);
   auto fine = co_await async_done(ctx, {}, peergraph::use_expected);
   CHECK(fine.has_value());
+}
+
+CO_TEST_CASE("a failed operation that moves bytes keeps how many it moved in the peer_error")
+{
+  // Asio's and Winsock's convention: the std::size_t of a failed (error, bytes) completion is what went through.
+  const std::error_code reset = std::make_error_code(std::errc::connection_reset);
+  peergraph::use_expected_t token;
+  auto waited = co_await asio::async_initiate<peergraph::use_expected_t, void(std::error_code, std::size_t)>(
+      [&](auto handler) {
+        asio::post(ctx, [h = std::move(handler), reset]() mutable { std::move(h)(reset, std::size_t{4096}); });
+      },
+      token);
+  REQUIRE_FALSE(waited.has_value());
+  CHECK(waited.error() == peer_errc::connection_reset);
+  CHECK(waited.error().bytes_transferred() == 4096);
+
+  auto at_once = co_await asio::async_initiate<peergraph::use_expected_t, void(std::error_code, std::size_t)>(
+      immediate_bytes{}, token, std::size_t{17});
+  REQUIRE_FALSE(at_once.has_value());
+  CHECK(at_once.error() == peer_errc::shut_down);
+  CHECK(at_once.error().bytes_transferred() == 17);
+
+  // Other values are not byte counts, and an error made from a code alone moved nothing.
+  auto other = co_await async_answer(ctx, reset, 99, peergraph::use_expected);
+  REQUIRE_FALSE(other.has_value());
+  CHECK(other.error().bytes_transferred() == 0);
+  CHECK(peergraph::peer_error(reset).bytes_transferred() == 0);
+  CHECK(peergraph::peer_error(peer_errc::timed_out).set_bytes_transferred(3).bytes_transferred() == 3);
 }
 
 CO_TEST_CASE("a waiting operation's value reaches the coroutine without a copy, moved into its result once")

@@ -293,6 +293,23 @@ public:
   /// @return to_wsa_error(code()).
   int wsa_error() const noexcept;
 
+  /// For an operation that moves bytes and failed part-way (async_send, async_send_some, an Asio
+  /// read or write awaited with use_expected): how many bytes it had moved before it failed, what its completion's
+  /// `std::size_t` reported (the count a failed WSASend leaves in lpNumberOfBytesSent). 0 for every other error.
+  ///
+  /// @return The count.
+  constexpr std::size_t bytes_transferred() const noexcept { return bytes_transferred_; }
+
+  /// Sets bytes_transferred().
+  ///
+  /// @param bytes The count.
+  /// @return `*this`.
+  constexpr peer_error& set_bytes_transferred(std::size_t bytes) noexcept
+  {
+    bytes_transferred_ = bytes;
+    return *this;
+  }
+
   /// Compares the conditions only (see the class description).
   friend constexpr bool operator==(const peer_error& a, const peer_error& b) noexcept { return a.code_ == b.code_; }
 
@@ -304,6 +321,7 @@ private:
   // The cause is kept as its parts rather than as a std::error_code so that the class stays constexpr-constructible.
   int cause_value_ = 0;
   const std::error_category* cause_category_ = nullptr;
+  std::size_t bytes_transferred_ = 0;
 };
 
 /// Writes `error.message()` to the stream.

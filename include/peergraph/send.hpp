@@ -104,6 +104,7 @@ struct zero_copy_result
 ///
 /// @par Completion Signature
 /// `void(std::error_code, std::size_t bytes_sent)`; on failure `bytes_sent` tells how many bytes the kernel had taken.
+/// With the default token a failure is a peer_error whose bytes_transferred() is that count.
 ///
 /// @par Per-Operation Cancellation
 /// Through the token's cancellation slot, `socket.cancel()` or `socket.close()`: completes with operation_aborted.

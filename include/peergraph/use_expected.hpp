@@ -66,12 +66,23 @@ inline constexpr use_expected_t use_expected{};
 
 namespace detail {
 
+/// The error of a failed completion `(ec, value)`: a `std::size_t` value is the count of bytes the operation moved
+/// before it failed (Asio's and Winsock's convention), kept as peer_error::bytes_transferred().
+template <class T, class Value>
+peer_error completion_error(const std::error_code& ec, [[maybe_unused]] const Value& value) noexcept
+{
+  peer_error error(ec);
+  if constexpr (std::is_same_v<T, std::size_t> && std::is_convertible_v<Value, std::size_t>)
+    error.set_bytes_transferred(static_cast<std::size_t>(value));
+  return error;
+}
+
 /// Converts a completion's (error, value) pair into the expected the caller sees.
 template <class T>
 expected<T, peer_error> to_expected(const std::error_code& ec, T&& value)
 {
   if (ec)
-    return unexpected<peer_error>(peer_error(ec));
+    return unexpected<peer_error>(completion_error<T>(ec, value));
   return expected<T, peer_error>(std::move(value));
 }
 
@@ -120,12 +131,16 @@ public:
   {
     auto* frame = this->frame();
     frame->attach_thread(this);
-    if (ec)
-      frame->return_value(unexpected<peer_error>(peer_error(ec)));
-    else if constexpr (sizeof...(Values) == 0)
-      frame->return_value(expected<void, peer_error>());
-    else
+    if constexpr (sizeof...(Values) == 0) {
+      if (ec)
+        frame->return_value(unexpected<peer_error>(peer_error(ec)));
+      else
+        frame->return_value(expected<void, peer_error>());
+    } else if (ec) {
+      frame->return_value(unexpected<peer_error>(completion_error<T>(ec, values...)));
+    } else {
       frame->return_value(std::forward<Values>(values)...); // expected<T>'s value constructor, in the frame
+    }
     frame->clear_cancellation_slot();
     frame->pop_frame();
     this->pump();
