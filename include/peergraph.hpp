@@ -14,6 +14,7 @@
 #include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
+#include <peergraph/record.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/transport_security.hpp>
 #include <peergraph/use_expected.hpp>

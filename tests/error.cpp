@@ -98,11 +98,25 @@ constexpr expected_row expected_rows[] = {
     {peer_errc::not_found, 43, "not_found", 0x80070490u, 0, 0},
     {peer_errc::unknown_error, 44, "unknown_error", 0x80004005u, 0, 0},
     {peer_errc::wrong_graph, 45, "wrong_graph", 0x80070041u, 0, 0},
+    {peer_errc::record_not_found, 46, "record_not_found", 0x80630301u, 0, 0},
+    {peer_errc::max_record_size_exceeded, 47, "max_record_size_exceeded", 0x80630304u, 0, 0},
+    {peer_errc::invalid_attributes, 48, "invalid_attributes", 0x80630602u, 0, 0},
+    {peer_errc::invalid_search, 49, "invalid_search", 0x80630601u, 0, 0},
+    {peer_errc::invalid_record, 50, "invalid_record", 0x80632010u, 0, 0},
 };
 
-// The one condition whose HRESULT (E_INVALIDARG) and errno (EINVAL) belong to another condition first, and the one
-// whose errno (EMSGSIZE) does; their reverse mappings give that other condition.
-constexpr peer_errc shared_hresult = peer_errc::not_direct_connection;
+// The conditions whose HRESULT belongs to another condition first: not_direct_connection's E_INVALIDARG (and its
+// errno, EINVAL) is invalid_argument's, max_record_size_exceeded's PEER_E_MAX_RECORD_SIZE_EXCEEDED is
+// frame_too_large's; and frame_too_large's errno (EMSGSIZE) is message_size's. Their reverse mappings give that
+// other condition.
+peer_errc hresult_owner(peer_errc code)
+{
+  if (code == peer_errc::not_direct_connection)
+    return peer_errc::invalid_argument;
+  if (code == peer_errc::max_record_size_exceeded)
+    return peer_errc::frame_too_large;
+  return code;
+}
 
 peer_errc reverse_of_condition(peer_errc code)
 {
@@ -244,6 +258,7 @@ TEST_CASE("peer_errc values are stable and all_peer_errc lists each once, in ord
   static_assert(static_cast<int>(peer_errc::invalid_argument) == 1, "0 is success; the first condition is 1");
   static_assert(static_cast<int>(peer_errc::unknown_error) == 44);
   static_assert(static_cast<int>(peer_errc::wrong_graph) == 45);
+  static_assert(static_cast<int>(peer_errc::invalid_record) == 50);
   static_assert(std::is_same_v<std::underlying_type_t<peer_errc>, int>);
 }
 
@@ -269,7 +284,7 @@ TEST_CASE("every enumerator has a distinct, non-empty message and name")
 
 TEST_CASE("values outside the enumeration get the generic message and name")
 {
-  for (const int value : {0, -1, 46, 1000}) {
+  for (const int value : {0, -1, 51, 1000}) {
     CAPTURE(value);
     CHECK(peergraph::peer_category().message(value) == "unknown peergraph error");
     CHECK(peergraph::peer_errc_name(static_cast<peer_errc>(value)) == "unknown");
@@ -307,7 +322,7 @@ TEST_CASE("every enumerator round-trips through std::error_code")
         CHECK(ec != other);
   }
   // Out-of-range peergraph codes are not conditions.
-  CHECK(peergraph::to_peer_errc(std::error_code(46, peergraph::peer_category())) == peer_errc::unknown_error);
+  CHECK(peergraph::to_peer_errc(std::error_code(51, peergraph::peer_category())) == peer_errc::unknown_error);
   CHECK(peergraph::to_peer_errc(std::error_code(-3, peergraph::peer_category())) == peer_errc::unknown_error);
 }
 
@@ -533,8 +548,8 @@ TEST_CASE("to_hresult gives the Windows value of every condition and from_hresul
     CHECK(peergraph::to_hresult(row.code) == row.hresult);
     CHECK((row.hresult & 0x80000000u) != 0); // every value is a failure HRESULT
     CHECK(peer_error(row.code).hresult() == row.hresult);
-    if (row.code == shared_hresult) {
-      CHECK(peergraph::from_hresult(row.hresult) == peer_errc::invalid_argument);
+    if (hresult_owner(row.code) != row.code) {
+      CHECK(peergraph::from_hresult(row.hresult) == hresult_owner(row.code));
       continue;
     }
     CHECK(peergraph::from_hresult(row.hresult) == row.code);
@@ -543,9 +558,9 @@ TEST_CASE("to_hresult gives the Windows value of every condition and from_hresul
     if (row.wsa != 0 && !has_named_hresult(row.code))
       CHECK(row.hresult == (0x80070000u | static_cast<std::uint32_t>(row.wsa)));
   }
-  CHECK(seen.size() == peergraph::all_peer_errc.size() - 1);
+  CHECK(seen.size() == peergraph::all_peer_errc.size() - 2);
   CHECK(peergraph::to_hresult(static_cast<peer_errc>(0)) == 0x80004005u);
-  CHECK(peergraph::to_hresult(static_cast<peer_errc>(46)) == 0x80004005u);
+  CHECK(peergraph::to_hresult(static_cast<peer_errc>(51)) == 0x80004005u);
 }
 
 TEST_CASE("from_hresult accepts common equivalents and rejects unknown and success values")
@@ -559,7 +574,7 @@ TEST_CASE("from_hresult accepts common equivalents and rejects unknown and succe
       {0x80004004u, peer_errc::operation_aborted},  // E_ABORT
       {0x80004001u, peer_errc::op_not_supported},   // E_NOTIMPL
       {0x80004003u, peer_errc::bad_address},        // E_POINTER
-      {0x80630301u, peer_errc::not_found},          // PEER_E_RECORD_NOT_FOUND
+      {0x80630301u, peer_errc::record_not_found},   // PEER_E_RECORD_NOT_FOUND
       {0x80630012u, peer_errc::already_exists},     // PEER_E_DUPLICATE_GRAPH
       {0x80072726u, peer_errc::invalid_argument},   // HRESULT_FROM_WIN32(WSAEINVAL)
       {0x8007276Du, peer_errc::not_initialized},    // HRESULT_FROM_WIN32(WSANOTINITIALISED)
@@ -606,7 +621,7 @@ TEST_CASE("to_wsa_error gives the Winsock code of every condition and from_wsa_e
     CHECK(peergraph::to_wsa_error(condition) == code);
   }
   CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(0)) == 0);
-  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(46)) == 0);
+  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(51)) == 0);
 }
 
 TEST_CASE("from_wsa_error accepts codes that share a condition and rejects unknown ones")

@@ -72,11 +72,16 @@ enum class peer_errc : int
   limit_exceeded = 42,        ///< a configured limit (connections, handshakes, queue) was reached; WSAEMFILE, EMFILE
   not_found = 43,             ///< HRESULT_FROM_WIN32(ERROR_NOT_FOUND), asio::error::not_found, ENOENT
   unknown_error = 44,         ///< an OS or library error with no better mapping; peer_error keeps the original code
-  wrong_graph = 45, ///< the remote node belongs to another graph; HRESULT_FROM_WIN32(ERROR_NETWORK_ACCESS_DENIED)
+  wrong_graph = 45,      ///< the remote node belongs to another graph; HRESULT_FROM_WIN32(ERROR_NETWORK_ACCESS_DENIED)
+  record_not_found = 46, ///< PEER_E_RECORD_NOT_FOUND: no record with that id
+  max_record_size_exceeded = 47, ///< PEER_E_MAX_RECORD_SIZE_EXCEEDED: a record larger than the graph allows
+  invalid_attributes = 48,       ///< PEER_E_INVALID_ATTRIBUTES: a record attribute's name or value is not allowed
+  invalid_search = 49,           ///< PEER_E_INVALID_SEARCH: a record query that is malformed or too large
+  invalid_record = 50,           ///< PEER_E_INVALID_RECORD: a record that is malformed or fails validation
 };
 
-/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 45), for code that must visit each one.
-inline constexpr std::array<peer_errc, 45> all_peer_errc{
+/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 50), for code that must visit each one.
+inline constexpr std::array<peer_errc, 50> all_peer_errc{
     peer_errc::invalid_argument,
     peer_errc::out_of_memory,
     peer_errc::not_initialized,
@@ -122,6 +127,11 @@ inline constexpr std::array<peer_errc, 45> all_peer_errc{
     peer_errc::not_found,
     peer_errc::unknown_error,
     peer_errc::wrong_graph,
+    peer_errc::record_not_found,
+    peer_errc::max_record_size_exceeded,
+    peer_errc::invalid_attributes,
+    peer_errc::invalid_search,
+    peer_errc::invalid_record,
 };
 
 } // namespace peergraph

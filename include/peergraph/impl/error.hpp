@@ -185,6 +185,16 @@ inline constexpr peer_errc_info peer_errc_table[] = {
     e_fail, 0, 0},
   {peer_errc::wrong_graph, "wrong_graph", "the remote node belongs to another graph",
     hresult_from_win32(wsa::win32_network_access_denied), 0, 0},
+  {peer_errc::record_not_found, "record_not_found", "record not found",
+    0x80630301u, 0, 0},
+  {peer_errc::max_record_size_exceeded, "max_record_size_exceeded", "record larger than the maximum record size",
+    0x80630304u, 0, 0},
+  {peer_errc::invalid_attributes, "invalid_attributes", "invalid record attributes",
+    0x80630602u, 0, 0},
+  {peer_errc::invalid_search, "invalid_search", "invalid record search",
+    0x80630601u, 0, 0},
+  {peer_errc::invalid_record, "invalid_record", "invalid record",
+    0x80632010u, 0, 0},
 };
 // clang-format on
 
@@ -305,7 +315,6 @@ inline constexpr alias<std::uint32_t> hresult_alias_table[] = {
     {0x80004004u, peer_errc::operation_aborted}, // E_ABORT
     {0x80004001u, peer_errc::op_not_supported},  // E_NOTIMPL
     {0x80004003u, peer_errc::bad_address},       // E_POINTER
-    {0x80630301u, peer_errc::not_found},         // PEER_E_RECORD_NOT_FOUND
     {0x80630012u, peer_errc::already_exists},    // PEER_E_DUPLICATE_GRAPH
 };
 
