@@ -99,6 +99,7 @@ TEST_CASE("the record payload, byte by byte (docs/wire.md)")
                             "01 00 00 00 ee"                                  // security data
                             "aa bb");                                         // data
   CHECK(encoded(sample()) == expected);
+  CHECK(sample().size() == expected.size()); // a record's size is its payload's
   auto decoded = decode_record_payload(chat_line, expected);
   REQUIRE(decoded.has_value());
   CHECK(*decoded == sample());
@@ -122,6 +123,7 @@ TEST_CASE("round trips: tombstones, empty parts, the largest attributes, times b
          std::string(peergraph::max_attribute_string_size, 'x')});
   r.data.assign(100'000, std::byte{7});
   CHECK(decode_record_payload(chat_line, encoded(r)).value() == r);
+  CHECK(encoded(r).size() == r.size());
 
   std::vector<std::byte> out;
   r.attributes.push_back({"extra", std::int64_t{1}});

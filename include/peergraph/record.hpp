@@ -152,22 +152,22 @@ struct record
     return nullptr;
   }
 
-  /// The bytes the record counts against the graph's record size and store limits: its data, security data and
-  /// attributes, and the fixed fields.
+  /// The record's size: the bytes of its record frame's payload on the wire (docs/wire.md, "Record payload"),
+  /// which the graph's record size and store limits count.
   [[nodiscard]] std::size_t size() const noexcept
   {
     std::size_t bytes =
         fixed_size + data.size() + security_data.size() + creator.str().size() + modified_by.str().size();
     for (const record_attribute& a : attributes) {
-      bytes += a.name.size() + sizeof(std::int64_t);
-      if (const auto* text = std::get_if<std::string>(&a.value))
-        bytes += text->size();
+      const auto* text = std::get_if<std::string>(&a.value);
+      bytes += 2 + a.name.size() + (text != nullptr ? 2 + text->size() : 8); // type, name, value
     }
     return bytes;
   }
 
-  /// What every record counts besides its variable parts: id, type, version, times, flags.
-  static constexpr std::size_t fixed_size = 2 * data_type::byte_size + 4 + 3 * 8 + 1;
+  /// What every record's payload holds besides its variable parts: id, version, flags, three times, and the
+  /// lengths of the creator, the modifier, the attribute list and the security data.
+  static constexpr std::size_t fixed_size = data_type::byte_size + 4 + 4 + 3 * 8 + 2 + 2 + 2 + 4;
 
   friend bool operator==(const record&, const record&) = default;
 };

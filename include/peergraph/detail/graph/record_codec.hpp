@@ -24,9 +24,6 @@
 
 namespace peergraph::detail {
 
-/// Bytes of a record payload before its variable parts: id, version, flags, reserved, three times.
-inline constexpr std::size_t record_payload_fixed_size = 16 + 4 + 1 + 3 + 3 * 8;
-
 /// Attribute value types on the wire.
 enum class wire_attribute_type : std::uint8_t
 {
@@ -44,16 +41,12 @@ inline expected<void, peer_error> encode_record_payload(const record& r, std::ve
 {
   if (r.attributes.size() > max_record_attributes)
     return unexpected(peer_error(peer_errc::invalid_record));
-  std::size_t size = record_payload_fixed_size + 2 + r.creator.str().size() + 2 + r.modified_by.str().size() + 2 + 4 +
-                     r.security_data.size() + r.data.size();
   for (const record_attribute& a : r.attributes) {
-    if (a.name.size() > max_attribute_name_size)
-      return unexpected(peer_error(peer_errc::invalid_record));
     const auto* text = std::get_if<std::string>(&a.value);
-    if (text != nullptr && text->size() > max_attribute_string_size)
+    if (a.name.size() > max_attribute_name_size || (text != nullptr && text->size() > max_attribute_string_size))
       return unexpected(peer_error(peer_errc::invalid_record));
-    size += 2 + a.name.size() + (text != nullptr ? 2 + text->size() : 8); // type, name, then the value
   }
+  const std::size_t size = r.size(); // exactly the payload's bytes
   const std::size_t at = out.size();
   out.resize(at + size);
   const std::span<std::byte> bytes(out.data() + at, size);
