@@ -1,8 +1,10 @@
 //
 // examples/chat.cpp
 // ~~~~~~~~~~~~~~~~~
-// A chat node, one per process: lines typed on standard input go to every neighbor, lines from neighbors are printed
-// with the sender's peer id. End of input (Ctrl-D), Ctrl-C or SIGTERM leaves the graph.
+// A chat node, one per process, as the Peer Graphing chat sample does it: every line typed on standard input is a
+// record of the graph (PeerGraphAddRecord), flooded to every node, however far; each node prints the lines that
+// arrive (record_changed, then PeerGraphGetRecord) with their creator's peer id. End of input (Ctrl-D), Ctrl-C or
+// SIGTERM leaves the graph.
 //
 // usage: chat <graph-id> <peer-id> <listen-address:port> [<connect-address:port>...]
 //
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -49,8 +52,10 @@ namespace {
 using namespace peergraph::literals;
 using asio::ip::tcp;
 
-/// The type of a chat line; nodes only understand each other's lines when they agree on it.
+/// The record type of a chat line; nodes only understand each other's lines when they agree on it.
 constexpr peergraph::data_type chat_type = "5d3c8e1a-7f4b-4c2e-9a61-3b0f2d9e8c41"_guid;
+/// How long a line stays in the graph.
+constexpr std::chrono::minutes line_lifetime{60};
 
 /// Parses "1.2.3.4:port", "[::1]:port" (or "::1:port": the last colon starts the port).
 std::optional<tcp::endpoint> parse_endpoint(std::string_view text)
@@ -89,17 +94,17 @@ std::string to_text(const tcp::endpoint& endpoint)
 }
 
 /// A received line made safe for a terminal: control characters (escape sequences, carriage returns) become '?'.
-std::string printable(const peergraph::payload& payload)
+std::string printable(std::span<const std::byte> bytes)
 {
-  std::string text(reinterpret_cast<const char*>(payload.data()), payload.size());
+  std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   for (char& c : text)
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
       c = '?';
   return text;
 }
 
-/// Prints connection events and incoming lines until the graph closes.
-asio::awaitable<void> show_events(peergraph::graph& graph)
+/// Prints connection events and the lines of other nodes until the graph closes.
+asio::awaitable<void> show_events(peergraph::graph& graph, peergraph::peer_id self)
 {
   std::map<peergraph::connection_id, std::string> peers; // who is behind each connection id
   for (;;) {
@@ -125,32 +130,31 @@ asio::awaitable<void> show_events(peergraph::graph& graph)
                     change->reason ? change->reason->message().c_str() : "unknown reason");
         break;
       }
-    } else if (auto* data = std::get_if<peergraph::incoming_data>(&*event)) {
-      // Events keep their order, so the connected event of a connection always comes before its data.
-      if (data->type == chat_type) {
-        const auto from = peers.find(data->connection);
-        std::printf("<%s> %s\n", from == peers.end() ? "?" : from->second.c_str(), printable(data->payload).c_str());
-      }
+    } else if (auto* record = std::get_if<peergraph::record_changed>(&*event)) {
+      if (record->type != chat_type || record->change != peergraph::record_change::added)
+        continue;
+      auto line = co_await graph.get_record(record->id); // gone again only if it expired meanwhile
+      if (line && line->creator != self)
+        std::printf("<%s> %s\n", line->creator.str().c_str(), printable(line->data).c_str());
     }
   }
 }
 
-/// Sends `line` to every neighbor (PeerGraphEnumConnections, then PeerGraphSendData on each).
-asio::awaitable<void> send_to_neighbors(peergraph::graph& graph, const std::string& line)
+/// Adds `line` to the graph as a record: every node it reaches prints it.
+asio::awaitable<void> send_line(peergraph::graph& graph, const std::string& line)
 {
   auto neighbors = co_await graph.connections(peergraph::connection_kinds::neighbor);
-  if (!neighbors) {
-    std::fprintf(stderr, "chat: %s\n", neighbors.error().message().c_str());
-    co_return;
-  }
-  if (neighbors->empty())
+  if (neighbors && neighbors->empty())
     std::printf("* nobody is connected yet\n");
-  for (const auto& neighbor : *neighbors) {
-    // A neighbor that left meanwhile gives connection_not_found; the others still get the line.
-    auto sent = co_await graph.send_data(neighbor.id, chat_type, asio::buffer(line));
-    if (!sent)
-      std::printf("* could not send to %s: %s\n", neighbor.remote_peer.str().c_str(), sent.error().message().c_str());
-  }
+  peergraph::record record;
+  record.type = chat_type;
+  record.expires =
+      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()) + line_lifetime;
+  const auto* bytes = reinterpret_cast<const std::byte*>(line.data());
+  record.data.assign(bytes, bytes + line.size());
+  auto added = co_await graph.add_record(std::move(record));
+  if (!added)
+    std::printf("* could not send the line: %s\n", added.error().message().c_str());
 }
 
 /// Reads standard input line by line and sends each line; at its end (or on a signal) closes the graph.
@@ -163,7 +167,7 @@ asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_de
                                                           asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::eof && !buffer.empty())
-        co_await send_to_neighbors(graph, buffer); // a last line without a newline
+        co_await send_line(graph, buffer); // a last line without a newline
       break;
     }
     std::string line = buffer.substr(0, n - 1);
@@ -171,7 +175,7 @@ asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_de
     if (!line.empty() && line.back() == '\r')
       line.pop_back();
     if (!line.empty())
-      co_await send_to_neighbors(graph, line);
+      co_await send_line(graph, line);
   }
   std::printf("* leaving\n");
   if (auto closed = co_await graph.close(); !closed) // PeerGraphClose: every neighbor sees us leave
@@ -226,6 +230,7 @@ int main(int argc, char* argv[])
     properties.membership = std::move(*key);
     std::printf("closed graph: only nodes with the same PEERGRAPH_CHAT_KEY get in\n");
   }
+  const peergraph::peer_id self = properties.peer; // its own lines are not printed twice
   peergraph::graph node(ctx.get_executor(), std::move(properties));
 
   // Standard input in Asio's hands becomes non-blocking; give it back as it was, since a shell shares it.
@@ -249,7 +254,7 @@ int main(int argc, char* argv[])
           co_return;
         }
         std::printf("listening on %s\n", to_text(*bound).c_str());
-        asio::co_spawn(ctx, show_events(node), asio::detached);
+        asio::co_spawn(ctx, show_events(node, self), asio::detached);
         for (std::size_t i = 1; i < addresses.size(); ++i) {
           auto id = co_await node.connect(addresses[i]);
           if (!id)

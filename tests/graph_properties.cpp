@@ -86,8 +86,23 @@ TEST_CASE("each rule names its field, at the edge of what it allows")
        [](auto& p) { p.max_incoming_bytes = 1; }},
       {invalid_property::event_queue_depth, [](auto& p) { p.event_queue_depth = 0; },
        [](auto& p) { p.event_queue_depth = 1; }},
+      {invalid_property::max_record_size, [](auto& p) { p.max_record_size = peergraph::min_max_frame_size - 1; },
+       [](auto& p) { p.max_record_size = peergraph::min_max_frame_size; }},
+      {invalid_property::max_records, [](auto& p) { p.max_records = 0; }, [](auto& p) { p.max_records = 1; }},
+      {invalid_property::max_record_bytes, [](auto& p) { p.max_record_bytes = p.max_record_size - 1; },
+       [](auto& p) { p.max_record_bytes = p.max_record_size; }},
+      // A record travels in one frame: max_frame_size caps the largest record, and so what max_record_bytes must hold.
+      {invalid_property::max_record_bytes,
+       [](auto& p) {
+         p.max_frame_size = 4096;
+         p.max_record_bytes = 4095;
+       },
+       [](auto& p) {
+         p.max_frame_size = 4096;
+         p.max_record_bytes = 4096;
+       }},
   };
-  CHECK(rules.size() == static_cast<std::size_t>(invalid_property::event_queue_depth));
+  CHECK(rules.size() == static_cast<std::size_t>(invalid_property::max_record_bytes) + 1);
   for (const auto& r : rules) {
     CAPTURE(static_cast<int>(r.field));
     auto broken = valid_properties();

@@ -488,7 +488,7 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
     if (le(s, pos + 1, 1) != 0 || le(s, pos + 2, 2) != 0)
       return fail(peer_errc::protocol_error);
     const bool handshake_kind = kind >= 0x10 && kind <= 0x13;
-    const bool established_kind = kind >= 0x01 && kind <= 0x04;
+    const bool established_kind = kind >= 0x01 && kind <= 0x05;
     if (!handshake_kind && !established_kind)
       return fail(peer_errc::protocol_error);
     // A hello may not follow a challenge alone; a refuse may stand in place of the hello.
@@ -496,7 +496,7 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
         (kind == 0x12 && ph != phase::hello && ph != phase::reply) || (kind == 0x13 && ph != phase::hello) ||
         (established_kind && ph != phase::established))
       return fail(peer_errc::protocol_error);
-    if (kind == 0x01) {
+    if (kind == 0x01 || kind == 0x05) { // data and record frames: a typed payload of any allowed length
       if (type.is_nil())
         return fail(peer_errc::protocol_error);
       if (length > max_payload)
@@ -1173,9 +1173,48 @@ TEST_CASE("rejected: wrong magic, unsupported version, nonzero preamble bits")
   CHECK(r.error() == peer_errc::unsupported_version);
 }
 
+TEST_CASE("record frames: their type in the header, their payload streamed like data, checked like data")
+{
+  const auto header = wire::encode_record_header(sample_type, 3);
+  CHECK(header[0] == std::byte{0x05});
+  CHECK(std::equal(header.begin() + 4, header.begin() + 20, sample_type.bytes().begin()));
+  bytes stream = handshake_prefix();
+  append(stream, header);
+  append(stream, bytes{std::byte{1}, std::byte{2}, std::byte{3}});
+  wire::frame_decoder decoder(1024);
+  std::span<const std::byte> rest(stream);
+  std::optional<wire::decode_result> record_header;
+  bytes payload;
+  for (int i = 0; i < 16 && !rest.empty(); ++i) {
+    auto r = decoder.decode(rest);
+    REQUIRE(r.has_value());
+    rest = rest.subspan(r->consumed);
+    if (r->event == wire::decode_event::data_header)
+      record_header = *r;
+    if (r->event == wire::decode_event::data_payload)
+      payload.insert(payload.end(), r->payload.begin(), r->payload.end());
+  }
+  REQUIRE(record_header.has_value());
+  CHECK(record_header->kind == wire::frame_kind::record);
+  CHECK(record_header->type == sample_type);
+  CHECK(record_header->length == 3);
+  CHECK(payload == bytes{std::byte{1}, std::byte{2}, std::byte{3}});
+  CHECK(decoder.at_frame_boundary());
+
+  bytes nil_type = handshake_prefix();
+  append(nil_type, raw_header(0x05, 0));
+  check_rejected(nil_type, peer_errc::protocol_error);
+  bytes too_large = handshake_prefix();
+  append(too_large, wire::encode_record_header(sample_type, (1U << 20U) + 1));
+  check_rejected(too_large, peer_errc::frame_too_large);
+  bytes before_accept = *wire::encode_hello(sample_hello());
+  append(before_accept, wire::encode_record_header(sample_type, 0));
+  check_rejected(before_accept, peer_errc::protocol_error);
+}
+
 TEST_CASE("rejected: unknown frame kinds and nonzero reserved bits")
 {
-  for (const unsigned kind : {0x00U, 0x05U, 0x0FU, 0x13U, 0x20U, 0x81U, 0xFFU}) {
+  for (const unsigned kind : {0x00U, 0x06U, 0x0FU, 0x13U, 0x20U, 0x81U, 0xFFU}) {
     CAPTURE(kind);
     bytes stream = handshake_prefix();
     append(stream, raw_header(static_cast<std::uint8_t>(kind), 0));

@@ -10,6 +10,7 @@
 #include <peergraph/detail/block_pool.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/ids.hpp>
+#include <peergraph/record.hpp>
 
 #include <asio/ip/tcp.hpp>
 
@@ -170,8 +171,17 @@ struct status_changed
   graph_status status; ///< the new flags
 };
 
+/// A record changed (RECORD_CHANGED): added, updated or deleted here or at any node of the graph and flooded here,
+/// or expired.
+struct record_changed
+{
+  record_change change; ///< added, updated, deleted or expired
+  record_id id;         ///< the record
+  data_type type;       ///< its record type
+};
+
 /// One event of a graph.
-using graph_event = std::variant<connection_changed, incoming_data, status_changed>;
+using graph_event = std::variant<connection_changed, incoming_data, status_changed, record_changed>;
 
 /// Kinds of events, for event_filter. Combine with `|`.
 enum class event_kind : unsigned
@@ -180,7 +190,8 @@ enum class event_kind : unsigned
   connection_changed = 1U << 0,
   incoming_data = 1U << 1,
   status_changed = 1U << 2,
-  all = connection_changed | incoming_data | status_changed,
+  record_changed = 1U << 3,
+  all = connection_changed | incoming_data | status_changed | record_changed,
 };
 
 constexpr event_kind operator|(event_kind a, event_kind b) noexcept
@@ -195,8 +206,8 @@ constexpr event_kind operator&(event_kind a, event_kind b) noexcept
 /// The kind of `event`.
 inline event_kind kind_of(const graph_event& event) noexcept
 {
-  constexpr event_kind kinds[] = {event_kind::connection_changed, event_kind::incoming_data,
-                                  event_kind::status_changed};
+  constexpr event_kind kinds[] = {event_kind::connection_changed, event_kind::incoming_data, event_kind::status_changed,
+                                  event_kind::record_changed};
   return kinds[event.index()];
 }
 
@@ -208,13 +219,26 @@ struct event_filter
   event_kind kinds = event_kind::all;
   /// For incoming data: the data types to deliver; empty means every type (a NULL pType).
   std::vector<data_type> data_types;
+  /// For record changes: the record types to deliver; empty means every type (PEER_GRAPH_EVENT_REGISTRATION's
+  /// pType for record events).
+  std::vector<data_type> record_types{};
 
   /// True when `event` passes the filter.
   [[nodiscard]] bool matches(const graph_event& event) const noexcept
   {
     if (const auto* data = std::get_if<incoming_data>(&event))
       return accepts_data(data->type);
+    if (const auto* change = std::get_if<record_changed>(&event))
+      return accepts_record(change->type);
     return (kinds & kind_of(event)) != event_kind::none;
+  }
+
+  /// True when a change of a record of `type` passes the filter.
+  [[nodiscard]] bool accepts_record(const data_type& type) const noexcept
+  {
+    if ((kinds & event_kind::record_changed) == event_kind::none)
+      return false;
+    return record_types.empty() || std::find(record_types.begin(), record_types.end(), type) != record_types.end();
   }
 
   /// True when incoming data of `type` passes the filter.

@@ -15,6 +15,7 @@
 #include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
+#include <peergraph/record.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/transport_security.hpp>
 #include <peergraph/use_expected.hpp>
@@ -235,6 +236,67 @@ public:
   /// None: it completes on the graph's context at once; close() ends whatever it started.
   template <class CompletionToken = use_expected_t>
   auto set_event_filter(event_filter filter, CompletionToken&& token = {});
+
+  /// Adds a record to the graph (PeerGraphAddRecord): it is stored here and flooded to every node of the graph
+  /// over the neighbor connections, each of which reports record_changed (added) once.
+  ///
+  /// The application sets `r.type` (not nil), `r.expires` (after now), and optionally `r.attributes`, `r.data` and
+  /// `r.security_data`; the graph sets the id, version 1, creator and modifier (this node's peer id) and the times.
+  /// @param r The record.
+  /// @par Completion Signature
+  /// `void(std::error_code, record_id)`: the new record's id. Errors: invalid_argument (nil type, expiry not in the
+  /// future), invalid_attributes (see validate_attributes), max_record_size_exceeded (record::size() above
+  /// graph_properties::max_record_size), limit_exceeded (max_records or max_record_bytes reached), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto add_record(record r, CompletionToken&& token = {});
+
+  /// Replaces a record of this peer with a new version (PeerGraphUpdateRecord): the version goes up by one, the data,
+  /// attributes and expiry are `r`'s, and the version is flooded like an added record (record_changed: updated).
+  /// @param r The record as get_record gave it, changed: same id and type; its expiry may only grow.
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: record_not_found (unknown, deleted or expired), access_denied (a record of
+  /// another peer: only the creator may update it), invalid_argument (another type, an earlier expiry, an expiry
+  /// not in the future), invalid_attributes, max_record_size_exceeded, limit_exceeded, invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto update_record(record r, CompletionToken&& token = {});
+
+  /// Deletes a record of this peer everywhere (PeerGraphDeleteRecord): a tombstone replaces it on every node until
+  /// the record's expiry, so that no older copy brings it back (record_changed: deleted).
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: record_not_found, access_denied (a record of another peer), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto delete_record(const record_id& id, CompletionToken&& token = {});
+
+  /// The record `id` as this node holds it (PeerGraphGetRecord).
+  /// @par Completion Signature
+  /// `void(std::error_code, record)`. Errors: record_not_found (unknown, deleted or expired), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto get_record(const record_id& id, CompletionToken&& token = {});
+
+  /// The records this node holds, of `type` when given (PeerGraphEnumRecords), ordered by type, then id. Deleted and
+  /// expired records are not listed.
+  /// @par Completion Signature
+  /// `void(std::error_code, std::vector<record>)`. Errors: invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto records(std::optional<data_type> type = std::nullopt, CompletionToken&& token = {});
+
+  /// The records this node holds that `query` matches (PeerGraphSearchRecords), ordered by type, then id.
+  /// @par Completion Signature
+  /// `void(std::error_code, std::vector<record>)`. Errors: invalid_search (record_query::validate), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto search_records(record_query query, CompletionToken&& token = {});
 
   /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
   /// completes pending operations with operation_aborted. What send_data already reported sent still goes out ahead

@@ -14,6 +14,7 @@
 #include <peergraph/membership.hpp>
 #include <peergraph/transport_security.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -51,6 +52,9 @@ enum class invalid_property : int
   output_stall_timeout,               ///< not positive
   max_incoming_bytes,                 ///< 0
   event_queue_depth,                  ///< 0
+  max_record_size,                    ///< below min_max_frame_size
+  max_records,                        ///< 0
+  max_record_bytes,                   ///< below max_record_size
 };
 
 /// The category of invalid_property values ("peergraph.graph_properties"): message(v) names the field and the rule
@@ -98,6 +102,12 @@ inline const std::error_category& graph_property_category() noexcept
         return "graph_properties::max_incoming_bytes is 0";
       case invalid_property::event_queue_depth:
         return "graph_properties::event_queue_depth is 0";
+      case invalid_property::max_record_size:
+        return "graph_properties::max_record_size is below min_max_frame_size (1024 bytes)";
+      case invalid_property::max_records:
+        return "graph_properties::max_records is 0";
+      case invalid_property::max_record_bytes:
+        return "graph_properties::max_record_bytes is below the largest record (max_record_size)";
       }
       return "unknown graph property";
     }
@@ -163,6 +173,17 @@ struct graph_properties
   std::uint64_t max_incoming_bytes = 256ULL * 1024 * 1024;
   /// Events queued for next_event() before readers stop reading (TCP backpressure slows the senders).
   std::size_t event_queue_depth = 1024;
+  /// Largest record, as record::size() counts it (its bytes on the wire): from min_max_frame_size (1 KiB, the Peer
+  /// Graphing minimum) up; default 60 MB (the Peer Graphing default). A value above max_frame_size means
+  /// max_frame_size (a record travels in one frame). A larger record fails with max_record_size_exceeded when added
+  /// here, and ends the connection of a neighbor that sends one.
+  std::uint64_t max_record_size = default_max_frame_size;
+  /// Most records this node stores, tombstones of deleted records (kept until their expiry) included. Adding more
+  /// fails with limit_exceeded; a neighbor whose records would pass it loses its connection with limit_exceeded.
+  std::size_t max_records = std::size_t{1} << 20;
+  /// Most bytes of records (record::size() together) this node stores; at least the largest record
+  /// (record_size_limit()). As max_records.
+  std::uint64_t max_record_bytes = 512ULL * 1024 * 1024;
   /// Which events are queued at all (PeerGraphRegisterEvent); the others are not delivered.
   event_filter events;
   /// Closed graphs: the credentials with which nodes prove membership to each other in every handshake, before
@@ -179,6 +200,9 @@ struct graph_properties
   /// already queued when a connection closes still go out (within close_linger) ahead of the close frame. Null (the
   /// default): plain TCP. Nodes of one graph all set it, or none does.
   std::shared_ptr<const transport_security> tls;
+
+  /// The largest record this node takes: max_record_size, but at most max_frame_size.
+  [[nodiscard]] std::uint64_t record_size_limit() const noexcept { return std::min(max_record_size, max_frame_size); }
 
   /// Checks every field: invalid_argument when one is out of range, with the first such field as its cause (an
   /// invalid_property in graph_property_category(), so message() names it).
@@ -202,6 +226,9 @@ struct graph_properties
         {output_stall_timeout.count() <= 0, invalid_property::output_stall_timeout},
         {max_incoming_bytes == 0, invalid_property::max_incoming_bytes},
         {event_queue_depth == 0, invalid_property::event_queue_depth},
+        {max_record_size < min_max_frame_size, invalid_property::max_record_size},
+        {max_records == 0, invalid_property::max_records},
+        {max_record_bytes < record_size_limit(), invalid_property::max_record_bytes},
     };
     for (const auto& [broken, field] : rules)
       if (broken)

@@ -65,6 +65,7 @@ enum class frame_kind : std::uint8_t
   close = 0x02,      ///< orderly close with a reason; the last frame in its direction
   ping = 0x03,       ///< keepalive request with a token
   pong = 0x04,       ///< keepalive answer with the same token
+  record = 0x05,     ///< one version of a graph record, its type in the header (flooding between neighbors)
   hello = 0x10,      ///< handshake: who is talking, on which graph
   accept = 0x11,     ///< handshake: the hello was accepted
   refuse = 0x12,     ///< handshake: the hello was refused, with a reason; the last frame in its direction
@@ -146,7 +147,9 @@ struct decode_result
   /// Whether the frame ended with this event: every event but need_more, a data_header with a nonzero length, and a
   /// data_payload that is not the last part of its payload.
   bool frame_complete = false;
-  /// data_header: the data type (never nil).
+  /// data_header: the frame's kind, data or record: a record frame's payload streams like data's.
+  frame_kind kind = frame_kind::data;
+  /// data_header: the data type, or a record frame's record type (never nil).
   data_type type;
   /// data_header: the payload length (at most the decoder's maximum payload size).
   std::uint64_t length = 0;
@@ -262,9 +265,10 @@ public:
       }
       if (const auto ec = check_header(header); ec != peer_errc{})
         return fail(ec);
-      if (kind_ == frame_kind::data) {
+      if (kind_ == frame_kind::data || kind_ == frame_kind::record) {
         decode_result result;
         result.event = decode_event::data_header;
+        result.kind = kind_;
         result.consumed = used;
         result.type = data_type::from_bytes(header.subspan<detail::header_type_offset, data_type::byte_size>());
         result.length = payload_remaining_;
@@ -403,6 +407,7 @@ private:
       max_length = membership_payload_size;
       break;
     case frame_kind::data:
+    case frame_kind::record:
       if (phase_ != decoder_phase::established || type.is_nil())
         return peer_errc::protocol_error;
       if (length > max_payload_)
@@ -475,9 +480,10 @@ private:
       result.event = decode_event::membership;
       return result;
     case frame_kind::data:
+    case frame_kind::record:
       break;
     }
-    return fail(peer_errc::protocol_error); // unreachable: data frames have no buffered body
+    return fail(peer_errc::protocol_error); // unreachable: data and record frames have no buffered body
   }
 
   template <class Id>
@@ -593,11 +599,12 @@ private:
 /// @param out where the header goes.
 /// @param type the data type; must not be nil (peers refuse such frames).
 /// @param payload_size the number of payload bytes that follow the header.
+/// @param kind frame_kind::data, or frame_kind::record for a record frame (`type` is then the record's type).
 constexpr void encode_data_header(std::span<std::byte, data_frame_header_size> out, const data_type& type,
-                                  std::uint64_t payload_size) noexcept
+                                  std::uint64_t payload_size, frame_kind kind = frame_kind::data) noexcept
 {
-  PEERGRAPH_ASSERT(!type.is_nil());
-  out[detail::header_kind_offset] = static_cast<std::byte>(frame_kind::data);
+  PEERGRAPH_ASSERT(!type.is_nil() && (kind == frame_kind::data || kind == frame_kind::record));
+  out[detail::header_kind_offset] = static_cast<std::byte>(kind);
   out[detail::header_flags_offset] = std::byte{0};
   detail::store_le<std::uint16_t>(out, detail::header_reserved_offset, 0);
   std::copy(type.bytes().begin(), type.bytes().end(), out.subspan(detail::header_type_offset).begin());
@@ -610,6 +617,15 @@ constexpr void encode_data_header(std::span<std::byte, data_frame_header_size> o
 {
   std::array<std::byte, data_frame_header_size> header{};
   encode_data_header(header, type, payload_size);
+  return header;
+}
+
+/// The header of a record frame carrying a record payload of `payload_size` bytes of record type `type` (not nil).
+[[nodiscard]] constexpr std::array<std::byte, data_frame_header_size> encode_record_header(
+    const data_type& type, std::uint64_t payload_size) noexcept
+{
+  std::array<std::byte, data_frame_header_size> header{};
+  encode_data_header(header, type, payload_size, frame_kind::record);
   return header;
 }
 

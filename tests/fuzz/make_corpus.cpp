@@ -6,9 +6,12 @@
 //
 // Usage: fuzz_make_corpus <directory>   (writes <directory>/<target>/<seed>; tests/fuzz/corpus is the committed one)
 //
+#include <peergraph/detail/graph/record_codec.hpp>
+#include <peergraph/record.hpp>
 #include <peergraph/wire.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -315,6 +318,46 @@ void connection_seeds(writer& w)
 
 } // namespace
 
+/// A record as a neighbor floods it, with attributes of each type, security data and data.
+record sample_record(bool deleted)
+{
+  record r;
+  r.id = record_id(data_type::from_string("00112233-4455-6677-8899-aabbccddeeff"));
+  r.type = chat;
+  r.version = deleted ? 2 : 1;
+  r.creator = *peer_id::make("alice");
+  r.modified_by = r.creator;
+  r.created = record_time(std::chrono::milliseconds(1'700'000'000'000));
+  r.last_modified = r.created;
+  r.expires = r.created + std::chrono::hours(24);
+  r.deleted = deleted;
+  if (!deleted) {
+    r.attributes = {{"text", std::string("hello")}, {"priority", std::int64_t{3}}, {"due", r.expires}};
+    r.security_data = text("signature");
+    r.data = text("a line of chat");
+  }
+  return r;
+}
+
+bytes record_payload(const record& r)
+{
+  bytes out;
+  (void)detail::encode_record_payload(r, out);
+  return out;
+}
+
+/// fuzz_record_payload: the payload itself; fuzz_frame_decoder: a record frame on an established connection.
+void record_payload_seeds(writer& w)
+{
+  const bytes live = record_payload(sample_record(false));
+  const bytes tombstone = record_payload(sample_record(true));
+  w.put("fuzz_record_payload", "record", {live});
+  w.put("fuzz_record_payload", "tombstone", {tombstone});
+  w.put("fuzz_record_payload", "truncated", {std::span<const std::byte>(live).first(live.size() / 2)});
+  w.put("fuzz_frame_decoder", "record_frame",
+        {config(3, 5, 2), wire::encode_record_header(chat, live.size()), live, wire::encode_ping(9)});
+}
+
 int main(int argc, char** argv)
 {
   if (argc != 2) {
@@ -325,6 +368,7 @@ int main(int argc, char** argv)
   frame_decoder_seeds(w);
   handshake_seeds(w);
   connection_seeds(w);
+  record_payload_seeds(w);
   std::printf("%d seeds written under %s\n", w.count(), argv[1]);
   return 0;
 }

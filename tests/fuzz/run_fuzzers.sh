@@ -10,7 +10,8 @@
 # usage: tests/fuzz/run_fuzzers.sh [seconds-per-target] [target...]
 #   seconds-per-target  how long each target runs (default 60)
 #   target...           some of fuzz_frame_decoder fuzz_handshake fuzz_connection (default: all three)
-# Environment: PEERGRAPH_FUZZ_BUILD_DIR (default build-fuzz), PEERGRAPH_FUZZ_CXX (default clang++-19),
+# Environment: PEERGRAPH_FUZZ_BUILD_DIR (default build-fuzz), PEERGRAPH_FUZZ_CXX (default clang++-19; may start
+# with a launcher, e.g. "ccache clang++-19"),
 # PEERGRAPH_JOBS (parallel compile jobs, default 2).
 #
 set -uo pipefail
@@ -24,7 +25,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
   echo "run_fuzzers.sh: seconds-per-target must be a positive whole number, not '$seconds'" >&2
   exit 2
 fi
-all_targets=(fuzz_frame_decoder fuzz_handshake fuzz_connection)
+all_targets=(fuzz_frame_decoder fuzz_handshake fuzz_connection fuzz_record_payload)
 targets=("$@")
 ((${#targets[@]} == 0)) && targets=("${all_targets[@]}")
 for target in "${targets[@]}"; do
@@ -41,7 +42,7 @@ findings="$build_dir/fuzz-findings"
 
 say() { printf '==> %s\n' "$*"; }
 
-command -v "$cxx" >/dev/null || {
+command -v "${cxx##* }" >/dev/null || { # the compiler, after a launcher such as ccache
   echo "run_fuzzers.sh: $cxx not found (Debian: apt-get install clang-19 libclang-rt-19-dev)" >&2
   exit 2
 }

@@ -208,6 +208,67 @@ auto basic_graph<Executor>::set_event_filter(event_filter filter, CompletionToke
 
 template <class Executor>
 template <class CompletionToken>
+auto basic_graph<Executor>::add_record(record r, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, record_id)>(
+      detail::initiate_graph_op<Executor, record_id>(state_), token,
+      [](registry_type& registry, record added) { return registry.records().add(std::move(added)); }, std::move(r));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::update_record(record r, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_graph_op<Executor, void>(state_), token,
+      [](registry_type& registry, record changed) { return registry.records().update(std::move(changed)); },
+      std::move(r));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::delete_record(const record_id& id, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_graph_op<Executor, void>(state_), token,
+      [](registry_type& registry, record_id deleted) { return registry.records().remove(deleted); }, id);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::get_record(const record_id& id, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, record)>(
+      detail::initiate_graph_op<Executor, record>(state_), token,
+      [](registry_type& registry, record_id wanted) { return registry.records().get(wanted); }, id);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::records(std::optional<data_type> type, CompletionToken&& token)
+{
+  using result_type = std::vector<record>;
+  return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
+      detail::initiate_graph_op<Executor, result_type>(state_), token,
+      [](registry_type& registry, std::optional<data_type> which) -> expected<result_type, peer_error> {
+        return registry.records().of_type(which);
+      },
+      type);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::search_records(record_query query, CompletionToken&& token)
+{
+  using result_type = std::vector<record>;
+  return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
+      detail::initiate_graph_op<Executor, result_type>(state_), token,
+      [](registry_type& registry, record_query criteria) { return registry.records().search(criteria); },
+      std::move(query));
+}
+
+template <class Executor>
+template <class CompletionToken>
 auto basic_graph<Executor>::close(CompletionToken&& token)
 {
   return asio::async_initiate<CompletionToken, void(std::error_code)>(

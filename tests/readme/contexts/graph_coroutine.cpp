@@ -9,6 +9,9 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 asio::awaitable<void> readme_block([[maybe_unused]] asio::io_context& ctx, [[maybe_unused]] peergraph::graph& bob,

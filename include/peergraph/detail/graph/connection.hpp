@@ -65,6 +65,7 @@ struct read_state
   std::size_t filled = 0;               // payload bytes of `current` received so far
   std::uint64_t budget_needed = 0;      // what the reader waits for of the payload budget (read_wait::space)
   bool deliver_current = false;         // `current` is delivered (else received and dropped)
+  bool record_frame = false;            // `current` is a record frame's payload, for the frame dispatch
   bool event_ready = false;             // `current` is complete and waits for room in the event queue
   bool drained = false;                 // the last read returned less than the buffer: the socket had no more
   std::size_t arrived = 0;              // bytes of the connection's arrival buffer not yet taken as input

@@ -2,8 +2,9 @@
 // peergraph/detail/graph/frame_dispatch.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Where the reader hands each complete frame other than data: one handler per frame kind. Data frames are the
-// reader's own (their payload streams into the message's buffer as it arrives); every other kind is a whole frame
-// handed over here, so a new kind of frame is a new case and a new handler, not a new branch in the reader.
+// reader's own (their payload streams into the message's buffer as it arrives, and becomes an event); record frames
+// stream the same way and are handed over whole to the record layer; every other kind is a small frame handled
+// here. A new kind of frame is a new case and a new handler, not a new branch in the reader.
 //
 #pragma once
 
@@ -12,10 +13,26 @@
 #include <peergraph/error.hpp>
 #include <peergraph/wire.hpp>
 
+#include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 
 namespace peergraph::detail {
+
+/// Who takes complete record frames (the record layer).
+template <class Context>
+class record_frame_handler
+{
+public:
+  /// A complete record frame of record type `type` arrived on neighbor connection `from`. The reason the
+  /// connection ends, if it does.
+  virtual std::optional<peer_error> on_record_frame(const std::shared_ptr<connection<Context>>& from,
+                                                    const data_type& type, std::span<const std::byte> payload) = 0;
+
+protected:
+  ~record_frame_handler() = default;
+};
 
 template <class Context>
 class frame_dispatch
@@ -23,7 +40,19 @@ class frame_dispatch
 public:
   using connection_ptr = std::shared_ptr<connection<Context>>;
 
-  explicit frame_dispatch(connection_writer<Context>& writer) noexcept : writer_(writer) {}
+  frame_dispatch(connection_writer<Context>& writer, record_frame_handler<Context>& records) noexcept
+      : writer_(writer), records_(records)
+  {
+  }
+
+  /// A complete record frame: to the record layer. Records travel between neighbors only.
+  std::optional<peer_error> record(const connection_ptr& from, const data_type& type,
+                                   std::span<const std::byte> payload)
+  {
+    if (from->kind != connection_kind::neighbor)
+      return peer_error(peer_errc::protocol_error);
+    return records_.on_record_frame(from, type, payload);
+  }
 
   /// Hands `frame`, complete and not a data frame, to its handler. The reason the connection ends, if it does.
   std::optional<peer_error> operator()(const connection_ptr& c, const wire::decode_result& frame,
@@ -50,6 +79,7 @@ private:
   }
 
   connection_writer<Context>& writer_;
+  record_frame_handler<Context>& records_;
 };
 
 } // namespace peergraph::detail

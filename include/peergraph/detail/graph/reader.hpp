@@ -47,9 +47,9 @@ public:
 
   connection_reader(const Context& context, std::uint64_t max_frame_size, engine_lifetime& lifetime,
                     event_queue<Context>& events, const event_filter& filter, connection_writer<Context>& writer,
-                    connection_observer<Context>& observer)
+                    connection_observer<Context>& observer, record_frame_handler<Context>& records)
       : context_(context), max_frame_size_(max_frame_size), lifetime_(lifetime), events_(events), filter_(filter),
-        writer_(writer), observer_(observer), dispatch_(writer)
+        writer_(writer), observer_(observer), dispatch_(writer, records)
   {
   }
 
@@ -248,8 +248,9 @@ private:
   {
     connection_type& c = *owner;
     read_state& r = reader_of(c);
-    if (r.event_ready && !deliver_ready(c))
-      return read_wait::space;
+    if (r.event_ready)
+      if (const auto wait = deliver_ready(owner, reason))
+        return *wait;
     int reads = 0;
     for (;;) {
       if (r.input.empty()) {
@@ -277,8 +278,16 @@ private:
       case wire::decode_event::need_more:
         break;
       case wire::decode_event::data_header:
-        // The buffer is not sized from the header: it grows as the bytes arrive (make_room).
-        r.deliver_current = c.established() && filter_.accepts_data(decoded->type);
+        if (decoded->kind == wire::frame_kind::record && c.kind != connection_kind::neighbor) {
+          reason = peer_error(peer_errc::protocol_error); // records travel between neighbors only
+          if (c.established())
+            writer_.send_close_frame(owner, peer_errc::protocol_error);
+          return read_wait::done;
+        }
+        // The buffer is not sized from the header: it grows as the bytes arrive (make_room). A record frame's
+        // payload streams the same way and goes to the frame dispatch once complete.
+        r.record_frame = decoded->kind == wire::frame_kind::record;
+        r.deliver_current = c.established() && (r.record_frame || filter_.accepts_data(decoded->type));
         r.current.emplace(incoming_data{c.id, decoded->type, payload()});
         r.length = static_cast<std::size_t>(decoded->length);
         r.filled = 0;
@@ -317,8 +326,8 @@ private:
       }
       if (frame_done && r.current) {
         r.event_ready = true;
-        if (!deliver_ready(c))
-          return read_wait::space;
+        if (const auto wait = deliver_ready(owner, reason))
+          return *wait;
       }
     }
   }
@@ -391,18 +400,38 @@ private:
     return closed;
   }
 
-  /// Queues the complete message of the reader, or drops it when it is not delivered; false when the event queue
-  /// has no room for it. A queued message's bytes count against the payload budget until the application takes it.
-  bool deliver_ready(connection_type& c)
+  /// Queues the complete message of the reader, or hands a complete record frame to the frame dispatch, or drops
+  /// what is not delivered. What the reader must do instead of going on: wait for room in the event queue (a record
+  /// frame waits too: its change is reported), or end the connection (a refused record). A queued message's bytes
+  /// count against the payload budget until the application takes it; a record's until it was handled.
+  std::optional<read_wait> deliver_ready(const connection_ptr& owner, std::optional<peer_error>& reason)
   {
+    connection_type& c = *owner;
     read_state& r = *c.reader;
+    if (r.deliver_current && r.record_frame && c.established()) {
+      if (events_.full())
+        return read_wait::space;
+      const payload& bytes = r.current->payload;
+      const std::optional<peer_error> refused =
+          dispatch_.record(owner, r.current->type, std::span<const std::byte>(bytes.data(), bytes.size()));
+      events_.refund(bytes.size());
+      r.current.reset();
+      r.event_ready = false;
+      if (refused) {
+        reason = refused;
+        if (c.established())
+          writer_.send_close_frame(owner, refused->code());
+        return read_wait::done;
+      }
+      return std::nullopt;
+    }
     if (r.deliver_current && !c.established())
       events_.refund(r.current->payload.size());
     else if (r.deliver_current && !events_.try_push_quietly(*r.current))
-      return false;
+      return read_wait::space;
     r.current.reset();
     r.event_ready = false;
-    return true;
+    return std::nullopt;
   }
 
   /// A payload buffer of `size` bytes, already charged against the budget; the charge goes back if it cannot be had.

@@ -35,7 +35,8 @@ struct record_limits
 struct record_update
 {
   record_change change;
-  record version; // the version now held (a tombstone for deleted; the last version for expired)
+  record version;      // the version now held (a tombstone for deleted; the last version for expired)
+  bool silent = false; // nothing to report (a tombstone of a record this node never held live), only to flood on
 };
 
 class graph_records
@@ -143,8 +144,8 @@ public:
   // ---- versions from neighbours --------------------------------------------------------------------------------
 
   /// A version of a record received from a neighbour: kept when it supersedes what is held (or nothing is held),
-  /// the change it makes returned for the event and for flooding; nothing when it is old news (already held or
-  /// superseded, or expired: an expired version never comes back). Errors, after which nothing changed:
+  /// the change it makes returned for the event (unless silent) and for flooding; nothing when it is old news (already
+  /// held or superseded, or expired: an expired version never comes back). Errors, after which nothing changed:
   /// invalid_record (malformed: nil id or type, version 0, no creator, a version made by another peer than its
   /// creator, a creator that differs from the held version's, a tombstone with data), invalid_attributes,
   /// max_record_size_exceeded, limit_exceeded (the store is full).
@@ -168,11 +169,11 @@ public:
     const record_change change = r.deleted  ? record_change::deleted
                                  : was_live ? record_change::updated
                                             : record_change::added;
-    if (r.deleted && !was_live) {
-      table_.put(std::move(r)); // a tombstone for what this node never saw live: kept quietly, blocks older copies
-      return std::optional<record_update>();
-    }
-    return std::optional<record_update>(store(std::move(r), change));
+    record_update update = store(std::move(r), change);
+    // A tombstone of what this node never held live is kept and flooded on (it blocks older copies everywhere), but
+    // there is nothing to report here.
+    update.silent = update.version.deleted && !was_live;
+    return std::optional<record_update>(std::move(update));
   }
 
   // ---- expiry ---------------------------------------------------------------------------------------------------

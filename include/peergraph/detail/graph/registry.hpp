@@ -3,8 +3,8 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The registry of a graph: listening and accepting, connecting, connection ids, the table of established
 // connections, admission (through graph_admission), keepalive, events and status. It owns the engine's other parts
-// (writer, reader, handshake, event queue) and is what they report to: it is their connection_observer and the
-// handshake's admission. All of it runs on the graph's serialized context.
+// (writer, reader, record layer, handshake, event queue) and is what they report to: it is their connection_observer
+// and the handshake's admission. All of it runs on the graph's serialized context.
 //
 #pragma once
 
@@ -15,6 +15,7 @@
 #include <peergraph/detail/graph/context.hpp>
 #include <peergraph/detail/graph/handshake.hpp>
 #include <peergraph/detail/graph/reader.hpp>
+#include <peergraph/detail/graph/record_layer.hpp>
 #include <peergraph/detail/graph/writer.hpp>
 #include <peergraph/detail/send_order.hpp>
 #include <peergraph/error.hpp>
@@ -64,7 +65,8 @@ public:
         events_(context_, properties_.event_queue_depth,
                 std::max(properties_.max_incoming_bytes, properties_.max_frame_size)),
         admission_(properties_), writer_(context_, properties_, *this, *this),
-        reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this),
+        records_(context_, properties_, *this, events_, filter_, writer_, connections_),
+        reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this, records_),
         handshake_(properties_, node_, *this, *this), accept_backoff_(context_)
   {
   }
@@ -78,6 +80,8 @@ public:
   [[nodiscard]] std::uint64_t max_frame_size() const noexcept { return properties_.max_frame_size; }
   [[nodiscard]] bool secure() const noexcept { return properties_.tls != nullptr; }
   [[nodiscard]] connection_writer<context_type>& writer() noexcept { return writer_; }
+  /// The graph's records: its record operations run on the context through this.
+  [[nodiscard]] record_layer<context_type>& records() noexcept { return records_; }
 
   // ---- operations, each run on the context ------------------------------------------------------------------
 
@@ -208,6 +212,7 @@ public:
     for (auto& [key, c] : open)
       close_connection(c, peer_errc::graph_shutting_down, std::nullopt);
     admission_.clear_claims();
+    records_.close();
     status_ = graph_status::none;
     events_.close();
   }
@@ -466,15 +471,16 @@ private:
   node_id node_;
   event_filter filter_;
   event_queue<context_type> events_;
+  std::unordered_map<std::uint64_t, connection_ptr> connections_; // the established connections
   graph_admission admission_;
   connection_writer<context_type> writer_;
+  record_layer<context_type> records_;
   connection_reader<context_type> reader_;
   handshake<context_type> handshake_;
   std::optional<acceptor_type> acceptor_;
-  timer_type accept_backoff_;                                     // the accept loop's pause after a failed accept
-  std::unordered_map<std::uint64_t, connection_ptr> connections_; // the established connections
-  std::unordered_map<std::uint64_t, attempt_ptr> handshakes_;     // the connections in their handshake
-  mutable const connection_ptr* last_found_ = nullptr;            // see find_connection; reset on every erase
+  timer_type accept_backoff_;                                 // the accept loop's pause after a failed accept
+  std::unordered_map<std::uint64_t, attempt_ptr> handshakes_; // the connections in their handshake
+  mutable const connection_ptr* last_found_ = nullptr;        // see find_connection; reset on every erase
   std::uint64_t last_id_ = 0;
   std::uint64_t last_ping_token_ = 0;
   graph_status status_ = graph_status::none;

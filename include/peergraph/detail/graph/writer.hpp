@@ -74,6 +74,33 @@ public:
     return staging::staged;
   }
 
+  /// Sends a whole frame of the node's own (a record): copied into the staging buffer when small, like a small
+  /// send_data; otherwise written after what is staged, now or queued (the ordered send path owns it through
+  /// `held`), through the secure channel when there is one. Counted against max_connection_output until the socket
+  /// took it. False when a write failed (the connection ended).
+  template <class Holder>
+  bool send_own_frame(const connection_ptr& c, std::span<const std::byte> frame, Holder held)
+  {
+    if (!c->established() || !c->socket.is_open())
+      return true;
+    if (frame.size() <= staging_threshold()) {
+      stage_bytes(c, frame);
+      return true;
+    }
+    if (!flush_staged(c))
+      return false;
+    if (c->session) {
+      std::vector<std::byte> ciphertext;
+      const std::array<std::span<const std::byte>, 1> plain{frame};
+      if (!c->session->encrypt(plain, ciphertext)) {
+        write_failed(c, peer_error(peer_errc::protocol_error));
+        return false;
+      }
+      return send_ciphertext(c, std::move(ciphertext));
+    }
+    return write_promised(c, frame, std::move(held));
+  }
+
   /// Stages bytes of the node's own (a ping or a pong), flushed at the end of the turn.
   void stage_bytes(const connection_ptr& c, std::span<const std::byte> bytes)
   {
