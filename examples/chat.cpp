@@ -3,7 +3,8 @@
 // ~~~~~~~~~~~~~~~~~
 // A chat node, one per process, as the Peer Graphing chat sample does it: every line typed on standard input is a
 // record of the graph (PeerGraphAddRecord), flooded to every node, however far; each node prints the lines that
-// arrive (record_changed, then PeerGraphGetRecord) with their creator's peer id. End of input (Ctrl-D), Ctrl-C or
+// arrive (record_changed, then PeerGraphGetRecord) with their creator's peer id. A node that connects to others joins
+// their graph: its first synchronisation brings the lines said before it came. End of input (Ctrl-D), Ctrl-C or
 // SIGTERM leaves the graph.
 //
 // usage: chat <graph-id> <peer-id> <listen-address:port> [<connect-address:port>...]
@@ -130,6 +131,8 @@ asio::awaitable<void> show_events(peergraph::graph& graph, peergraph::peer_id se
                     change->reason ? change->reason->message().c_str() : "unknown reason");
         break;
       }
+    } else if (auto* synced = std::get_if<peergraph::neighbor_synchronized>(&*event)) {
+      std::printf("* synchronised with %s\n", synced->remote_peer.str().c_str());
     } else if (auto* record = std::get_if<peergraph::record_changed>(&*event)) {
       if (record->type != chat_type || record->change != peergraph::record_change::added)
         continue;
@@ -148,12 +151,13 @@ asio::awaitable<void> send_line(peergraph::graph& graph, const std::string& line
     std::printf("* nobody is connected yet\n");
   peergraph::record record;
   record.type = chat_type;
-  record.expires =
-      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()) + line_lifetime;
+  record.expires = graph.peer_time() + line_lifetime; // records carry the graph's time
   const auto* bytes = reinterpret_cast<const std::byte*>(line.data());
   record.data.assign(bytes, bytes + line.size());
   auto added = co_await graph.add_record(std::move(record));
-  if (!added)
+  if (!added && added.error() == peergraph::peer_errc::graph_not_ready)
+    std::printf("* not synchronised with the graph yet: try again in a moment\n");
+  else if (!added)
     std::printf("* could not send the line: %s\n", added.error().message().c_str());
 }
 
@@ -219,6 +223,10 @@ int main(int argc, char* argv[])
   properties.graph = std::move(*graph);
   properties.peer = std::move(*peer);
   properties.friendly_name = std::string(args[1].substr(0, 256));
+  // A node given addresses joins a graph that others hold (its lines wait for the first synchronisation, which
+  // brings the lines already said); one given none starts the graph.
+  if (addresses.size() > 1)
+    properties.start = peergraph::graph_start::join;
   if (const char* secret = std::getenv("PEERGRAPH_CHAT_KEY"); secret != nullptr) {
     const std::string_view text(secret);
     auto key = peergraph::pre_shared_key::make(std::as_bytes(std::span(text.data(), text.size())));

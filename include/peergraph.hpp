@@ -15,6 +15,8 @@
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
 #include <peergraph/record.hpp>
+#include <peergraph/record_security.hpp>
+#include <peergraph/record_store.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/transport_security.hpp>
 #include <peergraph/use_expected.hpp>

@@ -103,6 +103,8 @@ constexpr expected_row expected_rows[] = {
     {peer_errc::invalid_attributes, 48, "invalid_attributes", 0x80630602u, 0, 0},
     {peer_errc::invalid_search, 49, "invalid_search", 0x80630601u, 0, 0},
     {peer_errc::invalid_record, 50, "invalid_record", 0x80632010u, 0, 0},
+    {peer_errc::record_store_failed, 51, "record_store_failed", 0x80630300u, 0, 0},
+    {peer_errc::graph_in_use, 52, "graph_in_use", 0x80630015u, 0, 0},
 };
 
 // The conditions whose HRESULT belongs to another condition first: not_direct_connection's E_INVALIDARG (and its
@@ -259,6 +261,8 @@ TEST_CASE("peer_errc values are stable and all_peer_errc lists each once, in ord
   static_assert(static_cast<int>(peer_errc::unknown_error) == 44);
   static_assert(static_cast<int>(peer_errc::wrong_graph) == 45);
   static_assert(static_cast<int>(peer_errc::invalid_record) == 50);
+  static_assert(static_cast<int>(peer_errc::record_store_failed) == 51);
+  static_assert(static_cast<int>(peer_errc::graph_in_use) == 52);
   static_assert(std::is_same_v<std::underlying_type_t<peer_errc>, int>);
 }
 
@@ -284,7 +288,7 @@ TEST_CASE("every enumerator has a distinct, non-empty message and name")
 
 TEST_CASE("values outside the enumeration get the generic message and name")
 {
-  for (const int value : {0, -1, 51, 1000}) {
+  for (const int value : {0, -1, 53, 1000}) {
     CAPTURE(value);
     CHECK(peergraph::peer_category().message(value) == "unknown peergraph error");
     CHECK(peergraph::peer_errc_name(static_cast<peer_errc>(value)) == "unknown");
@@ -322,7 +326,7 @@ TEST_CASE("every enumerator round-trips through std::error_code")
         CHECK(ec != other);
   }
   // Out-of-range peergraph codes are not conditions.
-  CHECK(peergraph::to_peer_errc(std::error_code(51, peergraph::peer_category())) == peer_errc::unknown_error);
+  CHECK(peergraph::to_peer_errc(std::error_code(53, peergraph::peer_category())) == peer_errc::unknown_error);
   CHECK(peergraph::to_peer_errc(std::error_code(-3, peergraph::peer_category())) == peer_errc::unknown_error);
 }
 
@@ -560,7 +564,7 @@ TEST_CASE("to_hresult gives the Windows value of every condition and from_hresul
   }
   CHECK(seen.size() == peergraph::all_peer_errc.size() - 2);
   CHECK(peergraph::to_hresult(static_cast<peer_errc>(0)) == 0x80004005u);
-  CHECK(peergraph::to_hresult(static_cast<peer_errc>(51)) == 0x80004005u);
+  CHECK(peergraph::to_hresult(static_cast<peer_errc>(53)) == 0x80004005u);
 }
 
 TEST_CASE("from_hresult accepts common equivalents and rejects unknown and success values")
@@ -621,7 +625,7 @@ TEST_CASE("to_wsa_error gives the Winsock code of every condition and from_wsa_e
     CHECK(peergraph::to_wsa_error(condition) == code);
   }
   CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(0)) == 0);
-  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(51)) == 0);
+  CHECK(peergraph::to_wsa_error(static_cast<peer_errc>(53)) == 0);
 }
 
 TEST_CASE("from_wsa_error accepts codes that share a condition and rejects unknown ones")

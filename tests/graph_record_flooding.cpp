@@ -8,6 +8,7 @@
 #include "support/co_test.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
+#include "support/record_support.hpp"
 
 #include <peergraph/detail/graph/record_codec.hpp>
 #include <peergraph/wire.hpp>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,77 +36,24 @@ using peergraph::record_compare;
 using peergraph::record_id;
 using peergraph::record_query;
 using peergraph::record_time;
+using peergraph::test::chain;
 using peergraph::test::connect_link;
+using peergraph::test::in;
+using peergraph::test::joining;
+using peergraph::test::line;
 using peergraph::test::listening;
+using peergraph::test::make_nodes;
 using peergraph::test::node;
 using peergraph::test::pause;
 using peergraph::test::pid;
 using peergraph::test::props;
 using peergraph::test::raw_handshake;
+using peergraph::test::record_events;
+using peergraph::test::saw;
+using peergraph::test::synchronized_with;
 
-constexpr auto chat_line = peergraph::data_type::from_string("6b29fc40-ca47-1067-b31d-00dd010662da");
+constexpr auto chat_line = peergraph::test::line_type;
 constexpr auto presence_like = peergraph::data_type::from_string("aa1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
-
-record_time in(std::chrono::milliseconds after)
-{
-  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()) + after;
-}
-
-record line(std::string text, std::chrono::milliseconds lifetime = 60s, peergraph::data_type type = chat_line)
-{
-  record r;
-  r.type = type;
-  r.expires = in(lifetime);
-  r.attributes = {{"text", std::move(text)}};
-  r.data = {std::byte{'x'}};
-  return r;
-}
-
-/// Takes the record_changed event of `id` with `change` from the node's log, waiting up to `timeout`.
-asio::awaitable<bool> saw(node& n, const record_id& id, record_change change, std::chrono::milliseconds timeout = 3s)
-{
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (int round = 0; round < 100'000; ++round) {
-    auto& log = n.log();
-    for (std::size_t i = 0; i < log.events.size(); ++i) {
-      const auto* c = std::get_if<record_changed>(&log.events[i]);
-      if (c != nullptr && !log.taken[i] && c->id == id && c->change == change) {
-        log.taken[i] = true;
-        co_return true;
-      }
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      break;
-    co_await pause(2ms);
-  }
-  co_return false;
-}
-
-/// How many record_changed events the node logged, of any change.
-std::size_t record_events(node& n)
-{
-  return n.count([](const graph_event& e) { return std::holds_alternative<record_changed>(e); });
-}
-
-/// Connects `nodes` in a line (each to the next); with `ring`, the last to the first too.
-asio::awaitable<void> chain(std::vector<std::unique_ptr<node>>& nodes, bool ring)
-{
-  std::vector<asio::ip::tcp::endpoint> where;
-  for (auto& n : nodes)
-    where.push_back(co_await listening(*n));
-  for (std::size_t i = 0; i + 1 < nodes.size(); ++i)
-    (void)co_await connect_link(*nodes[i], *nodes[i + 1], where[i + 1]);
-  if (ring)
-    (void)co_await connect_link(*nodes.back(), *nodes.front(), where.front());
-}
-
-std::vector<std::unique_ptr<node>> make_nodes(asio::io_context& ctx, std::size_t count)
-{
-  std::vector<std::unique_ptr<node>> nodes;
-  for (std::size_t i = 0; i < count; ++i)
-    nodes.push_back(std::make_unique<node>(ctx, props("node" + std::to_string(i))));
-  return nodes;
-}
 
 } // namespace
 
@@ -343,6 +292,40 @@ CO_TEST_CASE("the record limits of graph_properties hold for what neighbors send
           return r;
         }()))
             .error() == peer_errc::max_record_size_exceeded);
+}
+
+CO_TEST_CASE("in a random connected graph of 20 nodes every node ends with the same records, each reported once")
+{
+  auto nodes = make_nodes(ctx, 20);
+  std::vector<asio::ip::tcp::endpoint> where;
+  for (auto& n : nodes)
+    where.push_back(co_await listening(*n));
+  // A random spanning tree (node i connects to an earlier one), then random chords, 29 links in all.
+  std::mt19937 random(20);
+  std::set<std::pair<std::size_t, std::size_t>> links;
+  for (std::size_t i = 1; i < nodes.size(); ++i)
+    links.insert({random() % i, i});
+  for (int tries = 0; tries < 1000 && links.size() < 29; ++tries) {
+    const std::size_t a = random() % nodes.size(), b = random() % nodes.size();
+    if (a != b)
+      links.insert({std::min(a, b), std::max(a, b)});
+  }
+  for (const auto& [listener, caller] : links)
+    (void)co_await connect_link(*nodes[caller], *nodes[listener], where[listener]);
+
+  std::vector<record_id> ids;
+  for (std::size_t origin : {0U, 7U, 13U, 19U})
+    for (int i = 0; i < 5; ++i)
+      ids.push_back((co_await (*nodes[origin])->add_record(line("from node" + std::to_string(origin)))).value());
+  for (auto& n : nodes)
+    for (const record_id& id : ids)
+      CHECK(co_await saw(*n, id, record_change::added));
+  const auto reference = (co_await (*nodes.front())->records()).value();
+  CHECK(reference.size() == ids.size());
+  for (auto& n : nodes) {
+    CHECK((co_await (*n)->records()).value() == reference);
+    CHECK(record_events(*n) == ids.size()); // each applied and reported once
+  }
 }
 
 TEST_SUITE_END();

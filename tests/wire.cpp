@@ -322,7 +322,9 @@ outcome feed(std::span<const std::byte> stream, const std::vector<std::size_t>& 
       case wire::decode_event::data_header:
         if (current)
           violation("data header inside a data frame");
-        if (r.type.is_nil() || r.length > decoder.max_payload_size())
+        if (r.kind == wire::frame_kind::sync
+                ? !r.type.is_nil() || r.length < wire::min_sync_payload_size || r.length > wire::max_sync_payload_size
+                : r.type.is_nil() || r.length > decoder.max_payload_size())
           violation("bad data header reported");
         if (r.frame_complete != (r.length == 0))
           violation("data header completion");
@@ -488,7 +490,7 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
     if (le(s, pos + 1, 1) != 0 || le(s, pos + 2, 2) != 0)
       return fail(peer_errc::protocol_error);
     const bool handshake_kind = kind >= 0x10 && kind <= 0x13;
-    const bool established_kind = kind >= 0x01 && kind <= 0x05;
+    const bool established_kind = kind >= 0x01 && kind <= 0x06;
     if (!handshake_kind && !established_kind)
       return fail(peer_errc::protocol_error);
     // A hello may not follow a challenge alone; a refuse may stand in place of the hello.
@@ -501,6 +503,15 @@ outcome reference_decode(std::span<const std::byte> s, std::uint64_t max_payload
         return fail(peer_errc::protocol_error);
       if (length > max_payload)
         return fail(peer_errc::frame_too_large);
+      if (s.size() - pos - 28 < length)
+        return incomplete();
+      out.frames.push_back(data_record(type, to_bytes(s.subspan(pos + 28, static_cast<std::size_t>(length)))));
+      pos += 28 + static_cast<std::size_t>(length);
+      continue;
+    }
+    if (kind == 0x06) { // sync frames: streamed like data, no type, a length the protocol bounds
+      if (!type.is_nil() || length < 4 || length > 256 * 1024)
+        return fail(peer_errc::protocol_error);
       if (s.size() - pos - 28 < length)
         return incomplete();
       out.frames.push_back(data_record(type, to_bytes(s.subspan(pos + 28, static_cast<std::size_t>(length)))));
@@ -1212,9 +1223,52 @@ TEST_CASE("record frames: their type in the header, their payload streamed like 
   check_rejected(before_accept, peer_errc::protocol_error);
 }
 
+TEST_CASE("sync frames: no type, a payload of 4 to 256 KiB streamed like data, only once established")
+{
+  const auto header = wire::encode_sync_header(12);
+  CHECK(header[0] == std::byte{0x06});
+  CHECK(std::all_of(header.begin() + 1, header.begin() + 20, [](std::byte b) { return b == std::byte{0}; }));
+  bytes stream = handshake_prefix();
+  append(stream, header);
+  append(stream, pattern(12, 3));
+  wire::frame_decoder decoder(64); // the sync bound is the protocol's, not the decoder's maximum
+  std::span<const std::byte> rest(stream);
+  std::optional<wire::decode_result> sync_header;
+  bytes payload;
+  for (int i = 0; i < 16 && !rest.empty(); ++i) {
+    auto r = decoder.decode(rest);
+    REQUIRE(r.has_value());
+    rest = rest.subspan(r->consumed);
+    if (r->event == wire::decode_event::data_header)
+      sync_header = *r;
+    if (r->event == wire::decode_event::data_payload)
+      payload.insert(payload.end(), r->payload.begin(), r->payload.end());
+  }
+  REQUIRE(sync_header.has_value());
+  CHECK(sync_header->kind == wire::frame_kind::sync);
+  CHECK(sync_header->type.is_nil());
+  CHECK(payload == pattern(12, 3));
+  CHECK(decoder.at_frame_boundary());
+
+  for (const std::uint64_t length : {std::uint64_t{0}, std::uint64_t{3}, std::uint64_t{256 * 1024 + 1}}) {
+    CAPTURE(length);
+    bytes bad = handshake_prefix();
+    append(bad, wire::encode_sync_header(length));
+    check_rejected(bad, peer_errc::protocol_error);
+  }
+  bytes typed = handshake_prefix();
+  auto typed_header = wire::encode_sync_header(4);
+  std::copy(sample_type.bytes().begin(), sample_type.bytes().end(), typed_header.begin() + 4);
+  append(typed, typed_header);
+  check_rejected(typed, peer_errc::protocol_error);
+  bytes before_accept = *wire::encode_hello(sample_hello());
+  append(before_accept, wire::encode_sync_header(4));
+  check_rejected(before_accept, peer_errc::protocol_error);
+}
+
 TEST_CASE("rejected: unknown frame kinds and nonzero reserved bits")
 {
-  for (const unsigned kind : {0x00U, 0x06U, 0x0FU, 0x13U, 0x20U, 0x81U, 0xFFU}) {
+  for (const unsigned kind : {0x00U, 0x07U, 0x0FU, 0x13U, 0x20U, 0x81U, 0xFFU}) {
     CAPTURE(kind);
     bytes stream = handshake_prefix();
     append(stream, raw_header(static_cast<std::uint8_t>(kind), 0));

@@ -78,10 +78,12 @@ enum class peer_errc : int
   invalid_attributes = 48,       ///< PEER_E_INVALID_ATTRIBUTES: a record attribute's name or value is not allowed
   invalid_search = 49,           ///< PEER_E_INVALID_SEARCH: a record query that is malformed or too large
   invalid_record = 50,           ///< PEER_E_INVALID_RECORD: a record that is malformed or fails validation
+  record_store_failed = 51,      ///< PEER_E_DATABASE_ACCESSDENIED: the record store could not read or write
+  graph_in_use = 52,             ///< PEER_E_GRAPH_IN_USE: not possible once the graph listens or connects
 };
 
-/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 50), for code that must visit each one.
-inline constexpr std::array<peer_errc, 50> all_peer_errc{
+/// Every peer_errc enumerator, in ascending numeric order (1, 2, ..., 52), for code that must visit each one.
+inline constexpr std::array<peer_errc, 52> all_peer_errc{
     peer_errc::invalid_argument,
     peer_errc::out_of_memory,
     peer_errc::not_initialized,
@@ -132,6 +134,8 @@ inline constexpr std::array<peer_errc, 50> all_peer_errc{
     peer_errc::invalid_attributes,
     peer_errc::invalid_search,
     peer_errc::invalid_record,
+    peer_errc::record_store_failed,
+    peer_errc::graph_in_use,
 };
 
 } // namespace peergraph

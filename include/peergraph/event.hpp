@@ -39,6 +39,8 @@ enum class graph_status : unsigned
   none = 0,
   listening = 1U << 0,       ///< the graph accepts connections
   has_connections = 1U << 1, ///< at least one neighbor or direct connection is established
+  synchronized = 1U << 2,    ///< the node's records are synchronised with the graph: it created the graph, or it
+                             ///< completed a synchronisation with a neighbor (PEER_GRAPH_STATUS_SYNCHRONIZED)
 };
 
 constexpr graph_status operator|(graph_status a, graph_status b) noexcept
@@ -180,8 +182,18 @@ struct record_changed
   data_type type;       ///< its record type
 };
 
+/// This node and a neighbor finished synchronising their records (SYNCHRONIZED): each now holds every record the
+/// other held when they connected. The first one of a joining node sets graph_status::synchronized.
+struct neighbor_synchronized
+{
+  connection_id connection; ///< the neighbor connection
+  peer_id remote_peer;      ///< the neighbor's peer id
+  node_id remote_node;      ///< the neighbor's node id
+};
+
 /// One event of a graph.
-using graph_event = std::variant<connection_changed, incoming_data, status_changed, record_changed>;
+using graph_event =
+    std::variant<connection_changed, incoming_data, status_changed, record_changed, neighbor_synchronized>;
 
 /// Kinds of events, for event_filter. Combine with `|`.
 enum class event_kind : unsigned
@@ -191,7 +203,8 @@ enum class event_kind : unsigned
   incoming_data = 1U << 1,
   status_changed = 1U << 2,
   record_changed = 1U << 3,
-  all = connection_changed | incoming_data | status_changed | record_changed,
+  neighbor_synchronized = 1U << 4,
+  all = connection_changed | incoming_data | status_changed | record_changed | neighbor_synchronized,
 };
 
 constexpr event_kind operator|(event_kind a, event_kind b) noexcept
@@ -207,7 +220,7 @@ constexpr event_kind operator&(event_kind a, event_kind b) noexcept
 inline event_kind kind_of(const graph_event& event) noexcept
 {
   constexpr event_kind kinds[] = {event_kind::connection_changed, event_kind::incoming_data, event_kind::status_changed,
-                                  event_kind::record_changed};
+                                  event_kind::record_changed, event_kind::neighbor_synchronized};
   return kinds[event.index()];
 }
 

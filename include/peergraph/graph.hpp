@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,6 +107,12 @@ public:
   /// This node's node id: random, unique per graph object, told to every remote in the handshake. 0 when not
   /// initialized.
   [[nodiscard]] node_id local_node() const noexcept;
+
+  /// Now in peer time (UniversalTimeToPeerTime): the clock in which records carry their times, and in which a
+  /// record's `expires` is set. It is this node's clock (graph_properties::clock), moved by the peer time of its first
+  /// neighbor when it joined a graph (graph_start::join), so that nodes whose clocks differ agree on when records
+  /// expire. Any thread. Requires an initialized graph.
+  [[nodiscard]] record_time peer_time() const;
 
   /// Accepts connections from other nodes (PeerGraphListen).
   /// @param endpoint Address and port to listen on; port 0 picks a free port. IPv4 or IPv6.
@@ -241,12 +248,15 @@ public:
   /// over the neighbor connections, each of which reports record_changed (added) once.
   ///
   /// The application sets `r.type` (not nil), `r.expires` (after now), and optionally `r.attributes`, `r.data` and
-  /// `r.security_data`; the graph sets the id, version 1, creator and modifier (this node's peer id) and the times.
+  /// `r.security_data` (graph_properties::record_security fills it in when set); the graph sets the id, version 1,
+  /// creator and modifier (this node's peer id) and the times, in peer time (peer_time()).
   /// @param r The record.
   /// @par Completion Signature
   /// `void(std::error_code, record_id)`: the new record's id. Errors: invalid_argument (nil type, expiry not in the
   /// future), invalid_attributes (see validate_attributes), max_record_size_exceeded (record::size() above
-  /// graph_properties::max_record_size), limit_exceeded (max_records or max_record_bytes reached), invalid_graph.
+  /// graph_properties::max_record_size), limit_exceeded (max_records or max_record_bytes reached), graph_not_ready
+  /// (a node that joins, before its first synchronisation), record_store_failed (graph_properties::store could not
+  /// write it; nothing changed), the record security's error, invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
@@ -258,7 +268,8 @@ public:
   /// @par Completion Signature
   /// `void(std::error_code)`. Errors: record_not_found (unknown, deleted or expired), access_denied (a record of
   /// another peer: only the creator may update it), invalid_argument (another type, an earlier expiry, an expiry
-  /// not in the future), invalid_attributes, max_record_size_exceeded, limit_exceeded, invalid_graph.
+  /// not in the future), invalid_attributes, max_record_size_exceeded, limit_exceeded, graph_not_ready,
+  /// record_store_failed, the record security's error, invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
@@ -267,7 +278,8 @@ public:
   /// Deletes a record of this peer everywhere (PeerGraphDeleteRecord): a tombstone replaces it on every node until
   /// the record's expiry, so that no older copy brings it back (record_changed: deleted).
   /// @par Completion Signature
-  /// `void(std::error_code)`. Errors: record_not_found, access_denied (a record of another peer), invalid_graph.
+  /// `void(std::error_code)`. Errors: record_not_found, access_denied (a record of another peer), graph_not_ready,
+  /// record_store_failed, the record security's error, invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
@@ -275,7 +287,8 @@ public:
 
   /// The record `id` as this node holds it (PeerGraphGetRecord).
   /// @par Completion Signature
-  /// `void(std::error_code, record)`. Errors: record_not_found (unknown, deleted or expired), invalid_graph.
+  /// `void(std::error_code, record)`. Errors: record_not_found (unknown, deleted or expired), graph_not_ready,
+  /// invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
@@ -284,7 +297,7 @@ public:
   /// The records this node holds, of `type` when given (PeerGraphEnumRecords), ordered by type, then id. Deleted and
   /// expired records are not listed.
   /// @par Completion Signature
-  /// `void(std::error_code, std::vector<record>)`. Errors: invalid_graph.
+  /// `void(std::error_code, std::vector<record>)`. Errors: graph_not_ready, invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
@@ -292,11 +305,36 @@ public:
 
   /// The records this node holds that `query` matches (PeerGraphSearchRecords), ordered by type, then id.
   /// @par Completion Signature
-  /// `void(std::error_code, std::vector<record>)`. Errors: invalid_search (record_query::validate), invalid_graph.
+  /// `void(std::error_code, std::vector<record>)`. Errors: invalid_search (record_query::validate), graph_not_ready,
+  /// invalid_graph.
   /// @par Per-Operation Cancellation
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
   auto search_records(record_query query, CompletionToken&& token = {});
+
+  /// Writes every record and tombstone this node holds to the file `path` (PeerGraphExportDatabase), replacing it,
+  /// for import_records() of a node with the same graph and peer id. Like PeerGraphExportDatabase, only before the
+  /// graph listens or connects. The file is written on the graph's context, which waits for it.
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: graph_in_use (the graph listens, connects or is connected),
+  /// record_store_failed (the file cannot be written), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto export_records(std::filesystem::path path, CompletionToken&& token = {});
+
+  /// Takes the records of a file export_records() wrote (PeerGraphImportDatabase), as if a neighbor had sent them:
+  /// each version is checked (with graph_properties::record_security when set), kept when it supersedes what is
+  /// held, and reported with record_changed; expired ones are skipped. Only before the graph listens or connects.
+  /// @par Completion Signature
+  /// `void(std::error_code, std::size_t)`: how many versions were kept. Errors: graph_in_use, invalid_graph (the
+  /// file is another graph's or another peer's), record_store_failed (unreadable, or not an export file), and what a
+  /// neighbor's version can fail with (invalid_record, invalid_attributes, max_record_size_exceeded, limit_exceeded):
+  /// the versions before the failing one are kept.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto import_records(std::filesystem::path path, CompletionToken&& token = {});
 
   /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
   /// completes pending operations with operation_aborted. What send_data already reported sent still goes out ahead

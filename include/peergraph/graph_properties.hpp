@@ -12,12 +12,15 @@
 #include <peergraph/expected.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
+#include <peergraph/record_security.hpp>
+#include <peergraph/record_store.hpp>
 #include <peergraph/transport_security.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -116,6 +119,16 @@ inline const std::error_category& graph_property_category() noexcept
   return instance;
 }
 
+/// How a node starts on its graph (PeerGraphCreate or PeerGraphOpen).
+enum class graph_start : std::uint8_t
+{
+  /// It creates the graph: its records are the graph's, so it is synchronised at once (graph_status::synchronized).
+  create,
+  /// It joins a graph that other nodes hold: record operations fail with graph_not_ready until its first
+  /// synchronisation with a neighbor completes (the neighbor_synchronized event and graph_status::synchronized).
+  join,
+};
+
 /// How a graph is set up: who this node is, and the limits that keep it bounded.
 struct graph_properties
 {
@@ -184,6 +197,24 @@ struct graph_properties
   /// Most bytes of records (record::size() together) this node stores; at least the largest record
   /// (record_size_limit()). As max_records.
   std::uint64_t max_record_bytes = 512ULL * 1024 * 1024;
+  /// Whether this node creates its graph or joins one. The default, create, suits a node that is alone or whose
+  /// records need not wait for the graph's; a node that connects to an existing graph should join, so that it does
+  /// not work on records before it has the graph's.
+  graph_start start = graph_start::create;
+  /// Where this node keeps its records between runs (the Peer Graphing database): every change is written through
+  /// it, and the graph starts with what it holds, synchronised at once if it synchronised before on this store.
+  /// E.g. a memory_record_store (<peergraph/record_store.hpp>) to keep them across graphs in one process, or a
+  /// sqlite_record_store (<peergraph/sqlite_record_store.hpp>) on disk. Null (the default): the records live as long
+  /// as the graph. create() and the constructor fail with the store's error when it cannot be opened.
+  std::shared_ptr<record_store> store;
+  /// Secures the records this node makes and validates those it receives (PEER_SECURITY_INTERFACE's
+  /// pfnSecureRecord and pfnValidateRecord), e.g. by signing them: see <peergraph/record_security.hpp>. Nodes of
+  /// one graph all set compatible ones. Null (the default): a node trusts the creator a version names.
+  std::shared_ptr<const peergraph::record_security> record_security;
+  /// This node's clock (universal time); empty: std::chrono::system_clock. Records carry times of the graph's clock,
+  /// peer time (basic_graph::peer_time()): a node that joins takes it from its first neighbor, so that nodes whose
+  /// clocks differ agree on when records expire. Called on any thread.
+  std::function<std::chrono::system_clock::time_point()> clock;
   /// Which events are queued at all (PeerGraphRegisterEvent); the others are not delivered.
   event_filter events;
   /// Closed graphs: the credentials with which nodes prove membership to each other in every handshake, before

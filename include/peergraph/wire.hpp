@@ -57,6 +57,9 @@ inline constexpr std::size_t membership_frame_size = frame_header_size + members
 /// Hard ceiling on a decoder's maximum payload size: 2^62 bytes, so a length above it (such as 2^63) is always
 /// refused, whatever the configuration.
 inline constexpr std::uint64_t max_payload_ceiling = std::uint64_t{1} << 62U;
+/// Payload bounds of a sync frame (docs/wire.md, "Sync payload"): a step, then what the step carries.
+inline constexpr std::size_t min_sync_payload_size = 4;
+inline constexpr std::size_t max_sync_payload_size = 256 * 1024;
 
 /// Kind of a frame, the first byte of its header.
 enum class frame_kind : std::uint8_t
@@ -66,6 +69,7 @@ enum class frame_kind : std::uint8_t
   ping = 0x03,       ///< keepalive request with a token
   pong = 0x04,       ///< keepalive answer with the same token
   record = 0x05,     ///< one version of a graph record, its type in the header (flooding between neighbors)
+  sync = 0x06,       ///< a message of the record synchronisation between two neighbors
   hello = 0x10,      ///< handshake: who is talking, on which graph
   accept = 0x11,     ///< handshake: the hello was accepted
   refuse = 0x12,     ///< handshake: the hello was refused, with a reason; the last frame in its direction
@@ -147,11 +151,12 @@ struct decode_result
   /// Whether the frame ended with this event: every event but need_more, a data_header with a nonzero length, and a
   /// data_payload that is not the last part of its payload.
   bool frame_complete = false;
-  /// data_header: the frame's kind, data or record: a record frame's payload streams like data's.
+  /// data_header: the frame's kind, data, record or sync: record and sync payloads stream like data's.
   frame_kind kind = frame_kind::data;
-  /// data_header: the data type, or a record frame's record type (never nil).
+  /// data_header: the data type, or a record frame's record type (never nil); nil for a sync frame.
   data_type type;
-  /// data_header: the payload length (at most the decoder's maximum payload size).
+  /// data_header: the payload length (at most the decoder's maximum payload size; a sync frame's at most
+  /// max_sync_payload_size).
   std::uint64_t length = 0;
   /// data_payload: payload bytes, a view into the input passed to decode().
   std::span<const std::byte> payload;
@@ -265,7 +270,7 @@ public:
       }
       if (const auto ec = check_header(header); ec != peer_errc{})
         return fail(ec);
-      if (kind_ == frame_kind::data || kind_ == frame_kind::record) {
+      if (kind_ == frame_kind::data || kind_ == frame_kind::record || kind_ == frame_kind::sync) {
         decode_result result;
         result.event = decode_event::data_header;
         result.kind = kind_;
@@ -415,6 +420,14 @@ private:
       kind_ = kind;
       payload_remaining_ = length;
       return peer_errc{};
+    case frame_kind::sync:
+      // Streamed like a record frame, for the record layer; its size is the protocol's, not the configuration's.
+      if (phase_ != decoder_phase::established || !type.is_nil() || length < min_sync_payload_size ||
+          length > max_sync_payload_size)
+        return peer_errc::protocol_error;
+      kind_ = kind;
+      payload_remaining_ = length;
+      return peer_errc{};
     case frame_kind::close:
       if (phase_ != decoder_phase::established)
         return peer_errc::protocol_error;
@@ -481,9 +494,10 @@ private:
       return result;
     case frame_kind::data:
     case frame_kind::record:
+    case frame_kind::sync:
       break;
     }
-    return fail(peer_errc::protocol_error); // unreachable: data and record frames have no buffered body
+    return fail(peer_errc::protocol_error); // unreachable: data, record and sync frames have no buffered body
   }
 
   template <class Id>
@@ -681,6 +695,14 @@ void append_id(std::vector<std::byte>& out, const Id& id)
 }
 
 } // namespace detail
+
+/// The header of a sync frame carrying `payload_size` bytes (min_sync_payload_size ..= max_sync_payload_size).
+[[nodiscard]] constexpr std::array<std::byte, frame_header_size> encode_sync_header(std::uint64_t payload_size) noexcept
+{
+  std::array<std::byte, frame_header_size> header{};
+  detail::encode_plain_header(header, frame_kind::sync, payload_size);
+  return header;
+}
 
 /// The preamble every connection starts with, in each direction (magic, version, reserved). Allocation-free.
 [[nodiscard]] inline std::array<std::byte, preamble_size> encode_preamble() noexcept

@@ -7,6 +7,7 @@
 // Usage: fuzz_make_corpus <directory>   (writes <directory>/<target>/<seed>; tests/fuzz/corpus is the committed one)
 //
 #include <peergraph/detail/graph/record_codec.hpp>
+#include <peergraph/detail/graph/record_sync.hpp>
 #include <peergraph/record.hpp>
 #include <peergraph/wire.hpp>
 
@@ -358,6 +359,49 @@ void record_payload_seeds(writer& w)
         {config(3, 5, 2), wire::encode_record_header(chat, live.size()), live, wire::encode_ping(9)});
 }
 
+/// fuzz_sync_message: a begin over a store, a reconcile with wants, fingerprints and items, a done and a clock;
+/// fuzz_frame_decoder: a sync frame on an established connection.
+void sync_message_seeds(writer& w)
+{
+  detail::record_table table;
+  for (std::uint32_t i = 0; i < 100; ++i) {
+    record r = sample_record(i % 9 == 0);
+    std::array<std::byte, 16> raw{};
+    raw[0] = static_cast<std::byte>(i);
+    raw[6] = std::byte{0x40};
+    r.id = record_id(data_type::from_bytes(raw));
+    r.last_modified = r.created + std::chrono::milliseconds(1000 * i); // spread over the fuzzed store's times
+    table.put(std::move(r));
+  }
+  const auto encoded = [](const detail::sync_message& m) {
+    bytes out;
+    detail::encode_sync_message(m, out);
+    return out;
+  };
+  detail::record_reconciler reconciler(detail::record_reconciler::random_key());
+  const record_time now(std::chrono::milliseconds(1'000'000));
+  const bytes begin = encoded(reconciler.begin(table, now));
+  detail::sync_message reconcile;
+  reconcile.wants = {sample_record(false).id};
+  reconcile.ranges.push_back({detail::sync_key(record_time(std::chrono::milliseconds(50'000)), record_id()),
+                              detail::sync_mode::fingerprint,
+                              detail::sync_fingerprint{3, 1, 2},
+                              {}});
+  detail::sync_range items{std::nullopt, detail::sync_mode::items, {}, {}};
+  items.items.push_back({{record_time(std::chrono::milliseconds(60'000)), sample_record(false).id}, 2, false});
+  reconcile.ranges.push_back(items);
+  detail::sync_message done;
+  done.step = detail::sync_step::done;
+  detail::sync_message clock;
+  clock.step = detail::sync_step::clock;
+  clock.clock = now;
+  w.put("fuzz_sync_message", "begin", {begin});
+  w.put("fuzz_sync_message", "reconcile", {encoded(reconcile)});
+  w.put("fuzz_sync_message", "done", {encoded(done)});
+  w.put("fuzz_sync_message", "clock", {encoded(clock)});
+  w.put("fuzz_frame_decoder", "sync_frame", {config(3, 5, 2), wire::encode_sync_header(begin.size()), begin});
+}
+
 int main(int argc, char** argv)
 {
   if (argc != 2) {
@@ -369,6 +413,7 @@ int main(int argc, char** argv)
   handshake_seeds(w);
   connection_seeds(w);
   record_payload_seeds(w);
+  sync_message_seeds(w);
   std::printf("%d seeds written under %s\n", w.count(), argv[1]);
   return 0;
 }

@@ -25,7 +25,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
   echo "run_fuzzers.sh: seconds-per-target must be a positive whole number, not '$seconds'" >&2
   exit 2
 fi
-all_targets=(fuzz_frame_decoder fuzz_handshake fuzz_connection fuzz_record_payload)
+all_targets=(fuzz_frame_decoder fuzz_handshake fuzz_connection fuzz_record_payload fuzz_sync_message)
 targets=("$@")
 ((${#targets[@]} == 0)) && targets=("${all_targets[@]}")
 for target in "${targets[@]}"; do

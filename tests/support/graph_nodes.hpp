@@ -296,7 +296,8 @@ public:
     socket_.close(ec);
   }
 
-  /// Reads until the next frame event (ping and pong are skipped), the end of the stream or `timeout`.
+  /// Reads until the next frame event, the end of the stream or `timeout`. Pings, pongs and sync frames are skipped
+  /// (a node starts the synchronisation of its records on every neighbor connection; a raw peer takes no part).
   asio::awaitable<raw_event> next(std::chrono::milliseconds timeout = 2s)
   {
     const auto deadline = clock_type::now() + timeout;
@@ -309,6 +310,14 @@ public:
           co_return out;
         }
         begin_ += r->consumed;
+        if (r->event == wire::decode_event::data_header && r->kind == wire::frame_kind::sync) {
+          skipping_sync_ = !r->frame_complete;
+          continue;
+        }
+        if (skipping_sync_ && r->event == wire::decode_event::data_payload) {
+          skipping_sync_ = !r->frame_complete;
+          continue;
+        }
         if (r->event == wire::decode_event::need_more || r->event == wire::decode_event::ping ||
             r->event == wire::decode_event::pong)
           continue;
@@ -413,6 +422,7 @@ private:
 
   tcp::socket socket_;
   wire::frame_decoder decoder_;
+  bool skipping_sync_ = false; // in the payload of a sync frame
   std::vector<std::byte> buffer_ = std::vector<std::byte>(64 * 1024);
   std::size_t begin_ = 0;
   std::size_t end_ = 0;

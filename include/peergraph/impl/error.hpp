@@ -195,6 +195,10 @@ inline constexpr peer_errc_info peer_errc_table[] = {
     0x80630601u, 0, 0},
   {peer_errc::invalid_record, "invalid_record", "invalid record",
     0x80632010u, 0, 0},
+  {peer_errc::record_store_failed, "record_store_failed", "the record store could not read or write",
+    0x80630300u, 0, 0},
+  {peer_errc::graph_in_use, "graph_in_use", "not possible once the graph listens or connects",
+    0x80630015u, 0, 0},
 };
 // clang-format on
 

@@ -27,7 +27,10 @@ basic_graph<Executor>::basic_graph(const executor_type& executor, graph_properti
   if (auto valid = properties.validate(); !valid)
     throw std::system_error(valid.error().as_error_code(),
                             "peergraph::basic_graph: " + valid.error().cause().message());
-  state_ = std::make_shared<detail::graph_registry<Executor>>(executor, std::move(properties));
+  auto state = std::make_shared<detail::graph_registry<Executor>>(executor, std::move(properties));
+  if (auto opened = state->open_store(); !opened)
+    throw std::system_error(opened.error().as_error_code(), "peergraph::basic_graph: the record store");
+  state_ = std::move(state);
 }
 
 template <class Executor>
@@ -37,7 +40,10 @@ expected<basic_graph<Executor>, peer_error> basic_graph<Executor>::create(const 
   if (auto valid = properties.validate(); !valid)
     return unexpected(valid.error());
   basic_graph created;
-  created.state_ = std::make_shared<detail::graph_registry<Executor>>(executor, std::move(properties));
+  auto state = std::make_shared<detail::graph_registry<Executor>>(executor, std::move(properties));
+  if (auto opened = state->open_store(); !opened)
+    return unexpected(opened.error());
+  created.state_ = std::move(state);
   return created;
 }
 
@@ -71,6 +77,13 @@ typename basic_graph<Executor>::executor_type basic_graph<Executor>::get_executo
 {
   PEERGRAPH_ASSERT(state_);
   return state_->executor();
+}
+
+template <class Executor>
+record_time basic_graph<Executor>::peer_time() const
+{
+  PEERGRAPH_ASSERT(state_);
+  return state_->records().now();
 }
 
 template <class Executor>
@@ -250,10 +263,7 @@ auto basic_graph<Executor>::records(std::optional<data_type> type, CompletionTok
   using result_type = std::vector<record>;
   return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
       detail::initiate_graph_op<Executor, result_type>(state_), token,
-      [](registry_type& registry, std::optional<data_type> which) -> expected<result_type, peer_error> {
-        return registry.records().of_type(which);
-      },
-      type);
+      [](registry_type& registry, std::optional<data_type> which) { return registry.records().of_type(which); }, type);
 }
 
 template <class Executor>
@@ -265,6 +275,34 @@ auto basic_graph<Executor>::search_records(record_query query, CompletionToken&&
       detail::initiate_graph_op<Executor, result_type>(state_), token,
       [](registry_type& registry, record_query criteria) { return registry.records().search(criteria); },
       std::move(query));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::export_records(std::filesystem::path path, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_graph_op<Executor, void>(state_), token,
+      [](registry_type& registry, std::filesystem::path file) -> expected<void, peer_error> {
+        if (registry.in_use())
+          return unexpected(peer_error(peer_errc::graph_in_use));
+        return registry.records().export_to(file);
+      },
+      std::move(path));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::import_records(std::filesystem::path path, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, std::size_t)>(
+      detail::initiate_graph_op<Executor, std::size_t>(state_), token,
+      [](registry_type& registry, std::filesystem::path file) -> expected<std::size_t, peer_error> {
+        if (registry.in_use())
+          return unexpected(peer_error(peer_errc::graph_in_use));
+        return registry.records().import_from(file);
+      },
+      std::move(path));
 }
 
 template <class Executor>

@@ -12,7 +12,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
+#include <variant>
 
 asio::awaitable<void> readme_block([[maybe_unused]] asio::io_context& ctx, [[maybe_unused]] peergraph::graph& bob,
                                    [[maybe_unused]] peergraph::graph& eve,

@@ -60,15 +60,15 @@ struct read_state
   pooled_buffer buffer;
   std::vector<std::byte> plaintext;
   std::span<const std::byte> input;
-  std::optional<incoming_data> current; // the data frame being received
-  std::size_t length = 0;               // its payload's length; its buffer grows to it as the bytes arrive
-  std::size_t filled = 0;               // payload bytes of `current` received so far
-  std::uint64_t budget_needed = 0;      // what the reader waits for of the payload budget (read_wait::space)
-  bool deliver_current = false;         // `current` is delivered (else received and dropped)
-  bool record_frame = false;            // `current` is a record frame's payload, for the frame dispatch
-  bool event_ready = false;             // `current` is complete and waits for room in the event queue
-  bool drained = false;                 // the last read returned less than the buffer: the socket had no more
-  std::size_t arrived = 0;              // bytes of the connection's arrival buffer not yet taken as input
+  std::optional<incoming_data> current;           // the data frame being received
+  std::size_t length = 0;                         // its payload's length; its buffer grows to it as the bytes arrive
+  std::size_t filled = 0;                         // payload bytes of `current` received so far
+  std::uint64_t budget_needed = 0;                // what the reader waits for of the payload budget (read_wait::space)
+  bool deliver_current = false;                   // `current` is delivered (else received and dropped)
+  wire::frame_kind kind = wire::frame_kind::data; // data, or a record or sync frame for the frame dispatch
+  bool event_ready = false;                       // `current` is complete and waits for room in the event queue
+  bool drained = false;                           // the last read returned less than the buffer: the socket had no more
+  std::size_t arrived = 0;                        // bytes of the connection's arrival buffer not yet taken as input
 };
 
 /// Where a connection is in its life (see the top of this file).
@@ -117,11 +117,12 @@ struct connection
   timer_type linger;
   timer_type keepalive; // pings a quiet remote, and gives up on one that stays silent
   connection_state state = connection_state::established;
-  bool heard = false;         // something arrived since the keepalive timer last looked
-  bool pinged = false;        // a ping went out and nothing has arrived since
-  bool incoming = false;      // accepted by this node: counts against max_connections_per_address
-  bool output_paused = false; // its reader waits for the peer to take what is promised (max_connection_output)
-  std::size_t promised = 0;   // bytes of promised sends (connection_writer::send_promised) the socket has not taken
+  bool heard = false;               // something arrived since the keepalive timer last looked
+  bool pinged = false;              // a ping went out and nothing has arrived since
+  bool incoming = false;            // accepted by this node: counts against max_connections_per_address
+  bool output_paused = false;       // its reader waits for the peer to take what is promised (max_connection_output)
+  bool waiting_output_room = false; // the record layer waits to send more of a synchronisation
+  std::size_t promised = 0; // bytes of promised sends (connection_writer::send_promised) the socket has not taken
   // Small frames copied here while no send is in progress, and written together once per executor turn (or when
   // full): a coroutine awaiting each send_data still gets one system call per many messages.
   // The buffer is pooled and held only while frames wait in it, so an idle connection holds none.
@@ -145,6 +146,9 @@ public:
 
   /// The peer of `c` took enough of what was promised to it: the paused reader of `c` goes on.
   virtual void output_resumed(const std::shared_ptr<connection<Context>>& c) = 0;
+
+  /// `c` waited for room for the node's own output (connection::waiting_output_room), and has it now.
+  virtual void output_room(const std::shared_ptr<connection<Context>>& c) = 0;
 
 protected:
   ~connection_observer() = default;

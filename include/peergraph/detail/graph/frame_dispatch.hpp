@@ -3,8 +3,8 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // Where the reader hands each complete frame other than data: one handler per frame kind. Data frames are the
 // reader's own (their payload streams into the message's buffer as it arrives, and becomes an event); record frames
-// stream the same way and are handed over whole to the record layer; every other kind is a small frame handled
-// here. A new kind of frame is a new case and a new handler, not a new branch in the reader.
+// and sync frames stream the same way and are handed over whole to the record layer; every other kind is a small frame
+// handled here. A new kind of frame is a new case and a new handler, not a new branch in the reader.
 //
 #pragma once
 
@@ -20,7 +20,7 @@
 
 namespace peergraph::detail {
 
-/// Who takes complete record frames (the record layer).
+/// Who takes complete record and sync frames (the record layer).
 template <class Context>
 class record_frame_handler
 {
@@ -29,6 +29,10 @@ public:
   /// connection ends, if it does.
   virtual std::optional<peer_error> on_record_frame(const std::shared_ptr<connection<Context>>& from,
                                                     const data_type& type, std::span<const std::byte> payload) = 0;
+
+  /// A complete sync frame arrived on neighbor connection `from`. The reason the connection ends, if it does.
+  virtual std::optional<peer_error> on_sync_frame(const std::shared_ptr<connection<Context>>& from,
+                                                  std::span<const std::byte> payload) = 0;
 
 protected:
   ~record_frame_handler() = default;
@@ -45,12 +49,14 @@ public:
   {
   }
 
-  /// A complete record frame: to the record layer. Records travel between neighbors only.
-  std::optional<peer_error> record(const connection_ptr& from, const data_type& type,
-                                   std::span<const std::byte> payload)
+  /// A complete record or sync frame (`kind`): to the record layer. Both travel between neighbors only.
+  std::optional<peer_error> records(const connection_ptr& from, wire::frame_kind kind, const data_type& type,
+                                    std::span<const std::byte> payload)
   {
     if (from->kind != connection_kind::neighbor)
       return peer_error(peer_errc::protocol_error);
+    if (kind == wire::frame_kind::sync)
+      return records_.on_sync_frame(from, payload);
     return records_.on_record_frame(from, type, payload);
   }
 

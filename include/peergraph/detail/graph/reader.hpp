@@ -278,16 +278,17 @@ private:
       case wire::decode_event::need_more:
         break;
       case wire::decode_event::data_header:
-        if (decoded->kind == wire::frame_kind::record && c.kind != connection_kind::neighbor) {
-          reason = peer_error(peer_errc::protocol_error); // records travel between neighbors only
+        if (decoded->kind != wire::frame_kind::data && c.kind != connection_kind::neighbor) {
+          reason = peer_error(peer_errc::protocol_error); // records and their sync travel between neighbors only
           if (c.established())
             writer_.send_close_frame(owner, peer_errc::protocol_error);
           return read_wait::done;
         }
-        // The buffer is not sized from the header: it grows as the bytes arrive (make_room). A record frame's
-        // payload streams the same way and goes to the frame dispatch once complete.
-        r.record_frame = decoded->kind == wire::frame_kind::record;
-        r.deliver_current = c.established() && (r.record_frame || filter_.accepts_data(decoded->type));
+        // The buffer is not sized from the header: it grows as the bytes arrive (make_room). A record or sync
+        // frame's payload streams the same way and goes to the frame dispatch once complete.
+        r.kind = decoded->kind;
+        r.deliver_current =
+            c.established() && (r.kind != wire::frame_kind::data || filter_.accepts_data(decoded->type));
         r.current.emplace(incoming_data{c.id, decoded->type, payload()});
         r.length = static_cast<std::size_t>(decoded->length);
         r.filled = 0;
@@ -400,20 +401,20 @@ private:
     return closed;
   }
 
-  /// Queues the complete message of the reader, or hands a complete record frame to the frame dispatch, or drops
-  /// what is not delivered. What the reader must do instead of going on: wait for room in the event queue (a record
-  /// frame waits too: its change is reported), or end the connection (a refused record). A queued message's bytes
-  /// count against the payload budget until the application takes it; a record's until it was handled.
+  /// Queues the complete message of the reader, or hands a complete record or sync frame to the frame dispatch, or
+  /// drops what is not delivered. What the reader must do instead of going on: wait for room in the event queue (a
+  /// record frame waits too: its change is reported), or end the connection (a refused record). A queued message's
+  /// bytes count against the payload budget until the application takes it; a record's until it was handled.
   std::optional<read_wait> deliver_ready(const connection_ptr& owner, std::optional<peer_error>& reason)
   {
     connection_type& c = *owner;
     read_state& r = *c.reader;
-    if (r.deliver_current && r.record_frame && c.established()) {
+    if (r.deliver_current && r.kind != wire::frame_kind::data && c.established()) {
       if (events_.full())
         return read_wait::space;
       const payload& bytes = r.current->payload;
       const std::optional<peer_error> refused =
-          dispatch_.record(owner, r.current->type, std::span<const std::byte>(bytes.data(), bytes.size()));
+          dispatch_.records(owner, r.kind, r.current->type, std::span<const std::byte>(bytes.data(), bytes.size()));
       events_.refund(bytes.size());
       r.current.reset();
       r.event_ready = false;

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -23,6 +24,9 @@ namespace peergraph::detail {
 class record_table
 {
 public:
+  /// Where a version sits in the order synchronisation walks: its last modification, then its id.
+  using key = std::pair<record_time, record_id>;
+
   /// The record or tombstone `id`, or null.
   [[nodiscard]] const record* find(const record_id& id) const noexcept
   {
@@ -38,8 +42,8 @@ public:
     bytes_ += r.size();
     by_expiry_.emplace(r.expires, id);
     by_type_.emplace(r.type, id);
-    by_modified_.emplace(r.last_modified, id);
-    by_id_.emplace(id, std::move(r));
+    const record& stored = by_id_.emplace(id, std::move(r)).first->second;
+    by_modified_.emplace(key(stored.last_modified, id), &stored);
   }
 
   /// Forgets the record or tombstone `id`; false when there was none.
@@ -70,12 +74,31 @@ public:
       f(by_id_.at(it->second));
   }
 
+  /// Calls `f(record)` for each record and tombstone, ordered by type, then id.
+  template <class F>
+  void for_each_by_type(F&& f) const
+  {
+    for (const auto& [type, id] : by_type_)
+      f(by_id_.at(id));
+  }
+
   /// Calls `f(record)` for each record and tombstone, ordered by last modification, then id.
   template <class F>
   void for_each(F&& f) const
   {
-    for (const auto& [time, id] : by_modified_)
-      f(by_id_.at(id));
+    for (const auto& [position, r] : by_modified_)
+      f(*r);
+  }
+
+  /// Calls `f(record)` for each record and tombstone whose key is past `from` (at it too when `inclusive`) and
+  /// before `upper` (to the end when there is none), in key order, while `f` returns true.
+  template <class F>
+  void for_each_between(const key& from, bool inclusive, const std::optional<key>& upper, F&& f) const
+  {
+    auto it = inclusive ? by_modified_.lower_bound(from) : by_modified_.upper_bound(from);
+    for (; it != by_modified_.end() && (!upper || it->first < *upper); ++it)
+      if (!f(*it->second))
+        return;
   }
 
   /// When the next record or tombstone expires.
@@ -99,7 +122,7 @@ private:
   std::unordered_map<record_id, record> by_id_;
   std::set<std::pair<record_time, record_id>> by_expiry_;
   std::set<std::pair<data_type, record_id>> by_type_;
-  std::set<std::pair<record_time, record_id>> by_modified_;
+  std::map<key, const record*> by_modified_; // into by_id_, whose nodes do not move
   std::uint64_t bytes_ = 0;
 };
 

@@ -3,7 +3,8 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The record layer's decisions, apart from any I/O: what the application may add, update and delete (and what the
 // graph fills in), which version of a record received from a neighbour is kept (peergraph::supersedes), the limits
-// on what a node stores, and expiry. Its state is a record_table; the graph gives it the time.
+// on what a node stores, and expiry. Its state is a record_table, written through a record_store when there is one
+// (before the table changes, so that a failed write changes nothing); the graph gives it the time.
 //
 #pragma once
 
@@ -12,6 +13,8 @@
 #include <peergraph/expected.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/record.hpp>
+#include <peergraph/record_security.hpp>
+#include <peergraph/record_store.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -42,7 +45,36 @@ struct record_update
 class graph_records
 {
 public:
-  graph_records(record_limits limits, peer_id local_peer) : limits_(limits), local_peer_(std::move(local_peer)) {}
+  /// `store`: where every change is written first; `security`: what secures the versions made here and validates
+  /// those received. Null for none.
+  graph_records(record_limits limits, peer_id local_peer, record_store* store = nullptr,
+                const record_security* security = nullptr)
+      : limits_(limits), local_peer_(std::move(local_peer)), store_(store), security_(security)
+  {
+  }
+
+  /// Takes what a store held when the graph opened it: the versions that are not expired and pass the checks of
+  /// apply(); the expired ones are erased from the store. Errors: limit_exceeded (the store holds more than the
+  /// limits allow), record_store_failed (a version that fails the checks: the store is not this graph's to trust).
+  expected<void, peer_error> load(std::vector<record> versions, record_time now)
+  {
+    for (record& r : versions) {
+      if (r.expires <= now) {
+        if (store_ != nullptr)
+          (void)store_->erase(r.id); // forgotten either way; a failure leaves it for the next start
+        continue;
+      }
+      if (!check_received(r) || (security_ != nullptr && !security_->validate(r)))
+        return unexpected(peer_error(peer_errc::record_store_failed));
+      const record* held = table_.find(r.id);
+      if (held != nullptr && !supersedes(r, *held))
+        continue;
+      if (!fits(r, held))
+        return unexpected(peer_error(peer_errc::limit_exceeded));
+      table_.put(std::move(r));
+    }
+    return {};
+  }
 
   // ---- the application's operations --------------------------------------------------------------------------
 
@@ -58,6 +90,8 @@ public:
     r.created = now;
     r.last_modified = now;
     r.deleted = false;
+    if (auto secured = secure(r); !secured)
+      return unexpected(secured.error());
     if (auto checked = check_new_version(r, now, nullptr); !checked)
       return unexpected(checked.error());
     return store(std::move(r), record_change::added);
@@ -81,6 +115,8 @@ public:
     r.created = held->created;
     r.last_modified = std::max(now, held->last_modified);
     r.deleted = false;
+    if (auto secured = secure(r); !secured)
+      return unexpected(secured.error());
     if (auto checked = check_new_version(r, now, held); !checked)
       return unexpected(checked.error());
     return store(std::move(r), record_change::updated);
@@ -101,6 +137,10 @@ public:
     tombstone.version = held->version + 1;
     tombstone.modified_by = local_peer_;
     tombstone.last_modified = std::max(now, held->last_modified);
+    if (auto secured = secure(tombstone); !secured)
+      return unexpected(secured.error());
+    if (tombstone.size() > limits_.max_record_size)
+      return unexpected(peer_error(peer_errc::max_record_size_exceeded));
     return store(std::move(tombstone), record_change::deleted);
   }
 
@@ -116,19 +156,7 @@ public:
   /// The live records, of `type` when given, ordered by type then id.
   [[nodiscard]] std::vector<record> of_type(const std::optional<data_type>& type, record_time now) const
   {
-    std::vector<record> found;
-    const auto take = [&](const record& r) {
-      if (!r.deleted && r.expires > now)
-        found.push_back(r);
-    };
-    if (type) {
-      table_.for_each_of_type(*type, take);
-    } else {
-      table_.for_each(take);
-      std::sort(found.begin(), found.end(),
-                [](const record& a, const record& b) { return std::tie(a.type, a.id) < std::tie(b.type, b.id); });
-    }
-    return found;
+    return select(type, now, [](const record&) { return true; });
   }
 
   /// The live records `query` matches, ordered by type then id; invalid_search for a malformed query.
@@ -136,9 +164,7 @@ public:
   {
     if (auto valid = query.validate(); !valid)
       return unexpected(valid.error());
-    std::vector<record> found = of_type(std::nullopt, now);
-    std::erase_if(found, [&](const record& r) { return !query.matches(r); });
-    return found;
+    return select(std::nullopt, now, [&](const record& r) { return query.matches(r); });
   }
 
   // ---- versions from neighbours --------------------------------------------------------------------------------
@@ -151,25 +177,26 @@ public:
   /// max_record_size_exceeded, limit_exceeded (the store is full).
   expected<std::optional<record_update>, peer_error> apply(record r, record_time now)
   {
-    if (r.id.is_nil() || r.type.is_nil() || r.version == 0 || r.creator.empty() || r.modified_by != r.creator ||
-        (r.deleted && (!r.data.empty() || !r.attributes.empty())))
-      return unexpected(peer_error(peer_errc::invalid_record));
-    if (auto valid = validate_attributes(r.attributes); !valid)
+    if (auto valid = check_received(r); !valid)
       return unexpected(valid.error());
-    if (r.size() > limits_.max_record_size)
-      return unexpected(peer_error(peer_errc::max_record_size_exceeded));
     const record* held = table_.find(r.id);
     if (held != nullptr && (held->creator != r.creator || held->type != r.type))
       return unexpected(peer_error(peer_errc::invalid_record)); // a version that claims another's record
     if (r.expires <= now || (held != nullptr && !supersedes(r, *held)))
       return std::optional<record_update>();
+    if (security_ != nullptr)
+      if (auto genuine = security_->validate(r); !genuine)
+        return unexpected(genuine.error()); // judged only when it would be kept: old news costs no check
     const bool was_live = held != nullptr && !held->deleted && held->expires > now;
     if (!fits(r, held))
       return unexpected(peer_error(peer_errc::limit_exceeded));
     const record_change change = r.deleted  ? record_change::deleted
                                  : was_live ? record_change::updated
                                             : record_change::added;
-    record_update update = store(std::move(r), change);
+    auto stored = store(std::move(r), change);
+    if (!stored)
+      return unexpected(stored.error());
+    record_update update = std::move(*stored);
     // A tombstone of what this node never held live is kept and flooded on (it blocks older copies everywhere), but
     // there is nothing to report here.
     update.silent = update.version.deleted && !was_live;
@@ -189,6 +216,8 @@ public:
       const record* held = table_.find(id);
       if (!held->deleted)
         gone.push_back({record_change::expired, *held});
+      if (store_ != nullptr)
+        (void)store_->erase(id); // forgotten here either way; a version left in the store expires at the next start
       table_.erase(id);
     }
     return gone;
@@ -209,6 +238,44 @@ private:
   static std::uint32_t next_version(const record& held) noexcept
   {
     return held.version == max_version ? max_version : held.version + 1;
+  }
+
+  /// Lets the record security fill in the security data of a version made here.
+  [[nodiscard]] expected<void, peer_error> secure(record& version) const
+  {
+    if (security_ == nullptr)
+      return {};
+    return security_->secure(version);
+  }
+
+  /// Copies of the live records (of `type` when given) that `keep` keeps, ordered by type then id: only what is
+  /// kept is copied.
+  template <class Keep>
+  [[nodiscard]] std::vector<record> select(const std::optional<data_type>& type, record_time now, Keep&& keep) const
+  {
+    std::vector<record> found;
+    const auto take = [&](const record& r) {
+      if (!r.deleted && r.expires > now && keep(r))
+        found.push_back(r);
+    };
+    if (type)
+      table_.for_each_of_type(*type, take);
+    else
+      table_.for_each_by_type(take);
+    return found;
+  }
+
+  /// The checks of a version from elsewhere (a neighbor, a store) that need nothing held.
+  expected<void, peer_error> check_received(const record& r) const
+  {
+    if (r.id.is_nil() || r.type.is_nil() || r.version == 0 || r.creator.empty() || r.modified_by != r.creator ||
+        (r.deleted && (!r.data.empty() || !r.attributes.empty())))
+      return unexpected(peer_error(peer_errc::invalid_record));
+    if (auto valid = validate_attributes(r.attributes); !valid)
+      return valid;
+    if (r.size() > limits_.max_record_size)
+      return unexpected(peer_error(peer_errc::max_record_size_exceeded));
+    return {};
   }
 
   /// The checks a version made here passes before it is stored.
@@ -247,8 +314,12 @@ private:
     return tombstone;
   }
 
-  record_update store(record r, record_change change)
+  /// Keeps `r`: written through the store first, so that a failed write changes nothing.
+  expected<record_update, peer_error> store(record r, record_change change)
   {
+    if (store_ != nullptr)
+      if (auto written = store_->put(r); !written)
+        return unexpected(written.error());
     record_update update{change, r};
     table_.put(std::move(r));
     return update;
@@ -256,6 +327,8 @@ private:
 
   record_limits limits_;
   peer_id local_peer_;
+  record_store* store_;
+  const record_security* security_;
   record_table table_;
 };
 

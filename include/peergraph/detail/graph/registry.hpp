@@ -47,7 +47,8 @@ namespace peergraph::detail {
 template <class Executor>
 class graph_registry final : public engine_lifetime,
                              connection_observer<typename graph_context<Executor>::type>,
-                             handshake_admission<typename graph_context<Executor>::type>
+                             handshake_admission<typename graph_context<Executor>::type>,
+                             record_observer<typename graph_context<Executor>::type>
 {
 public:
   using context_type = typename graph_context<Executor>::type;
@@ -65,10 +66,22 @@ public:
         events_(context_, properties_.event_queue_depth,
                 std::max(properties_.max_incoming_bytes, properties_.max_frame_size)),
         admission_(properties_), writer_(context_, properties_, *this, *this),
-        records_(context_, properties_, *this, events_, filter_, writer_, connections_),
+        records_(context_, properties_, *this, events_, filter_, writer_, connections_, *this),
         reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this, records_),
-        handshake_(properties_, node_, *this, *this), accept_backoff_(context_)
+        handshake_(properties_, node_, *this, *this), accept_backoff_(context_),
+        status_(records_.synchronized() ? graph_status::synchronized : graph_status::none)
   {
+  }
+
+  /// Whether the graph listens, connects or is connected: what export and import need it not to.
+  [[nodiscard]] bool in_use() const noexcept { return acceptor_ || !connections_.empty() || !handshakes_.empty(); }
+
+  /// Opens the record store (graph_properties::store), before the graph runs.
+  expected<void, peer_error> open_store()
+  {
+    auto opened = records_.open_store();
+    status_ = records_.synchronized() ? graph_status::synchronized : graph_status::none;
+    return opened;
   }
 
   [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
@@ -366,6 +379,17 @@ private:
 
   void output_resumed(const connection_ptr& c) override { reader_.continue_later(c); }
 
+  void output_room(const connection_ptr& c) override { records_.output_room(c); }
+
+  // ---- record_observer ----------------------------------------------------------------------------------------
+
+  void synchronized_with(const connection_ptr& c, bool first) override
+  {
+    emit(neighbor_synchronized{c->id, c->remote_peer, c->remote_node});
+    if (first)
+      update_status();
+  }
+
   // ---- the table ----------------------------------------------------------------------------------------------
 
   void register_connection(attempt_type& attempt, connection_id id, handshake_state&& state)
@@ -381,6 +405,8 @@ private:
     send_order::instance().reserve(static_cast<int>(c->socket.native_handle()));
     emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
     update_status();
+    if (c->kind == connection_kind::neighbor)
+      records_.neighbor_established(c, /*initiator=*/!incoming); // its first frames: the synchronisation's
     reader_.start(c, std::move(state.decoder), std::move(state.buffer), state.begin, state.end);
     arm_keepalive(c);
   }
@@ -401,6 +427,7 @@ private:
     c->state = connection_state::closing;
     connections_.erase(c->id.value());
     last_found_ = nullptr;
+    records_.connection_removed(*c);
     admission_.connection_removed(c->id, c->kind, c->remote_peer, std::exchange(c->incoming, false),
                                   c->remote_address.address());
     emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason});
@@ -458,6 +485,8 @@ private:
       next = next | graph_status::listening;
     if (!connections_.empty())
       next = next | graph_status::has_connections;
+    if (records_.synchronized())
+      next = next | graph_status::synchronized;
     if (next != status_) {
       status_ = next;
       emit(status_changed{next});
@@ -483,7 +512,7 @@ private:
   mutable const connection_ptr* last_found_ = nullptr;        // see find_connection; reset on every erase
   std::uint64_t last_id_ = 0;
   std::uint64_t last_ping_token_ = 0;
-  graph_status status_ = graph_status::none;
+  graph_status status_;
   bool closed_ = false;
 };
 

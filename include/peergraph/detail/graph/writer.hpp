@@ -201,6 +201,14 @@ public:
                   /*counted=*/false);
   }
 
+  /// Whether `c` has room for more of the node's own output that can wait (a synchronisation's records): less than
+  /// half of max_connection_output queued. When it has none, the caller sets connection::waiting_output_room and
+  /// hears of room through connection_observer::output_room, when queued bytes go out.
+  [[nodiscard]] bool has_room(const connection_type& c) const noexcept
+  {
+    return c.promised < properties_.max_connection_output / 2;
+  }
+
   /// Whether `c` holds as much for its peer as it may: its reader stops, so that it makes no more replies.
   [[nodiscard]] bool output_full(const connection_type& c) const noexcept
   {
@@ -435,6 +443,10 @@ private:
   void output_taken(const connection_ptr& c, std::size_t bytes)
   {
     c->promised -= std::min(c->promised, bytes);
+    if (c->waiting_output_room && has_room(*c)) {
+      c->waiting_output_room = false;
+      observer_.output_room(c);
+    }
     if (!c->output_paused)
       return;
     if (c->promised + c->staged <= properties_.max_connection_output / 2)
