@@ -474,7 +474,12 @@ std::vector<contender>& contender_table()
 
 contender_registration::contender_registration(contender entry)
 {
-  contender_table().push_back(std::move(entry));
+  auto& table = contender_table();
+  const auto known = std::find_if(table.begin(), table.end(), [&](const contender& c) { return c.name == entry.name; });
+  if (known == table.end())
+    table.push_back(std::move(entry));
+  else
+    known->measures.insert(known->measures.end(), entry.measures.begin(), entry.measures.end());
 }
 
 allocation_counter_registration::allocation_counter_registration(std::uint64_t (*allocations)() noexcept)
@@ -495,8 +500,10 @@ struct measure_def
 
 // The measurements a contender can implement. Scenario values come from these: rtt_64 gives rtt_64_p50 and
 // rtt_64_p99, rtt_64_one_thread gives instr_per_rtt (under callgrind), small_msgs_64 with a count gives
-// syscalls_per_msg (under perf or strace) and allocs_per_msg (in the allocation-counting build).
-constexpr std::array<measure_def, 7> measure_defs{{
+// syscalls_per_msg (under perf or strace) and allocs_per_msg (in the allocation-counting build). The record
+// scenarios are measurements of their own; their payload length is the bytes of data of each record, their count the
+// number of records.
+constexpr std::array<measure_def, 10> measure_defs{{
     {"small_msgs_64", 64, 1, 65536, 0},
     {"small_msgs_1k", 1024, 1, 65536, 0},
     {"large_msgs_1m", 1u << 20, 1, 1u << 18, 0},
@@ -504,6 +511,9 @@ constexpr std::array<measure_def, 7> measure_defs{{
     {"rtt_64", 64, 1, 65536, 10000},
     {"rtt_64_one_thread", 64, 1, 65536, 1000},
     {"idle_conn", 0, 1, 0, 2000},
+    {"record_flood_20", 256, 1, 0, 10000},
+    {"record_sync_join", 1024, 1, 0, 100000},
+    {"record_resync_100", 1024, 1, 0, 100000},
 }};
 
 std::string json_string(std::string_view s)
@@ -669,7 +679,8 @@ int run(const std::vector<std::string_view>& args)
   prepare_pattern(def->payload_bytes);
 
   // Counted streams (a frame count in the allocation-counting build) also report their steady middle half.
-  if (allocation_counter != nullptr && spec.count >= 4 && def->payload_bytes != 0) {
+  if (allocation_counter != nullptr && spec.count >= 4 && def->payload_bytes != 0 &&
+      !spec.measure.starts_with("record_")) {
     steady.first_frame = spec.count / 4;
     steady.last_frame = spec.count - spec.count / 4;
     steady.stall_frame = std::max<std::uint64_t>(1, spec.count / 64);

@@ -177,7 +177,7 @@ private:
 /// One invocation's parameters, filled by the harness from the measurement's name and the command line.
 struct run_spec
 {
-  std::string measure;                      ///< small_msgs_64, ..., rtt_64, rtt_64_one_thread, idle_conn.
+  std::string measure;                      ///< small_msgs_64, ..., rtt_64, rtt_64_one_thread, idle_conn, record_*.
   frame_layout layout;                      ///< The frames (stream and round-trip measurements).
   std::size_t receive_buffer_bytes = 65536; ///< Read size of receivers that read into a buffer.
   std::uint64_t count = 0;                  ///< Frames, round trips or connections; 0 means: run for `seconds`.
@@ -274,7 +274,8 @@ struct contender
   std::vector<std::pair<std::string_view, measure_fn>> measures;
 };
 
-/// Adds a contender to the table during static initialisation; each contender file defines one.
+/// Adds a contender to the table during static initialisation; each contender file defines one. A second
+/// registration under a name already in the table adds its measurements to that contender.
 struct contender_registration
 {
   explicit contender_registration(contender entry);

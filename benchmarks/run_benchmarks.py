@@ -33,6 +33,9 @@ SCENARIOS = {
     "allocs_per_msg": ("allocs", False),
     "instr_per_rtt": ("instructions", False),
     "idle_conn_bytes": ("bytes", False),
+    "record_flood_20": ("records/s", True),
+    "record_sync_join": ("wire B per record B", False),
+    "record_resync_100": ("wire B per store B", False),
 }
 
 # Known contenders in table order; any other contender the program lists comes after them.
@@ -66,9 +69,41 @@ TARGETS = [
     # in a thousand messages.
     ("allocs_per_msg", None, 0.001),
     ("idle_conn_bytes", None, 4096),
+    # A joining node receives each record as one record frame, whose 28-byte header comes on top of record::size()
+    # (2.6 % at 1 KiB of data), the handshake and a few sync messages: 10 % is room for those, not for a record sent
+    # twice.
+    ("record_sync_join", None, 1.1),
+    # Two stores of 100,000 records that differ in 100: the sync messages grow with the difference, not the stores,
+    # so the second synchronisation costs the 100 records (0.1 % of the store) and their fingerprints and item lists.
+    ("record_resync_100", None, 0.02),
 ]
 
 STREAM_MEASURES = ["small_msgs_64", "small_msgs_1k", "large_msgs_1m", "gather_256x64"]
+# The record scenarios: measurements of their own, one run per process, counted in records (MODES).
+RECORD_MEASURES = {"record_flood_20": "flood_records", "record_sync_join": "join_records",
+                   "record_resync_100": "resync_records"}
+# What the tables say of each record scenario, from the medians of its runs' details ("tree": nodes - 1, the
+# fewest record frames that bring a record to every node).
+RECORD_NOTES = {
+    "record_flood_20": (
+        "{records:,.0f} records of {data_bytes:.0f} B added at one of {nodes:.0f} nodes ({links:.0f} links): every "
+        "node had every record after {seconds:.3g} s; {record_frames_per_record:.3g} record frames of "
+        "{record_frame_bytes:.0f} B per record on the wire ({redundant_frames_per_record:.3g} more than the "
+        "{tree:.0f} a record needs at least), {wire_bytes_per_record:,.0f} wire bytes per record; "
+        "{relayed_records_per_second:,.0f} records/s through the relays"),
+    "record_sync_join": (
+        "{records:,.0f} records of {data_bytes:.0f} B ({record_bytes:,.0f} bytes of records): the joiner was "
+        "synchronised after {seconds:.3g} s ({records_per_second:,.0f} records/s; {relayed_seconds:.3g} s through "
+        "the relay); {wire_bytes:,.0f} wire bytes, {wire_bytes_from_joiner:,.0f} of them from the joiner; "
+        "{record_frames:,.0f} record frames, {sync_frames:.0f} sync frames of {sync_frame_bytes:,.0f} B"),
+    "record_resync_100": (
+        "{records:,.0f} records of {data_bytes:.0f} B on each node, {differing:.0f} of them differing "
+        "({store_bytes:,.0f} bytes of records): {wire_bytes:,.0f} wire bytes in {seconds:.3g} s; record frames "
+        "{record_frames_to_second:.0f} to the node that connected ({changes_at_second:.0f} changes there), "
+        "{record_frames_to_first:.0f} to the other ({changes_at_first:.0f} changes there); "
+        "{sync_frames:.0f} sync frames of {sync_frame_bytes:,.0f} B; {ratio_to_first_sync:.3g} of the first "
+        "synchronisation's {first_sync_wire_bytes:,.0f} wire bytes"),
+}
 SYSCALLS = ["write", "writev", "sendmsg", "sendto"]
 
 MODES = {
@@ -84,6 +119,10 @@ MODES = {
         "instr_round_trips": 500,  # N for instr_per_rtt (and 2N)
         "idle_rounds": 1,
         "idle_connections": 2000,
+        "record_rounds": 1,       # runs of each record scenario
+        "flood_records": 1000,    # records flooded in record_flood_20
+        "join_records": 10000,    # records the joining node receives in record_sync_join
+        "resync_records": 100000,  # records on each node in record_resync_100 (100 of them differ): as in full runs
     },
     "full": {
         "rounds": 7,
@@ -97,6 +136,10 @@ MODES = {
         "instr_round_trips": 2000,
         "idle_rounds": 3,
         "idle_connections": 2000,
+        "record_rounds": 3,
+        "flood_records": 10000,
+        "join_records": 100000,
+        "resync_records": 100000,
     },
 }
 
@@ -220,9 +263,11 @@ def count_instructions(runner, cmd):
 # ---------------------------------------------------------------------------------------------------------------
 # The measurements.
 
-def run_all(runner, supports, mode, method):
-    """Returns {scenario: {contender: [samples]}}."""
+def run_all(runner, supports, mode, method, only=None):
+    """Returns {scenario: {contender: [samples]}} and {scenario: {contender: [details]}} (the record scenarios').
+    With `only`, runs just those scenarios."""
     samples = {s: {} for s in SCENARIOS}
+    details = {s: {} for s in SCENARIOS}
 
     def add(scenario, contender, value, note=""):
         samples[scenario].setdefault(contender, []).append(value)
@@ -231,8 +276,13 @@ def run_all(runner, supports, mode, method):
     def who(measure):
         return [c for c in ordered(supports) if measure in supports[c]]
 
+    def wanted(*scenarios):
+        return only is None or any(s in only for s in scenarios)
+
     # Streams: a warm-up run of each contender, then rounds A B C A B C.
     for measure in STREAM_MEASURES:
+        if not wanted(measure):
+            continue
         contenders = who(measure)
         for c in contenders:
             runner.measure(c, measure, "--seconds", mode["warmup_seconds"])
@@ -242,7 +292,7 @@ def run_all(runner, supports, mode, method):
                 add(measure, c, r["values"][measure])
 
     # Round trips.
-    contenders = who("rtt_64")
+    contenders = who("rtt_64") if wanted("rtt_64_p50", "rtt_64_p99") else []
     for c in contenders:
         runner.measure(c, "rtt_64", "--count", mode["rtt_warmup"], "--warmup", 0)
     for _ in range(mode["rounds"]):
@@ -254,7 +304,9 @@ def run_all(runner, supports, mode, method):
     # System calls per message: small_msgs_64 with N and 2N messages; the difference leaves out start and exit.
     n = mode["counted_msgs"]
     contenders = who("small_msgs_64")
-    if method is not None:
+    if not wanted("syscalls_per_msg"):
+        pass
+    elif method is not None:
         for _ in range(mode["count_rounds"]):
             for c in contenders:
                 calls = [count_syscalls(runner, method, [runner.bench, "--contender", c, "--measure", "small_msgs_64",
@@ -270,7 +322,7 @@ def run_all(runner, supports, mode, method):
     # Early in the first quarter the receiver stalls once until the sender waits for room (harness.cpp,
     # steady_window), so that the full-socket path is warm before the window opens, in every run.
     n = mode["alloc_msgs"]
-    for _ in range(mode["count_rounds"]):
+    for _ in range(mode["count_rounds"] if wanted("allocs_per_msg") else 0):
         for c in contenders:
             runs = [runner.measure(c, "small_msgs_64", "--count", k, program=runner.bench_allocs) for k in (n, 2 * n)]
             if any("steady_allocations" not in r for r in runs):
@@ -282,7 +334,9 @@ def run_all(runner, supports, mode, method):
     # User-space instructions per round trip, both ends on one thread, under callgrind.
     contenders = who("rtt_64_one_thread")
     k = mode["instr_round_trips"]
-    if shutil.which("valgrind"):
+    if not wanted("instr_per_rtt"):
+        pass
+    elif shutil.which("valgrind"):
         for _ in range(mode["count_rounds"]):
             for c in contenders:
                 instr = [count_instructions(runner, [runner.bench, "--contender", c, "--measure", "rtt_64_one_thread",
@@ -293,15 +347,26 @@ def run_all(runner, supports, mode, method):
 
     # Memory per idle connection.
     contenders = who("idle_conn")
-    for _ in range(mode["idle_rounds"]):
+    for _ in range(mode["idle_rounds"] if wanted("idle_conn_bytes") else 0):
         for c in contenders:
             r = runner.measure(c, "idle_conn", "--count", mode["idle_connections"])
             add("idle_conn_bytes", c, r["values"]["idle_conn_bytes"])
 
-    return samples
+    # Records: rounds of the three scenarios, each run in a process of its own; the runs' details (times, frames,
+    # bytes) are kept for the notes under the tables.
+    for _ in range(mode["record_rounds"]):
+        for measure, count_key in RECORD_MEASURES.items():
+            if not wanted(measure):
+                continue
+            for c in who(measure):
+                r = runner.measure(c, measure, "--count", mode[count_key], timeout=900)
+                details[measure].setdefault(c, []).append(r["details"])
+                add(measure, c, r["values"][measure])
+
+    return samples, details
 
 
-def summarize(samples):
+def summarize(samples, details):
     scenarios = {}
     for scenario, by_contender in samples.items():
         unit = SCENARIOS[scenario][0]
@@ -310,6 +375,10 @@ def summarize(samples):
             values = by_contender[c]
             entries[c] = {"median": round_sig(statistics.median(values)), "min": round_sig(min(values)),
                           "max": round_sig(max(values)), "unit": unit}
+            runs = details[scenario].get(c)
+            if runs:
+                entries[c]["details"] = {key: round_sig(statistics.median(run[key] for run in runs))
+                                         for key in runs[0] if all(key in run for run in runs)}
         if entries:
             scenarios[scenario] = entries
     return scenarios
@@ -413,8 +482,27 @@ def markdown(result, settings):
                         row.append(f"{entries[p]['median'] / entries[c]['median']:.2f}×")
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += record_lines(scenarios)
     lines += target_lines(scenarios)
     return "\n".join(lines)
+
+
+def record_lines(scenarios):
+    """What the record scenarios' runs measured besides their value (medians of the runs' details)."""
+    rows = []
+    for scenario, note in RECORD_NOTES.items():
+        entry = scenarios.get(scenario, {}).get(TARGET_CONTENDER)
+        if not entry or "details" not in entry:
+            continue
+        d = dict(entry["details"])
+        d.setdefault("tree", d.get("nodes", 1) - 1)
+        try:
+            rows.append(f"- `{scenario}`: {note.format(**d)}.")
+        except KeyError:
+            continue
+    if not rows:
+        return []
+    return [f"Record scenarios of the `{TARGET_CONTENDER}` contender (medians of the runs' details):", ""] + rows + [""]
 
 
 def target_lines(scenarios):
@@ -531,6 +619,8 @@ def main():
                         help="also copy the table into benchmarks/README.md")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: redraw latest.md and latest.png from latest.json")
+    parser.add_argument("--only", metavar="SCENARIO,...",
+                        help="run only these scenarios (comma-separated names); the results hold only them")
     args = parser.parse_args()
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -556,9 +646,15 @@ def main():
     machine = machine_info(runner, mode_name, method)
     sys.stderr.write(f"run_benchmarks: {mode_name} run of {', '.join(ordered(supports))} on {machine['cpu_model']}\n")
 
-    samples = run_all(runner, supports, mode, method)
+    only = None
+    if args.only:
+        only = set(args.only.split(","))
+        unknown = only - set(SCENARIOS)
+        if unknown:
+            die(f"unknown scenario: {', '.join(sorted(unknown))}")
+    samples, details = run_all(runner, supports, mode, method, only)
     machine["wall_seconds"] = round(runner.elapsed(), 1)
-    result = {"machine": machine, "scenarios": summarize(samples)}
+    result = {"machine": machine, "scenarios": summarize(samples, details)}
 
     os.makedirs(out_dir, exist_ok=True)
     write_atomically(os.path.join(out_dir, "latest.json"), json.dumps(result, indent=2, ensure_ascii=False) + "\n")
