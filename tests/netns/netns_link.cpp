@@ -7,13 +7,17 @@
 // delay D loss P%` on both ends of a veth pair does).
 //
 // Usage:
-//   netns_link --delay-ms D --loss-percent P [--seed S] [--cut-link K] --link NS_A:IF_A:NS_B:IF_B [--link ...]
+//   netns_link --delay-ms D --loss-percent P [--seed S] [--cut-link K] [--control FIFO]
+//              --link NS_A:IF_A:NS_B:IF_B [--link ...]
 //
 // It creates every TUN device in its namespace (the namespaces are those `ip netns` names, under /run/netns), prints
 // `ready`, and forwards until SIGTERM or SIGINT; the addresses and the link state are set with `ip` meanwhile.
 // SIGUSR1 cuts link K (counted from 0 in --link order): from then on every packet on it is dropped, both ways, as
-// a black hole would. On exit it prints one line per link and direction with the packets seen, dropped and
-// forwarded.
+// a black hole would. The named pipe FIFO, when given, takes commands one a line: `cut K` cuts link K, `restore K`
+// ends its cut (packets flow again, with the delay and the random loss). Each cut and restore prints
+// `cut t=.. link=K` or `restore t=.. link=K`, and a command it cannot read `control t=.. error=unknown_command`. On
+// exit it prints one line per link and direction with the packets seen, dropped and forwarded (cut=yes when the link is
+// cut then).
 //
 #include "records.hpp"
 
@@ -35,6 +39,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -160,10 +165,34 @@ int usage(const std::string& problem)
 {
   std::fprintf(stderr,
                "netns_link: %s\n"
-               "usage: netns_link --delay-ms D --loss-percent P [--seed S] [--cut-link K]\n"
+               "usage: netns_link --delay-ms D --loss-percent P [--seed S] [--cut-link K] [--control FIFO]\n"
                "                  --link NS_A:IF_A:NS_B:IF_B [--link ...]\n",
                problem.c_str());
   return 2;
+}
+
+/// A command of the control pipe: `cut K` or `restore K`.
+struct command
+{
+  bool cut = false;
+  std::size_t link = 0;
+};
+
+std::optional<command> parse_command(std::string_view line, std::size_t links)
+{
+  command c;
+  std::string_view number;
+  if (line.starts_with("cut ")) {
+    c.cut = true;
+    number = line.substr(4);
+  } else if (line.starts_with("restore ")) {
+    number = line.substr(8);
+  } else {
+    return std::nullopt;
+  }
+  if (!parse_number(number, c.link) || c.link >= links)
+    return std::nullopt;
+  return c;
 }
 
 } // namespace
@@ -174,6 +203,7 @@ int main(int argc, char** argv)
   double loss_percent = -1;
   std::uint64_t seed = 1;
   long long cut_link = -1;
+  std::string control_path;
   std::vector<link_spec> links;
   for (int i = 1; i < argc; ++i) {
     const std::string_view name = argv[i];
@@ -189,6 +219,9 @@ int main(int argc, char** argv)
       good = parse_number(value, seed);
     } else if (name == "--cut-link") {
       good = parse_number(value, cut_link) && cut_link >= 0;
+    } else if (name == "--control") {
+      control_path = value;
+      good = !control_path.empty();
     } else if (name == "--link") {
       link_spec spec;
       good = parse_link(value, spec);
@@ -236,6 +269,13 @@ int main(int argc, char** argv)
     directions.push_back({k, "a>b", a, b, 0, 0, 0, 0, 0});
     directions.push_back({k, "b>a", b, a, 0, 0, 0, 0, 0});
   }
+  // Opened for reading and writing, so that it never reads end-of-file when no writer has it open.
+  const int control = control_path.empty() ? -1 : ::open(control_path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (!control_path.empty() && control < 0) {
+    fail("open control pipe " + control_path);
+    return 1;
+  }
+  std::string control_input;
   emit("ready t=" + timestamp() + " links=" + std::to_string(links.size()));
 
   std::mt19937_64 random(seed);
@@ -246,6 +286,8 @@ int main(int argc, char** argv)
   const auto delay = std::chrono::milliseconds(delay_ms);
   std::vector<pollfd> polled;
   polled.push_back({signal_fd, POLLIN, 0});
+  polled.push_back({control, POLLIN, 0}); // a negative descriptor is not polled
+  constexpr std::size_t first_device = 2;
   for (const auto& d : directions)
     polled.push_back({d.from, POLLIN, 0});
   std::vector<std::byte> buffer(65536);
@@ -289,11 +331,30 @@ int main(int argc, char** argv)
         }
       }
     }
+    if ((polled[1].revents & POLLIN) != 0) {
+      char text[256];
+      ssize_t size = 0;
+      while ((size = ::read(control, text, sizeof text)) > 0 && control_input.size() < 4096)
+        control_input.append(text, static_cast<std::size_t>(size));
+      for (auto end = control_input.find('\n'); end != std::string::npos; end = control_input.find('\n')) {
+        const std::string line = control_input.substr(0, end);
+        control_input.erase(0, end + 1);
+        const auto c = parse_command(line, links.size());
+        if (!c) {
+          emit("control t=" + timestamp() + " error=unknown_command");
+          continue;
+        }
+        cut[c->link] = c->cut;
+        emit(std::string(c->cut ? "cut" : "restore") + " t=" + timestamp() + " link=" + std::to_string(c->link));
+      }
+      if (control_input.size() >= 4096)
+        control_input.clear(); // no line that long is a command
+    }
     now = clock_type::now();
-    for (std::size_t i = 1; i < polled.size(); ++i) {
+    for (std::size_t i = first_device; i < polled.size(); ++i) {
       if ((polled[i].revents & POLLIN) == 0)
         continue;
-      const std::size_t index = i - 1;
+      const std::size_t index = i - first_device;
       direction& d = directions[index];
       // A bounded number of packets per turn, so that one busy device cannot starve the others.
       for (int n = 0; n < 64; ++n) {
@@ -334,5 +395,7 @@ int main(int argc, char** argv)
   emit("overflow dropped=" + std::to_string(overflow));
   for (int fd : devices)
     ::close(fd);
+  if (control >= 0)
+    ::close(control);
   return 0;
 }

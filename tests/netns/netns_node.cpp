@@ -3,29 +3,50 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
 // One node of a peer graph per process, for the multi-host test (netns_test.sh): it listens, connects to its
 // neighbors, sends sequence-numbered messages to every neighbor, checks that each neighbor's messages arrive whole,
-// complete and in order, prints every connection event with a timestamp, and ends with one summary line per neighbor.
+// complete and in order, adds records of its own and reports every record of the graph it comes to hold, prints every
+// connection event with a timestamp, and ends with one summary line per neighbor and one for its records.
 //
 // Usage:
 //   netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N] [--interval-ms M]
 //              [--duration-s S] [--keepalive-ms K] [--message-bytes B] [--connect-attempts A] [--retry-ms R]
-//              [--expect-neighbors E]
+//              [--expect-neighbors E] [--records R] [--record-interval-ms I] [--reconnect yes|no]
+//              [--connect-timeout-ms C]
 //
-// Each connection gets a sender as soon as it is established; it sends N messages, one every M milliseconds.
-// SIGUSR1 starts another batch of N on every connection still open (the sequence numbers go on). SIGUSR2 writes the
-// summary and freezes the node: it stops sending and ignores later events, but keeps its connections open, so that
-// several nodes can be summarised before any of them closes (a node's close is an event at its neighbors). SIGTERM
-// or SIGINT writes the summary if that is not done yet, closes the graph and exits; so does the end of --duration-s.
+// Each connection gets a sender as soon as it is established; it sends N messages, one every M milliseconds. With
+// --records R the node also adds R records from its start, one every I milliseconds: attributes `node` (P) and
+// `counter` (0, 1, 2, ... over the whole run), data `P#counter`, expiry an hour of peer time ahead. SIGUSR1 starts
+// another batch of N messages on every connection still open (the sequence numbers go on) and another batch of R
+// records. SIGUSR2 writes the summary and freezes the node's messages: it stops sending and ignores later data, but
+// keeps its connections open, so that several nodes can be summarised before any of them closes (a node's close is an
+// event at its neighbors); records, connection events and reconnections go on. SIGTERM or SIGINT writes the summary if
+// that is not done yet, then the record summary, closes the graph and exits; so does the end of --duration-s.
+//
+// With --reconnect yes, a neighbor connection this node opened (to a --connect address) that ends is dialled again,
+// every R milliseconds (--retry-ms) until it is back or the node stops; already_exists (the other side has not seen
+// the old connection end yet) is retried too. --connect-timeout-ms is graph_properties::connect_timeout (5000).
 //
 // Output, one record a line, `key=value` fields, times in seconds since the Unix epoch (comparable between
 // processes):
 //   listening t=.. node=P address=A:P
+//   connect t=.. node=P address=A:P attempt=K result=connected|already_exists|ERROR
+//   reconnect t=.. node=P address=A:P after=ID                        (the connection ID it replaces ended)
 //   event t=.. node=P status=connected|disconnected|failed connection=ID kind=K neighbor=Q [reason=R]
 //   milestone t=.. node=P neighbor=Q received=K in_order=yes|no      (every N messages from a neighbor)
+//   record_batch t=.. node=P target=T                                 (SIGUSR1: T records to add in all)
+//   added t=.. node=P id=ID counter=K                                 (add_record of this node completed)
+//   record t=.. node=P change=added|updated|deleted|expired id=ID creator=Q counter=K version=V held=H digest=D
+//   synchronized t=.. node=P neighbor=Q connection=ID held=H digest=D
 //   summary node=P neighbor=Q connection=ID sent=S send_error=E received=K in_order=yes|no corrupt=C
 //           disconnected=yes|no reason=R disconnect_t=T connected_t=T first_anomaly=X
 //   result node=P neighbors=N ok=yes|no stop=signal|deadline|fatal
-// Exit status 0 when every message that arrived was whole and in order and at least --expect-neighbors neighbors
-// connected, 1 otherwise, 2 for a usage error.
+//   record_summary node=P held=H digest=D added=A add_failed=F malformed=M changes=C synchronizations=S
+// `record` is a record_changed event, `synchronized` a neighbor_synchronized event; after either, held is the number
+// of live records the node holds (records()) and digest their digest: the sum, modulo 2^64, of a hash of each one's
+// id and version, as 16 hex digits, so nodes that hold the same versions print the same digest whatever order they
+// came in. A record whose attributes or data are not as above counts as malformed. Lines that report a problem start
+// with `anomaly` or `fatal`.
+// Exit status 0 when every message that arrived was whole and in order, at least --expect-neighbors neighbors
+// connected, and every record was added and well formed, 1 otherwise, 2 for a usage error.
 //
 #include "records.hpp"
 
@@ -72,6 +93,9 @@ constexpr peergraph::data_type sequence_type = "3f6b2d8e-91c4-4a57-b0e3-6d2f8a1c
 /// Every message starts with its sequence number and its own length, both 64-bit little-endian.
 constexpr std::size_t header_size = 16;
 
+/// The record type of the test's records.
+constexpr peergraph::data_type record_type = "8d41c7a2-5e93-4f06-a1b8-2c7e9d03f654"_guid;
+
 struct options
 {
   std::string graph;
@@ -86,6 +110,10 @@ struct options
   int connect_attempts = 50;
   std::chrono::milliseconds retry{200};
   std::size_t expect_neighbors = 0;
+  std::uint64_t records = 0;
+  std::chrono::milliseconds record_interval{50};
+  bool reconnect = false;
+  std::chrono::milliseconds connect_timeout{5000};
 };
 
 std::string to_text(const tcp::endpoint& endpoint)
@@ -150,6 +178,72 @@ bool check_message(std::span<const std::byte> bytes, std::uint64_t& sequence)
   return true;
 }
 
+/// The data of the record `counter` of `peer`: "peer#counter".
+std::vector<std::byte> record_data(const std::string& peer, std::int64_t counter)
+{
+  const std::string text = peer + "#" + std::to_string(counter);
+  std::vector<std::byte> data(text.size());
+  std::transform(text.begin(), text.end(), data.begin(), [](char c) { return static_cast<std::byte>(c); });
+  return data;
+}
+
+/// The counter attribute of `r` when it is one of the test's records, well formed (attributes node = its creator and
+/// counter, data as record_data makes it); else nothing.
+std::optional<std::int64_t> record_counter(const peergraph::record& r)
+{
+  const auto* node = r.attribute("node");
+  const auto* counter = r.attribute("counter");
+  if (r.type != record_type || node == nullptr || counter == nullptr || r.attributes.size() != 2)
+    return std::nullopt;
+  const auto* name = std::get_if<std::string>(node);
+  const auto* value = std::get_if<std::int64_t>(counter);
+  if (name == nullptr || value == nullptr || *name != r.creator.str() || r.data != record_data(*name, *value))
+    return std::nullopt;
+  return *value;
+}
+
+/// A 64-bit hash of a record version's identity: its id and version (FNV-1a, then the splitmix64 finaliser).
+std::uint64_t version_hash(const peergraph::record& r)
+{
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const auto add = [&h](std::uint8_t byte) {
+    h ^= byte;
+    h *= 0x100000001b3ULL;
+  };
+  for (const std::byte b : r.id.guid().bytes())
+    add(static_cast<std::uint8_t>(b));
+  for (std::size_t i = 0; i < 4; ++i)
+    add(static_cast<std::uint8_t>((r.version >> (8 * i)) & 0xffU));
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+std::string hex64(std::uint64_t value)
+{
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+const char* change_name(peergraph::record_change change)
+{
+  switch (change) {
+  case peergraph::record_change::added:
+    return "added";
+  case peergraph::record_change::updated:
+    return "updated";
+  case peergraph::record_change::deleted:
+    return "deleted";
+  case peergraph::record_change::expired:
+    return "expired";
+  }
+  return "unknown";
+}
+
 /// What a node knows about one of its connections.
 struct neighbor
 {
@@ -179,7 +273,7 @@ class node
 public:
   node(asio::io_context& ctx, options opts, peergraph::graph graph)
       : ctx_(ctx), opts_(std::move(opts)), graph_(std::move(graph)), signals_(ctx, SIGTERM, SIGINT, SIGUSR1),
-        deadline_(ctx), target_(opts_.send_count)
+        deadline_(ctx), record_pace_(ctx), target_(opts_.send_count), record_target_(opts_.records)
   {
     std::error_code ignored; // without SIGUSR2 the node still works: it summarises on SIGTERM
     signals_.add(SIGUSR2, ignored);
@@ -196,6 +290,8 @@ public:
     });
     asio::co_spawn(ctx_, handle_events(), asio::detached);
     asio::co_spawn(ctx_, listen_and_connect(), asio::detached);
+    if (opts_.records > 0)
+      asio::co_spawn(ctx_, add_records(), asio::detached);
   }
 
   [[nodiscard]] int exit_code() const noexcept { return exit_code_; }
@@ -209,6 +305,8 @@ private:
       if (signal == SIGUSR1) {
         if (!stopping_)
           next_batch();
+        if (opts_.records > 0)
+          next_record_batch();
         wait_for_signal();
       } else if (signal == SIGUSR2) {
         summarize("signal");
@@ -231,26 +329,32 @@ private:
     }
     emit("listening t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(*bound));
     for (const auto& address : opts_.connect)
-      asio::co_spawn(ctx_, connect_to(address), asio::detached);
+      asio::co_spawn(ctx_, connect_to(address, false), asio::detached);
   }
 
-  /// Connects to the neighbor at `address`, retrying while it is not up yet; a bounded number of attempts.
-  asio::awaitable<void> connect_to(tcp::endpoint address)
+  /// Connects to the neighbor at `address`, retrying while it is not up yet; a bounded number of attempts. `again`:
+  /// a reconnection, which tries until it succeeds or the node closes (the run's duration bounds it), and retries
+  /// already_exists.
+  asio::awaitable<void> connect_to(tcp::endpoint address, bool again)
   {
     asio::steady_timer retry(ctx_);
     retry_timers_.push_back(&retry);
-    for (int attempt = 1; attempt <= opts_.connect_attempts && !stopping_; ++attempt) {
+    const auto ended = [this, again] { return closed_ || (!again && stopping_); };
+    for (int attempt = 1; (again || attempt <= opts_.connect_attempts) && !ended(); ++attempt) {
       auto id = co_await graph_.connect(address);
-      if (stopping_)
+      if (ended())
         break;
-      if (id || id.error().code() == peergraph::peer_errc::already_exists) {
+      const bool exists = !id && id.error().code() == peergraph::peer_errc::already_exists;
+      if (id || (exists && !again)) {
         emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
              " attempt=" + std::to_string(attempt) + " result=" + (id ? "connected" : "already_exists"));
+        if (id)
+          outgoing_.insert_or_assign(id->value(), address);
         break;
       }
       emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
            " attempt=" + std::to_string(attempt) + " result=" + error_name(id.error()));
-      if (attempt == opts_.connect_attempts) {
+      if (!again && attempt == opts_.connect_attempts) {
         fatal_ = true;
         break;
       }
@@ -267,13 +371,132 @@ private:
       auto event = co_await graph_.next_event();
       if (!event)
         co_return; // the graph was closed
-      if (stopping_)
-        continue; // the summary is written; later events are the shutdown's own
+      if (closed_)
+        continue; // later events are the shutdown's own
       if (auto* change = std::get_if<peergraph::connection_changed>(&*event))
         on_connection_changed(*change);
-      else if (auto* data = std::get_if<peergraph::incoming_data>(&*event))
-        on_data(*data);
+      else if (auto* data = std::get_if<peergraph::incoming_data>(&*event); data && !stopping_)
+        on_data(*data); // once the summary is written, data is no longer counted
+      else if (auto* record = std::get_if<peergraph::record_changed>(&*event))
+        co_await on_record_changed(*record);
+      else if (auto* synced = std::get_if<peergraph::neighbor_synchronized>(&*event))
+        co_await on_synchronized(*synced);
     }
+  }
+
+  /// Reads the records this node holds into `held`, and their number and digest into held_ and digest_; `*found`
+  /// points at the one whose id is `*wanted`, when one is wanted and held.
+  asio::awaitable<void> tally(const peergraph::record_id* wanted, const peergraph::record** found,
+                              std::vector<peergraph::record>& held)
+  {
+    auto listed = co_await graph_.records(record_type);
+    if (!listed) {
+      held.clear();
+      co_return;
+    }
+    held = std::move(*listed);
+    std::uint64_t digest = 0;
+    for (const peergraph::record& r : held) {
+      digest += version_hash(r);
+      if (wanted != nullptr && r.id == *wanted)
+        *found = &r;
+    }
+    held_ = held.size();
+    digest_ = digest;
+  }
+
+  std::string record_state() const { return " held=" + std::to_string(held_) + " digest=" + hex64(digest_); }
+
+  asio::awaitable<void> on_record_changed(const peergraph::record_changed& change)
+  {
+    ++record_changes_;
+    std::vector<peergraph::record> held;
+    const peergraph::record* r = nullptr;
+    co_await tally(&change.id, &r, held);
+    std::string line = "record t=" + timestamp() + " node=" + opts_.peer + " change=" + change_name(change.change) +
+                       " id=" + change.id.to_string();
+    if (r == nullptr) {
+      line += " creator=- counter=- version=-";
+    } else {
+      const auto counter = record_counter(*r);
+      line += " creator=" + r->creator.str() + " counter=" + (counter ? std::to_string(*counter) : "-") +
+              " version=" + std::to_string(r->version);
+      if (!counter) {
+        ++malformed_;
+        emit("anomaly t=" + timestamp() + " node=" + opts_.peer + " malformed record " + change.id.to_string());
+      }
+    }
+    emit(line + record_state());
+  }
+
+  asio::awaitable<void> on_synchronized(const peergraph::neighbor_synchronized& synced)
+  {
+    ++synchronizations_;
+    std::vector<peergraph::record> held;
+    co_await tally(nullptr, nullptr, held);
+    emit("synchronized t=" + timestamp() + " node=" + opts_.peer + " neighbor=" + synced.remote_peer.str() +
+         " connection=" + std::to_string(synced.connection.value()) + record_state());
+  }
+
+  /// Adds every record asked for so far, one per record interval, until the node closes.
+  asio::awaitable<void> add_records()
+  {
+    auto next = std::chrono::steady_clock::now();
+    while (!closed_) {
+      std::error_code ec;
+      if (record_counter_ >= record_target_) {
+        record_idle_ = true;
+        record_pace_.expires_at(std::chrono::steady_clock::time_point::max());
+        co_await record_pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        record_idle_ = false;
+        next = std::chrono::steady_clock::now();
+        continue;
+      }
+      const auto counter = static_cast<std::int64_t>(record_counter_++);
+      peergraph::record r;
+      r.type = record_type;
+      r.expires = graph_.peer_time() + std::chrono::hours(1);
+      r.attributes = {{"node", opts_.peer}, {"counter", counter}};
+      r.data = record_data(opts_.peer, counter);
+      auto id = co_await graph_.add_record(std::move(r));
+      if (closed_)
+        co_return;
+      if (id) {
+        ++records_added_;
+        emit("added t=" + timestamp() + " node=" + opts_.peer + " id=" + id->to_string() +
+             " counter=" + std::to_string(counter));
+      } else {
+        ++records_failed_;
+        emit("anomaly t=" + timestamp() + " node=" + opts_.peer + " add_record counter=" + std::to_string(counter) +
+             " error=" + error_name(id.error()));
+      }
+      next += opts_.record_interval;
+      record_pace_.expires_at(next);
+      co_await record_pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  void next_record_batch()
+  {
+    record_target_ += opts_.records;
+    emit("record_batch t=" + timestamp() + " node=" + opts_.peer + " target=" + std::to_string(record_target_));
+    if (record_idle_)
+      record_pace_.cancel();
+  }
+
+  /// A connection this node opened ended: with --reconnect, it dials the same address again.
+  void reconnect(const peergraph::connection_id& id)
+  {
+    auto it = outgoing_.find(id.value());
+    if (it == outgoing_.end())
+      return;
+    const tcp::endpoint address = it->second;
+    outgoing_.erase(it);
+    if (!opts_.reconnect || closed_)
+      return;
+    emit("reconnect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
+         " after=" + std::to_string(id.value()));
+    asio::co_spawn(ctx_, connect_to(address, true), asio::detached);
   }
 
   void on_connection_changed(const peergraph::connection_changed& change)
@@ -289,6 +512,10 @@ private:
       record += " reason=" + error_name(*change.reason);
     emit(record);
 
+    if (change.status == peergraph::connection_status::disconnected)
+      reconnect(change.id);
+    if (stopping_)
+      return; // the summary is written: no more senders, and the neighbors' counts stay as summarised
     if (change.status == peergraph::connection_status::connected) {
       auto n = std::make_unique<neighbor>(ctx_);
       n->id = change.id;
@@ -390,7 +617,7 @@ private:
     if (stopping_)
       return;
     stopping_ = true;
-    bool ok = !fatal_ && neighbors_.size() >= opts_.expect_neighbors;
+    bool ok = !fatal_ && neighbors_.size() >= opts_.expect_neighbors && records_failed_ == 0 && malformed_ == 0;
     for (const auto& [id, n] : neighbors_) {
       ok = ok && n->in_order && n->corrupt == 0;
       emit("summary node=" + opts_.peer + " neighbor=" + n->peer + " connection=" + std::to_string(id) +
@@ -407,8 +634,8 @@ private:
       n->pace.cancel();
   }
 
-  /// Writes the summary unless it is written, then closes the graph and cancels every wait, so that ctx.run()
-  /// returns.
+  /// Writes the summary unless it is written, then the record summary, then closes the graph and cancels every wait,
+  /// so that ctx.run() returns.
   void shut_down(const char* why)
   {
     summarize(why);
@@ -418,8 +645,23 @@ private:
     std::error_code ignored;
     signals_.cancel(ignored);
     deadline_.cancel();
+    record_pace_.cancel();
     for (auto* timer : retry_timers_)
       timer->cancel();
+    asio::co_spawn(ctx_, close_graph(), asio::detached);
+  }
+
+  asio::awaitable<void> close_graph()
+  {
+    if (opts_.records > 0) {
+      std::vector<peergraph::record> held;
+      co_await tally(nullptr, nullptr, held);
+      emit("record_summary node=" + opts_.peer + record_state() + " added=" + std::to_string(records_added_) +
+           " add_failed=" + std::to_string(records_failed_) + " malformed=" + std::to_string(malformed_) +
+           " changes=" + std::to_string(record_changes_) + " synchronizations=" + std::to_string(synchronizations_));
+      if (records_failed_ != 0 || malformed_ != 0)
+        exit_code_ = 1;
+    }
     graph_.close(asio::detached);
   }
 
@@ -428,10 +670,22 @@ private:
   peergraph::graph graph_;
   asio::signal_set signals_;
   asio::steady_timer deadline_;
+  asio::steady_timer record_pace_; // paces add_records, and holds it while it has added every record asked for
   std::map<std::uint64_t, std::unique_ptr<neighbor>> neighbors_; // by connection id
+  std::map<std::uint64_t, tcp::endpoint> outgoing_;              // the connections this node opened, by id
   std::vector<asio::steady_timer*> retry_timers_;                // of the connectors still retrying
   std::uint64_t target_;                                         // messages each connection is to send in all
-  bool stopping_ = false;                                        // the summary is written
+  std::uint64_t record_target_;                                  // records this node is to add in all
+  std::uint64_t record_counter_ = 0;                             // records it tried to add
+  std::uint64_t records_added_ = 0;
+  std::uint64_t records_failed_ = 0;
+  std::uint64_t malformed_ = 0; // records seen that are not as add_records makes them
+  std::uint64_t record_changes_ = 0;
+  std::uint64_t synchronizations_ = 0;
+  std::size_t held_ = 0;     // live records of record_type, at the last record event
+  std::uint64_t digest_ = 0; // their digest
+  bool record_idle_ = false;
+  bool stopping_ = false; // the summary is written
   bool closed_ = false;
   bool fatal_ = false;
   int exit_code_ = 1;
@@ -470,7 +724,8 @@ int usage(const std::string& problem)
                "netns_node: %s\n"
                "usage: netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N]\n"
                "                  [--interval-ms M] [--duration-s S] [--keepalive-ms K] [--message-bytes B]\n"
-               "                  [--connect-attempts A] [--retry-ms R] [--expect-neighbors E]\n",
+               "                  [--connect-attempts A] [--retry-ms R] [--expect-neighbors E] [--records R]\n"
+               "                  [--record-interval-ms I] [--reconnect yes|no] [--connect-timeout-ms C]\n",
                problem.c_str());
   return 2;
 }
@@ -521,6 +776,19 @@ std::string parse_options(int argc, char** argv, options& opts)
       opts.retry = std::chrono::milliseconds(ms);
     } else if (name == "--expect-neighbors") {
       good = parse_number(value, opts.expect_neighbors);
+    } else if (name == "--records") {
+      good = parse_number(value, opts.records) && opts.records <= 1'000'000;
+    } else if (name == "--record-interval-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms >= 0;
+      opts.record_interval = std::chrono::milliseconds(ms);
+    } else if (name == "--reconnect") {
+      good = value == "yes" || value == "no";
+      opts.reconnect = value == "yes";
+    } else if (name == "--connect-timeout-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms > 0;
+      opts.connect_timeout = std::chrono::milliseconds(ms);
     } else {
       return "unknown option " + std::string(name);
     }
@@ -549,7 +817,7 @@ int main(int argc, char** argv)
   properties.peer = std::move(*peer);
   properties.friendly_name = opts.peer;
   properties.keepalive_interval = opts.keepalive;
-  properties.connect_timeout = std::chrono::seconds(5);
+  properties.connect_timeout = opts.connect_timeout;
   properties.handshake_timeout = std::chrono::seconds(5);
   properties.max_frame_size = std::max<std::uint64_t>(peergraph::min_max_frame_size, opts.message_bytes);
 

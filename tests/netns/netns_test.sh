@@ -9,6 +9,13 @@
 # link must report the connection disconnected with timed_out (keepalive) within a bounded time, and the other
 # three links must deliver the second batch complete and in order.
 #
+# Records go along: every node adds a batch of records at its start and another while the link is cut, and every node
+# must come to hold all of them (the same count and digest) within a bound, across the path that remains. Then the
+# link opposite the cut one is cut too, which splits the ring in two halves; every node adds a third batch, each half
+# must agree on its own records and not see the other's, and the first cut link is restored: the node that dialled it
+# dials again, and the records of each half must reach the other through the synchronisation of that new connection
+# (and flooding on from there), so that every node ends with every record.
+#
 # Usage: netns_test.sh NETNS_NODE [NETNS_LINK]      (as root; Meson passes both programs)
 #
 # The links are veth pairs with `tc qdisc ... netem delay D loss P%` on both ends where the kernel has netem, else
@@ -23,6 +30,10 @@
 #   PEERGRAPH_NETNS_KEEPALIVE_MS=300             graph_properties::keepalive_interval of every node
 #   PEERGRAPH_NETNS_DELAY_MS=20, PEERGRAPH_NETNS_LOSS_PERCENT=1
 #   PEERGRAPH_NETNS_SEED                         the emulator's random seed (default: a new one each run)
+#   PEERGRAPH_NETNS_RECORDS=20                   records each node adds per batch (0: no records, no phase 3)
+#   PEERGRAPH_NETNS_RECORD_INTERVAL_MS=50        time between two records of a node
+#   PEERGRAPH_NETNS_RECORD_BOUND_S=10            time the records of a batch may take to reach every node, after
+#                                                the batch's last add (after the restore: after the reconnection)
 #   PEERGRAPH_NETNS_KEEP_LOGS=DIR                copy the logs of the run to DIR
 #
 # Exit status: 0 passed, 1 failed, 77 skipped (Meson's code; printed as "skipped: <reason>") when it cannot run
@@ -40,10 +51,19 @@ delay_ms=${PEERGRAPH_NETNS_DELAY_MS:-20}
 loss_percent=${PEERGRAPH_NETNS_LOSS_PERCENT:-1}
 links_mode=${PEERGRAPH_NETNS_LINKS:-auto}
 seed=${PEERGRAPH_NETNS_SEED:-$RANDOM$RANDOM}
+records=${PEERGRAPH_NETNS_RECORDS:-20}
+record_interval_ms=${PEERGRAPH_NETNS_RECORD_INTERVAL_MS:-50}
+record_bound_s=${PEERGRAPH_NETNS_RECORD_BOUND_S:-10}
 message_bytes=2000
 nodes=4
 port=7000
 cut_link=1 # between node1 and node2
+# With link 1 cut, cutting the opposite link too (3: node3 to node0) splits the ring into node0 node1 | node2 node3.
+split_link=$(((cut_link + nodes / 2) % nodes))
+# graph_properties::connect_timeout of every node: a node that dials a cut link again gives up an attempt after this
+# long and tries anew, so that it connects soon after the link comes back (TCP would wait for its next SYN).
+connect_timeout_ms=2000
+retry_ms=200
 # The cut must be reported within three keepalive intervals of the last packet heard (ping after a quiet interval,
 # give up after a second one, checked on a timer of that period), plus this much for scheduling.
 detection_slack_ms=700
@@ -61,7 +81,8 @@ die() {
 }
 
 [[ -n $node_program && -x $node_program ]] || die "usage: netns_test.sh NETNS_NODE [NETNS_LINK] (no node program)"
-for value in "$count" "$interval_ms" "$keepalive_ms" "$delay_ms" "$loss_percent"; do
+for value in "$count" "$interval_ms" "$keepalive_ms" "$delay_ms" "$loss_percent" "$records" "$record_interval_ms" \
+  "$record_bound_s"; do
   [[ $value =~ ^[0-9]+$ ]] || die "the PEERGRAPH_NETNS_* settings are whole numbers, not '$value'"
 done
 ((count > 0 && keepalive_ms > 0)) || die "PEERGRAPH_NETNS_COUNT and PEERGRAPH_NETNS_KEEPALIVE_MS must be positive"
@@ -183,8 +204,12 @@ if [[ $links_mode == userspace ]]; then
   for ((k = 0; k < nodes; k++)); do
     specs+=(--link "${ns[$(node_a "$k")]}:pgl$k:${ns[$(node_b "$k")]}:pgl$k")
   done
+  # The control pipe takes `cut K` and `restore K`; the script holds it open both ways, so that writing to it never
+  # blocks, even if the emulator is gone.
+  mkfifo "$workdir/link.control" || die "mkfifo failed"
+  exec {link_control_fd}<>"$workdir/link.control"
   "$link_program" --delay-ms "$delay_ms" --loss-percent "$loss_percent" --seed "$seed" --cut-link "$cut_link" \
-    "${specs[@]}" >"$workdir/link.log" 2>&1 &
+    --control "$workdir/link.control" "${specs[@]}" >"$workdir/link.log" 2>&1 &
   link_pid=$!
   pids+=("$link_pid")
   for ((i = 0; i < 100; i++)); do
@@ -220,6 +245,12 @@ else
 fi
 say "ring of $nodes nodes, $count messages of 16..$message_bytes bytes per neighbor per batch, one every" \
   "${interval_ms}ms; keepalive ${keepalive_ms}ms"
+record_args=()
+if ((records > 0)); then
+  say "records: $records per node per batch, one every ${record_interval_ms}ms; a node dials a lost neighbor again" \
+    "(connect timeout ${connect_timeout_ms}ms)"
+  record_args=(--records "$records" --record-interval-ms "$record_interval_ms" --reconnect yes)
+fi
 
 # Node I listens where its predecessor's link ends and connects to its successor.
 for ((i = 0; i < nodes; i++)); do
@@ -227,7 +258,8 @@ for ((i = 0; i < nodes; i++)); do
   ip netns exec "${ns[i]}" "$node_program" --graph netns-ring --peer "node$i" \
     --listen "10.231.$previous.2:$port" --connect "10.231.$i.2:$port" \
     --send-count "$count" --interval-ms "$interval_ms" --keepalive-ms "$keepalive_ms" \
-    --message-bytes "$message_bytes" --duration-s 100 --connect-attempts 50 --retry-ms 200 --expect-neighbors 2 \
+    --message-bytes "$message_bytes" --duration-s 100 --connect-attempts 50 --retry-ms "$retry_ms" \
+    --connect-timeout-ms "$connect_timeout_ms" --expect-neighbors 2 "${record_args[@]}" \
     >"$workdir/node$i.log" 2>"$workdir/node$i.err.log" &
   node_pids[i]=$!
   pids+=("$!")
@@ -244,6 +276,101 @@ all_milestones() {
   done
 }
 has_disconnect() { grep -q "^event .* node=node$1 status=disconnected .* neighbor=node$2" "$workdir/node$1.log"; }
+
+all_nodes=()
+for ((i = 0; i < nodes; i++)); do
+  all_nodes+=("$i")
+done
+# The records: each node's `record` and `synchronized` lines end with held=H digest=D, what it held then.
+# record_state I: "HELD DIGEST" after node I's last record event ("0 -" before the first).
+record_state() {
+  awk '$1 == "record" || $1 == "synchronized" {
+         held = "-"; digest = "-"
+         for (i = 2; i <= NF; i++) {
+           if ($i ~ /^held=/) held = substr($i, 6)
+           else if ($i ~ /^digest=/) digest = substr($i, 8)
+         }
+         state = held " " digest
+       }
+       END { print (state == "" ? "0 -" : state) }' "$workdir/node$1.log"
+}
+# records_agree HELD NODE...: each of the nodes holds HELD records, all with the same digest (then agreed_digest).
+records_agree() {
+  local want=$1 digest='' i held d
+  shift
+  for i in "$@"; do
+    read -r held d <<<"$(record_state "$i")"
+    [[ $held == "$want" && (-z $digest || $d == "$digest") ]] || return 1
+    digest=$d
+  done
+  agreed_digest=$digest
+}
+# record_diff NODE...: what the nodes hold, and which records (creator#counter) added by any of them each one lacks.
+record_diff() {
+  local i held d files=()
+  for i in "$@"; do
+    read -r held d <<<"$(record_state "$i")"
+    say "  node$i holds $held records, digest $d"
+    files+=("$workdir/node$i.log")
+  done
+  awk '$1 == "added" { all[substr($3, 6) "#" substr($5, 9)] = 1 }
+       $1 == "record" && $4 == "change=added" { has[FILENAME, substr($6, 9) "#" substr($7, 9)] = 1 }
+       END {
+         for (f = 1; f < ARGC; f++) {
+           n = 0; missing = ""
+           for (key in all)
+             if (!((ARGV[f], key) in has) && ++n <= 10) missing = missing " " key
+           name = ARGV[f]; sub(/.*\//, "", name); sub(/\.log$/, "", name)
+           if (n > 0) printf "  %s lacks %d of the records added:%s%s\n", name, n, missing, (n > 10 ? " ..." : "")
+         }
+       }' "${files[@]}"
+}
+# ms_between T0 T1: milliseconds from T0 to T1 (seconds since the epoch, with fractions).
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 + 0.5 }'; }
+# first_t NODE REGEX AFTER: the time of NODE's first line that matches REGEX with t= later than AFTER (empty: none).
+first_t() {
+  awk -v after="$3" -v pattern="$2" '$0 ~ pattern && $2 ~ /^t=/ && substr($2, 3) + 0 > after + 0 {
+    print substr($2, 3); exit }' "$workdir/node$1.log"
+}
+# converged_t HELD AFTER NODE...: when the last of the nodes came to hold HELD records (its first record event after
+# AFTER that says so); 0 when one never did.
+converged_t() {
+  local held=$1 after=$2 i t latest=0
+  shift 2
+  for i in "$@"; do
+    t=$(first_t "$i" "^(record|synchronized) .* held=$held " "$after")
+    [[ -n $t ]] || {
+      echo 0
+      return
+    }
+    latest=$(awk -v a="$latest" -v b="$t" 'BEGIN { print (b + 0 > a + 0 ? b : a) }')
+  done
+  echo "$latest"
+}
+# link_control cut|restore K: cuts link K, or ends its cut; link_t is when.
+link_control() {
+  local what=$1 k=$2 side loss=$loss_percent before i
+  if [[ $links_mode == netem ]]; then
+    [[ $what == cut ]] && loss=100
+    for side in "${ns[$(node_a "$k")]}" "${ns[$(node_b "$k")]}"; do
+      tc -n "$side" qdisc change dev "pgl$k" root netem delay "${delay_ms}ms" loss "${loss}%" ||
+        die "cannot $what pgl$k in $side"
+    done
+    link_t=$(date +%s.%N)
+    return
+  fi
+  before=$(grep -c "^$what t=.* link=$k\$" "$workdir/link.log")
+  printf '%s %d\n' "$what" "$k" >&"$link_control_fd"
+  for ((i = 0; i < 50; i++)); do
+    (($(grep -c "^$what t=.* link=$k\$" "$workdir/link.log") > before)) && break
+    sleep 0.1
+  done
+  link_t=$(sed -n "s/^$what t=\([0-9.]*\) link=$k\$/\1/p" "$workdir/link.log" | tail -n 1)
+  (($(grep -c "^$what t=.* link=$k\$" "$workdir/link.log") > before)) || die "the link emulator did not $what link $k"
+}
+# Seconds one batch of records takes to be added.
+record_batch_seconds=$(((records * record_interval_ms + 999) / 1000))
+records_ok=1
 
 failures=0
 fail() {
@@ -272,6 +399,18 @@ if grep -h "status=disconnected" "$workdir"/node*.log; then
 fi
 say "phase 1: all $((2 * nodes)) directed neighbor links delivered $count/$count messages in order" \
   "($(((phase1_ns - started_ns) / 1000000)) ms since start)"
+if ((records > 0)); then
+  if wait_until $((record_batch_seconds + record_bound_s)) "every node to hold the first batch of records" \
+    records_agree $((nodes * records)) "${all_nodes[@]}"; then
+    say "phase 1: records: every node holds all $((nodes * records)) ($records added by each), digest $agreed_digest" \
+      "($(ms_between "$((started_ns / 1000000))e-3" "$(converged_t $((nodes * records)) 0 "${all_nodes[@]}")") ms" \
+      "since start)"
+  else
+    fail "phase 1: the nodes do not hold the same $((nodes * records)) records"
+    record_diff "${all_nodes[@]}"
+    records_ok=0
+  fi
+fi
 
 # Phase 2: cut link $cut_link, then every node sends a second batch to every neighbor.
 cut_a=${ns[$(node_a "$cut_link")]}
@@ -308,22 +447,27 @@ wait_until $(((detection_bound_ms + 999) / 1000 + 5)) "the cut link to be report
   fail "phase 2: the cut link was not reported disconnected at both ends"
 wait_until $((batch_seconds + 20)) "the uncut links to deliver the second batch" \
   all_milestones $((2 * count)) "$cut_link" || fail "phase 2: the uncut links did not deliver the second batch"
+if ((records > 0 && records_ok)); then
+  # Records made during the cut reach the far end of the cut link the other way round the ring.
+  if wait_until $((record_batch_seconds + record_bound_s)) "every node to hold the records added during the cut" \
+    records_agree $((2 * nodes * records)) "${all_nodes[@]}"; then
+    say "phase 2: records: every node holds all $((2 * nodes * records)), $records more added by each during the" \
+      "cut, over the remaining path; digest $agreed_digest" \
+      "($(ms_between "$cut_t" "$(converged_t $((2 * nodes * records)) "$cut_t" "${all_nodes[@]}")") ms after the cut)"
+  else
+    fail "phase 2: the records added during the cut did not reach every node over the remaining path"
+    record_diff "${all_nodes[@]}"
+    records_ok=0
+  fi
+fi
 
-# Stop every node: all write their summaries first (SIGUSR2), and only then close (SIGTERM), so that no node's
-# summary counts another's departure as a disconnection.
+# Stop every node: all write their summaries first (SIGUSR2), and only then close (SIGTERM, after phase 3), so that
+# no node's summary counts another's departure as a disconnection.
 for pid in "${node_pids[@]}"; do
   kill -USR2 "$pid" 2>/dev/null
 done
 summarized() { [[ $(cat "$workdir"/node*.log | grep -c '^result ') == "$nodes" ]]; }
 wait_until 10 "every node to write its summary" summarized || fail "not every node wrote its summary"
-for pid in "${node_pids[@]}"; do
-  kill -TERM "$pid" 2>/dev/null
-done
-for ((i = 0; i < nodes; i++)); do
-  reap "${node_pids[i]}"
-  ((reaped_status == 0)) || fail "node$i exited with status $reaped_status"
-done
-node_pids=()
 
 # field NODE NEIGHBOR NAME: NAME= of NODE's summary line about NEIGHBOR (empty when missing).
 field() {
@@ -332,8 +476,6 @@ field() {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) { print substr($i, length(name) + 2); exit } }
     }' "$workdir/node$1.log"
 }
-# ms_between T0 T1: milliseconds from T0 to T1 (seconds since the epoch, with fractions).
-ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 + 0.5 }'; }
 
 detections=()
 for ((k = 0; k < nodes; k++)); do
@@ -380,6 +522,135 @@ for ((i = 0; i < nodes; i++)); do
   grep -q "^result node=node$i neighbors=2 ok=yes" "$workdir/node$i.log" || fail "node$i did not report ok"
 done
 
+# Phase 3 (records): the summaries are written, so messages are over; the nodes still hold their records, report
+# record events and dial lost neighbors again. Cut the link opposite the cut one: the ring splits in two halves.
+# Every node adds a batch; each half must agree on its records without the other's. Then restore the first cut link:
+# its connection ended in phase 2 (timed_out), so the node that dialled it dials again, and the new connection's
+# synchronisation must bring each half the other's records, which flooding takes on to the rest of the half.
+if ((records > 0 && records_ok)); then
+  side_a=()
+  side_b=()
+  for ((i = $(node_b "$split_link"); ; i = (i + 1) % nodes)); do
+    side_a+=("$i")
+    ((i == $(node_a "$cut_link"))) && break
+  done
+  for ((i = $(node_b "$cut_link"); ; i = (i + 1) % nodes)); do
+    side_b+=("$i")
+    ((i == $(node_a "$split_link"))) && break
+  done
+  link_control cut "$split_link"
+  split_t=$link_t
+  say "phase 3: link $split_link (node$(node_a "$split_link") <-> node$(node_b "$split_link")) cut at t=$split_t too:" \
+    "the graph is split into ${side_a[*]/#/node} | ${side_b[*]/#/node}; a third batch of records started"
+  for pid in "${node_pids[@]}"; do
+    kill -USR1 "$pid"
+  done
+  split_reported() {
+    has_disconnect "$(node_a "$split_link")" "$(node_b "$split_link")" &&
+      has_disconnect "$(node_b "$split_link")" "$(node_a "$split_link")"
+  }
+  if wait_until $(((detection_bound_ms + 999) / 1000 + 5)) "link $split_link to be reported disconnected" \
+    split_reported; then
+    for pair in "$(node_a "$split_link") $(node_b "$split_link")" "$(node_b "$split_link") $(node_a "$split_link")"; do
+      read -r here there <<<"$pair"
+      line=$(grep -m 1 "^event .* node=node$here status=disconnected .* neighbor=node$there" "$workdir/node$here.log")
+      say "  node$here lost node$there (${line##*reason=})" \
+        "$(ms_between "$split_t" "$(awk '{ print substr($2, 3) }' <<<"$line")") ms after the cut"
+    done
+  else
+    fail "phase 3: link $split_link was not reported disconnected at both ends"
+  fi
+  # Each half: what the whole graph held before, and its own nodes' third batch; nothing of the other half's.
+  held_a=$((2 * nodes * records + ${#side_a[@]} * records))
+  held_b=$((2 * nodes * records + ${#side_b[@]} * records))
+  halves_agree() {
+    records_agree "$held_a" "${side_a[@]}" || return 1
+    digest_a=$agreed_digest
+    records_agree "$held_b" "${side_b[@]}" || return 1
+    digest_b=$agreed_digest
+    [[ $digest_a != "$digest_b" ]]
+  }
+  if wait_until $((record_batch_seconds + record_bound_s)) "each half to hold its own records" halves_agree; then
+    say "phase 3: split: ${side_a[*]/#/node} hold $held_a records (digest $digest_a), ${side_b[*]/#/node} hold" \
+      "$held_b (digest $digest_b); none crossed"
+  else
+    fail "phase 3: the halves do not each hold their own records, and only those"
+    record_diff "${side_a[@]}"
+    record_diff "${side_b[@]}"
+  fi
+
+  link_control restore "$cut_link"
+  restore_t=$link_t
+  total_records=$((3 * nodes * records))
+  dialler=$(node_a "$cut_link")
+  listener=$(node_b "$cut_link")
+  say "phase 3: link $cut_link (node$dialler <-> node$listener) restored at t=$restore_t"
+  # The dialler gives up an attempt into the cut link after the connect timeout and dials again every retry_ms.
+  restore_bound_s=$(((connect_timeout_ms + retry_ms + 999) / 1000 + record_bound_s))
+  if wait_until "$restore_bound_s" "every node to hold all $total_records records after the restore" \
+    records_agree "$total_records" "${all_nodes[@]}"; then
+    say "phase 3: every node holds all $total_records records, digest $agreed_digest," \
+      "$(ms_between "$restore_t" "$(converged_t "$total_records" "$restore_t" "${all_nodes[@]}")") ms after the" \
+      "restore (bound ${restore_bound_s}s)"
+    final_digest=$agreed_digest
+  else
+    fail "phase 3: the nodes did not converge after link $cut_link was restored"
+    record_diff "${all_nodes[@]}"
+  fi
+  # The new connection, and its synchronisation, at both ends; the records that came through it.
+  for pair in "$dialler $listener ${#side_b[@]}" "$listener $dialler ${#side_a[@]}"; do
+    read -r here there far_nodes <<<"$pair"
+    connected_t=$(first_t "$here" "^event .* status=connected .* neighbor=node$there( |\$)" "$restore_t")
+    synced_t=$(first_t "$here" "^synchronized .* neighbor=node$there " "$restore_t")
+    if [[ -z $connected_t || -z $synced_t ]]; then
+      fail "node$here: no new connection to node$there, or no synchronisation of it, after the restore"
+      continue
+    fi
+    connection=$(awk -v t="t=$connected_t" '$1 == "event" && $2 == t { print substr($5, 12); exit }' \
+      "$workdir/node$here.log")
+    # Between the connection and the end of its synchronisation, only the synchronisation brings records here.
+    through_sync=$(awk -v a="$connected_t" -v b="$synced_t" '$1 == "record" && $4 == "change=added" {
+        t = substr($2, 3) + 0; if (t >= a + 0 && t <= b + 0) n++ } END { print n + 0 }' "$workdir/node$here.log")
+    ((through_sync == far_nodes * records)) ||
+      fail "node$here took $through_sync records from node$there's synchronisation, expected $((far_nodes * records))"
+    say "  node$here <-> node$there: new connection $connection $(ms_between "$restore_t" "$connected_t") ms" \
+      "after the restore (the old one ended $(field "$here" "$there" reason) in phase 2), synchronised after" \
+      "$(ms_between "$restore_t" "$synced_t") ms, bringing $through_sync records of the other half"
+  done
+fi
+
+for pid in "${node_pids[@]}"; do
+  kill -TERM "$pid" 2>/dev/null
+done
+for ((i = 0; i < nodes; i++)); do
+  reap "${node_pids[i]}"
+  ((reaped_status == 0)) || fail "node$i exited with status $reaped_status"
+done
+node_pids=()
+if ((records > 0)); then
+  # record_summary NODE NAME: NAME= of NODE's record summary (empty when missing).
+  record_summary() {
+    awk -v name="$2" '$1 == "record_summary" {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) { print kv[2]; exit } } }' \
+      "$workdir/node$1.log"
+  }
+  expected_added=$(((records_ok ? 3 : 2) * records))
+  for i in "${all_nodes[@]}"; do
+    held=$(record_summary "$i" held)
+    digest=$(record_summary "$i" digest)
+    added=$(record_summary "$i" added)
+    [[ -n $held ]] || {
+      fail "node$i wrote no record summary"
+      continue
+    }
+    problems=$(($(record_summary "$i" add_failed) + $(record_summary "$i" malformed)))
+    ((added == expected_added && problems == 0)) ||
+      fail "node$i: added $added records (expected $expected_added), $problems failed or malformed"
+    [[ -z ${final_digest:-} || ($held == "$total_records" && $digest == "$final_digest") ]] ||
+      fail "node$i ended with $held records, digest $digest (expected $total_records, $final_digest)"
+  done
+fi
+
 # What the links did: the emulator's own counts, or netem's drop counters.
 if [[ $links_mode == userspace ]]; then
   kill -TERM "$link_pid"
@@ -402,5 +673,19 @@ fi
 finished_ns=$(date +%s%N)
 say "messages: $((2 * nodes * count)) in the first batch, $((2 * nodes * count)) sent in the second;" \
   "cut detected: ${detections[*]}; bound $detection_bound_ms ms"
+if ((records > 0)); then
+  ends=()
+  for i in "${all_nodes[@]}"; do
+    ends+=("node$i $(record_summary "$i" held) records, digest $(record_summary "$i" digest)")
+  done
+  if [[ $(printf '%s\n' "${ends[@]#node* }" | sort -u | wc -l) == 1 ]]; then
+    say "records: $((expected_added * nodes)) added, $records per node per batch; every node ended with" \
+      "${ends[0]#node* }"
+  else
+    ended=$(printf '%s; ' "${ends[@]}")
+    say "records: $((expected_added * nodes)) added, $records per node per batch; the nodes ended with:" \
+      "${ended%; }"
+  fi
+fi
 say "total time: $(((finished_ns - started_ns) / 1000000)) ms"
 finish
