@@ -339,13 +339,17 @@ measurement rtt_one_thread(const run_spec& spec)
 // Idle connections.
 
 /// An application's event loop: takes every event until the graph closes, counting new connections.
-asio::awaitable<void> consume_events(graph_type& graph, std::uint64_t& connected)
+/// Counts the connections established and the synchronisations of their records completed (an idle connection is
+/// one that has done both); any other change or any data fails the run.
+asio::awaitable<void> consume_events(graph_type& graph, std::uint64_t& connected, std::uint64_t& synchronized)
 {
   for (;;) {
     auto event = co_await graph.next_event();
     if (!event)
       co_return; // the graph closed
-    if (auto* change = std::get_if<peergraph::connection_changed>(&*event)) {
+    if (std::holds_alternative<peergraph::neighbor_synchronized>(*event)) {
+      ++synchronized;
+    } else if (auto* change = std::get_if<peergraph::connection_changed>(&*event)) {
       if (change->status == peergraph::connection_status::connected)
         ++connected;
       else
@@ -357,7 +361,8 @@ asio::awaitable<void> consume_events(graph_type& graph, std::uint64_t& connected
 }
 
 /// One node (the hub) with `count` neighbor connections, one from each of `count` other nodes: the heap that the
-/// connections add, both ends, every node already created and waiting for events.
+/// connections add, both ends, every node already created and waiting for events, every connection's (empty) record
+/// synchronisation complete.
 measurement idle_conn(const run_spec& spec)
 {
   asio::io_context io{1};
@@ -380,9 +385,11 @@ measurement idle_conn(const run_spec& spec)
       fail_on_exception{"listen"});
   std::uint64_t hub_connected = 0;
   std::uint64_t leaves_connected = 0;
-  asio::co_spawn(hub.get_executor(), consume_events(hub, hub_connected), fail_on_exception{"hub events"});
+  std::uint64_t synchronized = 0; // both ends of each connection report it
+  asio::co_spawn(hub.get_executor(), consume_events(hub, hub_connected, synchronized), fail_on_exception{"hub events"});
   for (auto& leaf : leaves)
-    asio::co_spawn(leaf->get_executor(), consume_events(*leaf, leaves_connected), fail_on_exception{"leaf events"});
+    asio::co_spawn(leaf->get_executor(), consume_events(*leaf, leaves_connected, synchronized),
+                   fail_on_exception{"leaf events"});
   if (!drive_until([&] { return where.has_value(); }, {&io}))
     fail("peergraph: listen timed out");
   io.poll();
@@ -401,8 +408,12 @@ measurement idle_conn(const run_spec& spec)
         connected = true;
       },
       fail_on_exception{"connect"});
-  if (!drive_until([&] { return connected && hub_connected == spec.count && leaves_connected == spec.count; }, {&io},
-                   60s))
+  if (!drive_until(
+          [&] {
+            return connected && hub_connected == spec.count && leaves_connected == spec.count &&
+                   synchronized == 2 * spec.count;
+          },
+          {&io}, 60s))
     fail("peergraph: connecting the idle connections timed out");
   io.poll();
   const memory_usage after = memory_usage::now();

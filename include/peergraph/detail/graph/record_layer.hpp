@@ -34,6 +34,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -543,9 +544,9 @@ private:
   peer_id peer_;
   graph_records book_;
   typename graph_io<Context>::timer_type expiry_;
-  std::optional<record_time> armed_for_;                  // when the expiry timer fires, while it is armed
-  std::unordered_map<std::uint64_t, sync_session> syncs_; // by connection id, while the connection lasts
-  std::size_t max_record_size_;                           // of a record read from an export file
+  std::optional<record_time> armed_for_;        // when the expiry timer fires, while it is armed
+  std::map<std::uint64_t, sync_session> syncs_; // by connection id, while it synchronises; empty, it holds nothing
+  std::size_t max_record_size_;                 // of a record read from an export file
   std::size_t max_records_;
   std::function<std::chrono::system_clock::time_point()> clock_; // graph_properties::clock; empty: the system's
   std::atomic<std::int64_t> offset_{0};                          // peer time minus the clock, in milliseconds
