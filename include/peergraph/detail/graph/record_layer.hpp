@@ -102,6 +102,15 @@ public:
     return {};
   }
 
+  /// Now in peer time: the node's clock (graph_properties::clock) moved by what the node learned from its first
+  /// neighbor when it joined. Any thread.
+  [[nodiscard]] record_time now() const
+  {
+    const auto local = clock_ ? clock_() : std::chrono::system_clock::now();
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(local) +
+           std::chrono::milliseconds(offset_.load(std::memory_order_relaxed));
+  }
+
   /// Whether this node is synchronised: it created the graph, or completed a synchronisation with a neighbor.
   [[nodiscard]] bool synchronized() const noexcept { return synchronized_; }
 
@@ -295,17 +304,6 @@ public:
     if (*applied)
       publish(**applied, from.get());
     return std::nullopt;
-  }
-
-private:
-public:
-  /// Now in peer time: the node's clock (graph_properties::clock) moved by what the node learned from its first
-  /// neighbor when it joined. Any thread.
-  [[nodiscard]] record_time now() const
-  {
-    const auto local = clock_ ? clock_() : std::chrono::system_clock::now();
-    return std::chrono::time_point_cast<std::chrono::milliseconds>(local) +
-           std::chrono::milliseconds(offset_.load(std::memory_order_relaxed));
   }
 
 private:
