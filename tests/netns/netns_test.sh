@@ -597,7 +597,15 @@ if ((records > 0 && records_ok)); then
     fail "phase 3: the nodes did not converge after link $cut_link was restored"
     record_diff "${all_nodes[@]}"
   fi
-  # The new connection, and its synchronisation, at both ends; the records that came through it.
+  # The new connection, and its synchronisation, at both ends; the records that came through it. The records can
+  # all be in place (through one end's half of the exchange) before the other end logs its synchronisation: wait
+  # for both, within the same bound.
+  both_synchronised() {
+    [[ -n $(first_t "$dialler" "^synchronized .* neighbor=node$listener " "$restore_t") &&
+      -n $(first_t "$listener" "^synchronized .* neighbor=node$dialler " "$restore_t") ]]
+  }
+  wait_until "$restore_bound_s" "both ends of link $cut_link to report their synchronisation" both_synchronised ||
+    true # the checks below say which end did not
   for pair in "$dialler $listener ${#side_b[@]}" "$listener $dialler ${#side_a[@]}"; do
     read -r here there far_nodes <<<"$pair"
     connected_t=$(first_t "$here" "^event .* status=connected .* neighbor=node$there( |\$)" "$restore_t")
