@@ -500,6 +500,9 @@ private:
         PEERGRAPH_FUZZ_CHECK(!expected.client_hello.expected_peer || *expected.client_hello.expected_peer == node_peer);
       } else if (r->event == wire::decode_event::pong) {
         pongs.push_back(r->token);
+      } else if (r->event == wire::decode_event::data_header && r->kind == wire::frame_kind::sync) {
+        // The synchronisation of the node's records, on neighbor connections only.
+        PEERGRAPH_FUZZ_CHECK(expected.client_hello.kind == connection_kind::neighbor);
       } else if (r->event == wire::decode_event::data_header) {
         PEERGRAPH_FUZZ_CHECK(r->type == node_type);
       }

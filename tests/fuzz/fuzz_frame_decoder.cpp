@@ -107,7 +107,8 @@ std::pair<std::vector<fuzz::record>, fuzz::final_state> decode_reference(std::ui
       PEERGRAPH_FUZZ_CHECK(same_bytes(used, wire::encode_pong(r->token)));
       break;
     case wire::decode_event::data_header:
-      PEERGRAPH_FUZZ_CHECK(same_bytes(used, r->kind == wire::frame_kind::record
+      PEERGRAPH_FUZZ_CHECK(same_bytes(used, r->kind == wire::frame_kind::sync ? wire::encode_sync_header(r->length)
+                                            : r->kind == wire::frame_kind::record
                                                 ? wire::encode_record_header(r->type, r->length)
                                                 : wire::encode_data_header(r->type, r->length)));
       break;

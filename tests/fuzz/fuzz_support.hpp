@@ -210,8 +210,14 @@ inline expected<wire::decode_result, peer_error> checked_decode(wire::frame_deco
   case wire::decode_event::data_header:
     PEERGRAPH_FUZZ_CHECK(old_phase == wire::decoder_phase::established && phase == old_phase);
     PEERGRAPH_FUZZ_CHECK(old_remaining == 0);
-    PEERGRAPH_FUZZ_CHECK(!result.type.is_nil());
-    PEERGRAPH_FUZZ_CHECK(result.length <= decoder.max_payload_size());
+    if (result.kind == wire::frame_kind::sync) { // no type; a length the protocol bounds, whatever the maximum
+      PEERGRAPH_FUZZ_CHECK(result.type.is_nil());
+      PEERGRAPH_FUZZ_CHECK(result.length >= wire::min_sync_payload_size &&
+                           result.length <= wire::max_sync_payload_size);
+    } else {
+      PEERGRAPH_FUZZ_CHECK(!result.type.is_nil());
+      PEERGRAPH_FUZZ_CHECK(result.length <= decoder.max_payload_size());
+    }
     PEERGRAPH_FUZZ_CHECK(result.frame_complete == (result.length == 0));
     PEERGRAPH_FUZZ_CHECK(decoder.payload_remaining() == result.length);
     break;
