@@ -503,7 +503,7 @@ struct measure_def
 // syscalls_per_msg (under perf or strace) and allocs_per_msg (in the allocation-counting build). The record
 // scenarios are measurements of their own; their payload length is the bytes of data of each record, their count the
 // number of records.
-constexpr std::array<measure_def, 10> measure_defs{{
+constexpr std::array<measure_def, 11> measure_defs{{
     {"small_msgs_64", 64, 1, 65536, 0},
     {"small_msgs_1k", 1024, 1, 65536, 0},
     {"large_msgs_1m", 1u << 20, 1, 1u << 18, 0},
@@ -514,6 +514,7 @@ constexpr std::array<measure_def, 10> measure_defs{{
     {"record_flood_20", 256, 1, 0, 10000},
     {"record_sync_join", 1024, 1, 0, 100000},
     {"record_resync_100", 1024, 1, 0, 100000},
+    {"record_store_sqlite", 256, 1, 0, 10000},
 }};
 
 std::string json_string(std::string_view s)

@@ -36,6 +36,7 @@ SCENARIOS = {
     "record_flood_20": ("records/s", True),
     "record_sync_join": ("wire B per record B", False),
     "record_resync_100": ("wire B per store B", False),
+    "record_store_sqlite": ("× memory store", False),
 }
 
 # Known contenders in table order; any other contender the program lists comes after them.
@@ -76,12 +77,15 @@ TARGETS = [
     # Two stores of 100,000 records that differ in 100: the sync messages grow with the difference, not the stores,
     # so the second synchronisation costs the 100 records (0.1 % of the store) and their fingerprints and item lists.
     ("record_resync_100", None, 0.02),
+    # A SQLite store writes on a thread of its own, in batches: the graph's context pays about what the memory store
+    # costs it (encoding and queueing instead of copying); half again is room for a slower disk under load.
+    ("record_store_sqlite", None, 1.5),
 ]
 
 STREAM_MEASURES = ["small_msgs_64", "small_msgs_1k", "large_msgs_1m", "gather_256x64"]
 # The record scenarios: measurements of their own, one run per process, counted in records (MODES).
 RECORD_MEASURES = {"record_flood_20": "flood_records", "record_sync_join": "join_records",
-                   "record_resync_100": "resync_records"}
+                   "record_resync_100": "resync_records", "record_store_sqlite": "store_records"}
 # What the tables say of each record scenario, from the medians of its runs' details ("tree": nodes - 1, the
 # fewest record frames that bring a record to every node).
 RECORD_NOTES = {
@@ -103,6 +107,12 @@ RECORD_NOTES = {
         "{record_frames_to_first:.0f} to the other ({changes_at_first:.0f} changes there); "
         "{sync_frames:.0f} sync frames of {sync_frame_bytes:,.0f} B; {ratio_to_first_sync:.3g} of the first "
         "synchronisation's {first_sync_wire_bytes:,.0f} wire bytes"),
+    "record_store_sqlite": (
+        "{records:,.0f} records of {data_bytes:.0f} B added by one node's application: "
+        "{memory_records_per_second:,.0f} records/s on the memory store, {sqlite_records_per_second:,.0f} records/s "
+        "on SQLite; the longest gap of a 1 ms ticker on the graph's context {memory_longest_gap_ms:.3g} ms and "
+        "{sqlite_longest_gap_ms:.3g} ms; the SQLite file held everything {sqlite_written_seconds:.3g} s after the "
+        "last add_record (closing the graph)"),
 }
 SYSCALLS = ["write", "writev", "sendmsg", "sendto"]
 
@@ -123,6 +133,7 @@ MODES = {
         "flood_records": 1000,    # records flooded in record_flood_20
         "join_records": 10000,    # records the joining node receives in record_sync_join
         "resync_records": 100000,  # records on each node in record_resync_100 (100 of them differ): as in full runs
+        "store_records": 20000,   # records added on each store in record_store_sqlite
     },
     "full": {
         "rounds": 7,
@@ -140,6 +151,7 @@ MODES = {
         "flood_records": 10000,
         "join_records": 100000,
         "resync_records": 100000,
+        "store_records": 100000,
     },
 }
 

@@ -16,12 +16,14 @@
 #include <doctest/doctest.h>
 
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -366,7 +368,8 @@ TEST_CASE("put refuses with invalid_record a record that open could not read bac
   store->close();
 }
 
-TEST_CASE("what put, erase and mark_synchronized wrote survives a crash of the process, which releases the file")
+TEST_CASE("what put, erase and mark_synchronized wrote before flush survives a crash of the process, which releases "
+          "the file")
 {
   const temporary_directory dir;
   store_two(dir.file("records.db"));
@@ -376,7 +379,7 @@ TEST_CASE("what put, erase and mark_synchronized wrote survives a crash of the p
     // The child writes and ends without closing anything, as a crash would.
     auto store = sqlite_record_store::make(dir.file("records.db"));
     const bool written = store && (*store)->open(graph, alice) && (*store)->put(sample(3)) &&
-                         (*store)->erase(sample(1).id) && (*store)->mark_synchronized();
+                         (*store)->erase(sample(1).id) && (*store)->mark_synchronized() && (*store)->flush();
     _exit(written ? 0 : 1);
   }
   int status = 0;
@@ -390,6 +393,70 @@ TEST_CASE("what put, erase and mark_synchronized wrote survives a crash of the p
   CHECK(sorted(contents->records) == std::vector<record>{sample(2), sample(3)});
   CHECK(contents->synchronized);
   store->close();
+}
+
+TEST_CASE("a batch the disk refuses is rolled back, and the store reports the failure from then on")
+{
+  const temporary_directory dir;
+  store_two(dir.file("records.db"));
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // A file size limit makes the write-ahead log's growth fail as a full disk would (EFBIG, not a signal).
+    auto store = sqlite_record_store::make(dir.file("records.db"));
+    if (!store || !(*store)->open(graph, alice))
+      _exit(1);
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{64 * 1024, 64 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &limit) != 0)
+      _exit(2);
+    record big = sample(3);
+    big.data.assign(std::size_t{1} << 20, std::byte{0x42});
+    if (!(*store)->put(big) || !(*store)->erase(sample(1).id)) // taken: the writer has not failed yet
+      _exit(3);
+    const auto flushed = (*store)->flush();
+    if (flushed || flushed.error() != peer_errc::record_store_failed)
+      _exit(4);
+    const auto after = (*store)->put(sample(4));
+    if (after || after.error() != peer_errc::record_store_failed || (*store)->flush())
+      _exit(5);
+    (*store)->close();
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+
+  auto store = make_store(dir.file("records.db"));
+  auto contents = store->open(graph, alice);
+  REQUIRE(contents.has_value());
+  CHECK(sorted(contents->records) == std::vector<record>{sample(1), sample(2)}); // the erase went with the batch
+  store->close();
+}
+
+TEST_CASE("flush waits for every change made before it; after close it gives not_initialized")
+{
+  const temporary_directory dir;
+  auto store = make_store(dir.file("records.db"));
+  REQUIRE(store->open(graph, alice).has_value());
+  std::vector<record> written;
+  for (std::uint8_t n = 1; n <= 200; ++n) {
+    written.push_back(sample(n));
+    REQUIRE(store->put(written.back()).has_value());
+  }
+  REQUIRE(store->flush().has_value());
+  // Read through SQLite while the store holds the file: impossible (exclusive), so count through a copy taken now.
+  fs::copy_file(dir.file("records.db"), dir.file("copy.db"));
+  if (fs::exists(dir.file("records.db-wal")))
+    fs::copy_file(dir.file("records.db-wal"), dir.file("copy.db-wal"));
+  store->close();
+  CHECK(error_of(store->flush()) == peer_errc::not_initialized);
+  auto copy = make_store(dir.file("copy.db"));
+  auto contents = copy->open(graph, alice);
+  REQUIRE(contents.has_value());
+  CHECK(sorted(contents->records) == written);
+  copy->close();
 }
 
 TEST_CASE("make refuses an empty path and takes a relative one from the working directory")
