@@ -3,9 +3,9 @@
 // ~~~~~~~~~~~~~~~~~
 // A chat node, one per process, as the Peer Graphing chat sample does it: every line typed on standard input is a
 // record of the graph (PeerGraphAddRecord), flooded to every node, however far; each node prints the lines that
-// arrive (record_changed, then PeerGraphGetRecord) with their creator's peer id. A node that connects to others joins
-// their graph: its first synchronisation brings the lines said before it came. End of input (Ctrl-D), Ctrl-C or
-// SIGTERM leaves the graph.
+// arrive (record_changed, then PeerGraphGetRecord) with their creator's peer id, each sender's lines in the order they
+// were typed. A node that connects to others joins their graph: its first synchronisation brings the lines said before
+// it came. End of input (Ctrl-D), Ctrl-C or SIGTERM leaves the graph.
 //
 // usage: chat <graph-id> <peer-id> <listen-address:port> [<connect-address:port>...]
 //
@@ -28,6 +28,7 @@
 #include <asio/read_until.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <fcntl.h>
@@ -41,6 +42,7 @@
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,6 +59,11 @@ using asio::ip::tcp;
 constexpr peergraph::data_type chat_type = "5d3c8e1a-7f4b-4c2e-9a61-3b0f2d9e8c41"_guid;
 /// How long a line stays in the graph.
 constexpr std::chrono::minutes line_lifetime{60};
+/// How long a line waits for the lines its sender typed before it (records travel by every path, so a later line can
+/// overtake an earlier one); then it is shown anyway.
+constexpr std::chrono::seconds hold_back{2};
+/// The most lines that wait for earlier ones, over all senders.
+constexpr std::size_t max_held_lines = 1024;
 
 /// Parses "1.2.3.4:port", "[::1]:port" (or "::1:port": the last colon starts the port).
 std::optional<tcp::endpoint> parse_endpoint(std::string_view text)
@@ -104,9 +111,103 @@ std::string printable(std::span<const std::byte> bytes)
   return text;
 }
 
+/// Shows each sender's lines in the order they were typed. Every line carries its sender's run (a random number per
+/// process) and its number in that run (1, 2, ...); a line that comes before the ones numbered below it waits for
+/// them, at most hold_back: they may have expired, or be lost with a node that left.
+class line_order
+{
+public:
+  using clock = std::chrono::steady_clock;
+
+  /// A line arrived: shows it and the held lines it lets through, or holds it.
+  void arrived(const std::string& sender, std::int64_t run, std::int64_t number, std::string text)
+  {
+    auto& s = senders_[{sender, run}];
+    if (number < s.next) {
+      std::printf("<%s> %s (late)\n", sender.c_str(), text.c_str()); // it came after the wait for it ended
+      return;
+    }
+    s.held.emplace(number, held_line{std::move(text), clock::now()});
+    ++held_;
+    release(sender, s, false);
+    if (held_ > max_held_lines)
+      release_all();
+  }
+
+  /// Shows what waited longer than hold_back (call it now and then).
+  void release_overdue()
+  {
+    const auto now = clock::now();
+    for (auto& [key, s] : senders_)
+      if (!s.held.empty() && now - s.held.begin()->second.since >= hold_back)
+        release(key.first, s, true);
+  }
+
+  /// Shows every held line: the node is synchronised, so whatever is missing is not coming.
+  void release_all()
+  {
+    for (auto& [key, s] : senders_)
+      release(key.first, s, true);
+  }
+
+private:
+  struct held_line
+  {
+    std::string text;
+    clock::time_point since;
+  };
+  struct sender_state
+  {
+    std::int64_t next = 1;                  // the number of the next line to show
+    std::map<std::int64_t, held_line> held; // lines that came before `next`'s
+  };
+
+  /// Shows the held lines from `next` on while there is no gap, or (`skip_gaps`) all of them.
+  void release(const std::string& sender, sender_state& s, bool skip_gaps)
+  {
+    while (!s.held.empty() && (skip_gaps || s.held.begin()->first == s.next)) {
+      auto first = s.held.begin();
+      std::printf("<%s> %s\n", sender.c_str(), first->second.text.c_str());
+      s.next = first->first + 1;
+      s.held.erase(first);
+      --held_;
+    }
+  }
+
+  std::map<std::pair<std::string, std::int64_t>, sender_state> senders_;
+  std::size_t held_ = 0;
+};
+
+/// The integer attribute `name` of `line`, if it has one.
+std::optional<std::int64_t> number_attribute(const peergraph::record& line, std::string_view name)
+{
+  for (const auto& attribute : line.attributes)
+    if (attribute.name == name)
+      if (const auto* value = std::get_if<std::int64_t>(&attribute.value))
+        return *value;
+  return std::nullopt;
+}
+
+/// Every half second, shows the lines that waited long enough, until `timer` is cancelled or destroyed (the caller
+/// owns both; after that this touches neither).
+asio::awaitable<void> release_overdue_lines(asio::steady_timer& timer, line_order& order)
+{
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(500));
+    std::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      co_return;
+    order.release_overdue();
+  }
+}
+
 /// Prints connection events and the lines of other nodes until the graph closes.
 asio::awaitable<void> show_events(peergraph::graph& graph, peergraph::peer_id self)
 {
+  line_order order;
+  asio::steady_timer hold_timer(co_await asio::this_coro::executor);
+  asio::co_spawn(hold_timer.get_executor(), release_overdue_lines(hold_timer, order), asio::detached);
   std::map<peergraph::connection_id, std::string> peers; // who is behind each connection id
   for (;;) {
     auto event = co_await graph.next_event();
@@ -133,18 +234,32 @@ asio::awaitable<void> show_events(peergraph::graph& graph, peergraph::peer_id se
       }
     } else if (auto* synced = std::get_if<peergraph::neighbor_synchronized>(&*event)) {
       std::printf("* synchronised with %s\n", synced->remote_peer.str().c_str());
+      order.release_all(); // the history is here: a line still missing has expired
     } else if (auto* record = std::get_if<peergraph::record_changed>(&*event)) {
       if (record->type != chat_type || record->change != peergraph::record_change::added)
         continue;
       auto line = co_await graph.get_record(record->id); // gone again only if it expired meanwhile
-      if (line && line->creator != self)
+      if (!line || line->creator == self)
+        continue;
+      const auto run = number_attribute(*line, "run");
+      const auto number = number_attribute(*line, "line");
+      if (run && number)
+        order.arrived(line->creator.str(), *run, *number, printable(line->data));
+      else // a line of a chat that does not number its lines
         std::printf("<%s> %s\n", line->creator.str().c_str(), printable(line->data).c_str());
     }
   }
 }
 
+/// This process's lines: a random run, and the number of the last line sent in it.
+struct line_numbers
+{
+  std::int64_t run = 0;
+  std::int64_t last = 0;
+};
+
 /// Adds `line` to the graph as a record: every node it reaches prints it.
-asio::awaitable<void> send_line(peergraph::graph& graph, const std::string& line)
+asio::awaitable<void> send_line(peergraph::graph& graph, line_numbers& numbers, const std::string& line)
 {
   auto neighbors = co_await graph.connections(peergraph::connection_kinds::neighbor);
   if (neighbors && neighbors->empty())
@@ -154,7 +269,10 @@ asio::awaitable<void> send_line(peergraph::graph& graph, const std::string& line
   record.expires = graph.peer_time() + line_lifetime; // records carry the graph's time
   const auto* bytes = reinterpret_cast<const std::byte*>(line.data());
   record.data.assign(bytes, bytes + line.size());
+  record.attributes = {{"run", numbers.run}, {"line", numbers.last + 1}};
   auto added = co_await graph.add_record(std::move(record));
+  if (added)
+    ++numbers.last;
   if (!added && added.error() == peergraph::peer_errc::graph_not_ready)
     std::printf("* not synchronised with the graph yet: try again in a moment\n");
   else if (!added)
@@ -164,6 +282,8 @@ asio::awaitable<void> send_line(peergraph::graph& graph, const std::string& line
 /// Reads standard input line by line and sends each line; at its end (or on a signal) closes the graph.
 asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_descriptor& input)
 {
+  line_numbers numbers;
+  numbers.run = static_cast<std::int64_t>(std::random_device{}() >> 1U);
   std::string buffer;
   for (;;) {
     std::error_code ec;
@@ -171,7 +291,7 @@ asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_de
                                                           asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::eof && !buffer.empty())
-        co_await send_line(graph, buffer); // a last line without a newline
+        co_await send_line(graph, numbers, buffer); // a last line without a newline
       break;
     }
     std::string line = buffer.substr(0, n - 1);
@@ -179,7 +299,7 @@ asio::awaitable<void> read_input(peergraph::graph& graph, asio::posix::stream_de
     if (!line.empty() && line.back() == '\r')
       line.pop_back();
     if (!line.empty())
-      co_await send_line(graph, line);
+      co_await send_line(graph, numbers, line);
   }
   std::printf("* leaving\n");
   if (auto closed = co_await graph.close(); !closed) // PeerGraphClose: every neighbor sees us leave

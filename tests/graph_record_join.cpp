@@ -19,6 +19,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -199,6 +200,57 @@ CO_TEST_CASE("a neighbor that breaks the synchronisation's turns loses its conne
   auto ended = co_await b.changed(pid("dave"), connection_status::disconnected);
   REQUIRE(ended.has_value());
   CHECK(*ended->reason == peer_errc::protocol_error);
+}
+
+CO_TEST_CASE("a neighbor whose hello lacks the records feature is refused with unsupported_version, either way")
+{
+  namespace wire = peergraph::wire;
+  node b(ctx, props("bob"));
+  const auto where = co_await listening(b);
+
+  // It calls the node: the refuse comes in place of the node's hello, which it never sees.
+  peergraph::test::raw_peer old(ctx);
+  old.connect(where);
+  auto hello = peergraph::test::hello_of("old");
+  hello.features = wire::feature_records << 1U; // a later feature, without records
+  auto refused = co_await old.handshake(hello);
+  CHECK_MESSAGE(refused.is(wire::decode_event::refuse), "no refuse: " << refused.error.message());
+  CHECK(refused.reason == peer_errc::unsupported_version);
+  auto failed = co_await b.changed(pid("old"), connection_status::failed);
+  REQUIRE(failed.has_value());
+  CHECK(failed->reason == peer_errc::unsupported_version);
+
+  // A direct connection carries no records: the same node is served.
+  peergraph::test::raw_peer direct(ctx);
+  direct.connect(where);
+  auto direct_hello = peergraph::test::hello_of("old", "test-graph", pid("bob"), peergraph::node_id::generate(),
+                                                peergraph::connection_kind::direct);
+  direct_hello.features = 0;
+  auto accepted = co_await direct.handshake(direct_hello);
+  CHECK_MESSAGE(accepted.is(wire::decode_event::accept), "not accepted: " << accepted.error.message());
+
+  // The node calls it: connect() fails with unsupported_version, and the other side reads why.
+  asio::ip::tcp::acceptor other(ctx, peergraph::test::any_v4);
+  std::optional<peergraph::expected<peergraph::connection_id, peergraph::peer_error>> connected;
+  asio::co_spawn(
+      ctx, [&]() -> asio::awaitable<void> { connected = co_await b->connect(other.local_endpoint()); }, asio::detached);
+  auto [accept_error, socket] = co_await other.async_accept(peergraph::test::use_tuple);
+  REQUIRE_FALSE(accept_error);
+  peergraph::test::raw_peer callee(std::move(socket));
+  auto theirs = co_await callee.next(2s);
+  REQUIRE(theirs.is(wire::decode_event::hello));
+  CHECK((callee.decoder().hello().features & wire::feature_records) != 0);
+  auto mine = peergraph::test::hello_of("older");
+  mine.features = 0;
+  REQUIRE(callee.send(*wire::encode_hello(mine)));
+  auto why = co_await callee.next(2s);
+  CHECK_MESSAGE(why.is(wire::decode_event::refuse), "no refuse: " << why.error.message());
+  CHECK(why.reason == peer_errc::unsupported_version);
+  for (int i = 0; i < 200 && !connected; ++i)
+    co_await pause(5ms);
+  REQUIRE(connected.has_value());
+  REQUIRE_FALSE(connected->has_value());
+  CHECK(connected->error() == peer_errc::unsupported_version);
 }
 
 CO_TEST_CASE("a node whose clock is an hour ahead takes the graph's peer time when it joins")

@@ -410,9 +410,10 @@ bool reference_hello(std::span<const std::byte> body, wire::hello_message& hello
     return false;
   const auto kind = le(body, 0, 1);
   const auto flags = le(body, 1, 1);
-  if ((kind != 1 && kind != 2) || flags > 1 || le(body, 2, 2) != 0 || le(body, 4, 8) == 0)
+  if ((kind != 1 && kind != 2) || flags > 1 || le(body, 4, 8) == 0)
     return false;
   hello.kind = static_cast<connection_kind>(kind);
+  hello.features = static_cast<wire::node_features>(le(body, 2, 2));
   hello.node = node_id{le(body, 4, 8)};
   std::size_t at = 12;
   std::vector<std::string> ids;
@@ -635,7 +636,7 @@ TEST_CASE("golden: hello (preamble + hello frame) bytes as documented")
                              "10 00 00 00"                                     // hello, flags, reserved
                              "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00" // no data type
                              "1e 00 00 00 00 00 00 00"                         // payload length 30
-                             "01 01 00 00"                                     // neighbor, expected peer present
+                             "01 01 01 00"                                     // neighbor, expected peer, records
                              "ef cd ab 89 67 45 23 01"                         // node id
                              "04 00 63 68 61 74"                               // "chat"
                              "05 00 61 6c 69 63 65"                            // "alice"
@@ -649,7 +650,7 @@ TEST_CASE("golden: hello (preamble + hello frame) bytes as documented")
   const bytes direct_expected = hex("50 47 52 46 01 00 00 00 10 00 00 00"
                                     "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
                                     "19 00 00 00 00 00 00 00"
-                                    "02 00 00 00 ef cd ab 89 67 45 23 01"
+                                    "02 00 01 00 ef cd ab 89 67 45 23 01"
                                     "04 00 63 68 61 74 05 00 61 6c 69 63 65");
   CHECK(*wire::encode_hello(direct) == direct_expected);
 }
@@ -1375,6 +1376,26 @@ TEST_CASE("refuse and close reasons from a newer peer read as unknown_error")
   CHECK(out.frames[2] == reason_record(wire::decode_event::close, peer_errc::unknown_error, "new"));
 }
 
+TEST_CASE("hello features: every bit is carried, those this implementation does not know included")
+{
+  for (const wire::node_features features :
+       {wire::node_features{0}, wire::feature_records, wire::node_features{0xfffe}, wire::node_features{0xffff}}) {
+    wire::hello_message hello = sample_hello();
+    hello.features = features;
+    const auto encoded = wire::encode_hello(hello);
+    REQUIRE(encoded.has_value());
+    const std::size_t at = wire::preamble_size + wire::frame_header_size + 2;
+    CHECK(std::to_integer<unsigned>((*encoded)[at]) == (features & 0xffU));
+    CHECK(std::to_integer<unsigned>((*encoded)[at + 1]) == (features >> 8U));
+    const auto out = feed_whole(*encoded);
+    CHECK_FALSE(out.error.has_value());
+    REQUIRE(out.frames.size() == 1);
+    CHECK(out.frames[0] == hello_record(hello));
+  }
+  CHECK(wire::hello_message{}.features == wire::supported_features);
+  CHECK((wire::supported_features & wire::feature_records) != 0);
+}
+
 TEST_CASE("rejected: malformed hello")
 {
   const bytes good = *wire::encode_hello(sample_hello());
@@ -1388,8 +1409,6 @@ TEST_CASE("rejected: malformed hello")
   check_rejected(with(body + 0, 3), peer_errc::protocol_error);    // kind 3
   check_rejected(with(body + 1, 0x03), peer_errc::protocol_error); // unknown flag
   check_rejected(with(body + 1, 0x80), peer_errc::protocol_error); // unknown flag
-  check_rejected(with(body + 2, 1), peer_errc::protocol_error);    // reserved
-  check_rejected(with(body + 3, 1), peer_errc::protocol_error);    // reserved
   check_rejected(with(body + 1, 0x00), peer_errc::protocol_error); // flag cleared: "bob" becomes trailing bytes
   {
     bytes bad = good; // node id 0

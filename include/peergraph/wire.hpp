@@ -45,7 +45,7 @@ inline constexpr std::size_t max_reason_payload_size = min_reason_payload_size +
 inline constexpr std::size_t ping_payload_size = 8;
 /// A whole ping or pong frame.
 inline constexpr std::size_t ping_frame_size = frame_header_size + ping_payload_size;
-/// Fixed part of a hello payload: kind, flags, reserved, node id.
+/// Fixed part of a hello payload: kind, flags, features, node id.
 inline constexpr std::size_t hello_fixed_size = 12;
 /// Smallest and largest hello payloads (graph id and peer id of 1 byte; three ids of peer_id::max_bytes).
 inline constexpr std::size_t min_hello_payload_size = hello_fixed_size + 2 * (2 + 1);
@@ -96,6 +96,17 @@ struct membership_message
   friend bool operator==(const membership_message&, const membership_message&) = default;
 };
 
+/// What a node supports, as its hello announces it (docs/wire.md, "Hello payload"): a bit per feature. A receiver
+/// ignores the bits it does not know, so a newer node can announce more.
+using node_features = std::uint16_t;
+
+/// The node speaks record and sync frames on neighbor connections (docs/wire.md, "Record payload", "Sync payload").
+/// The graph refuses a neighbor connection whose other side does not announce it (unsupported_version).
+inline constexpr node_features feature_records = 0x0001;
+
+/// What this implementation supports.
+inline constexpr node_features supported_features = feature_records;
+
 /// A node's handshake announcement, sent by both sides as soon as a connection opens.
 struct hello_message
 {
@@ -109,6 +120,8 @@ struct hello_message
   node_id node;
   /// The peer id the sender expects on the other side, if it expects a particular one.
   std::optional<peer_id> expected_peer;
+  /// What the sender supports (feature_records, ...), bits this implementation does not know included.
+  node_features features = supported_features;
 
   friend bool operator==(const hello_message&, const hello_message&) = default;
 };
@@ -519,15 +532,16 @@ private:
     detail::byte_reader reader(body);
     std::uint8_t kind = 0;
     std::uint8_t flags = 0;
-    std::uint16_t reserved = 0;
+    node_features features = 0;
     std::uint64_t node = 0;
-    if (!reader.read(kind) || !reader.read(flags) || !reader.read(reserved) || !reader.read(node))
+    if (!reader.read(kind) || !reader.read(flags) || !reader.read(features) || !reader.read(node))
       return peer_errc::protocol_error;
-    if ((kind != 1 && kind != 2) || (flags & ~std::uint8_t{1}) != 0 || reserved != 0 || node == 0)
+    if ((kind != 1 && kind != 2) || (flags & ~std::uint8_t{1}) != 0 || node == 0)
       return peer_errc::protocol_error;
     hello_message message;
     message.kind = static_cast<connection_kind>(kind);
     message.node = node_id(node);
+    message.features = features;
     if (!read_id(reader, message.graph) || !read_id(reader, message.peer))
       return peer_errc::protocol_error;
     if ((flags & 1U) != 0) {
@@ -825,7 +839,7 @@ inline std::array<std::byte, membership_frame_size> encode_membership(membership
   const std::size_t body = preamble_size + frame_header_size;
   fixed[body] = static_cast<std::byte>(hello.kind);
   fixed[body + 1] = hello.expected_peer ? std::byte{1} : std::byte{0};
-  detail::store_le<std::uint16_t>(fixed, body + 2, 0);
+  detail::store_le<std::uint16_t>(fixed, body + 2, hello.features);
   detail::store_le<std::uint64_t>(fixed, body + 4, hello.node.value());
   detail::append_id(out, hello.graph);
   detail::append_id(out, hello.peer);

@@ -190,6 +190,12 @@ expectation expect(std::span<const std::byte> stream)
   return e;
 }
 
+/// Whether a client with `hello` may be a neighbor: docs/wire.md, "Hello payload" (features).
+bool carries_records(const wire::hello_message& hello)
+{
+  return hello.kind != connection_kind::neighbor || (hello.features & wire::feature_records) != 0;
+}
+
 /// The position-dependent filler of large structured payloads.
 std::byte filler(std::size_t offset, std::uint8_t seed)
 {
@@ -495,9 +501,11 @@ private:
         PEERGRAPH_FUZZ_CHECK(hello.node == node_.local_node());
         PEERGRAPH_FUZZ_CHECK(!hello.expected_peer);
         PEERGRAPH_FUZZ_CHECK(expected.hello && hello.kind == expected.client_hello.kind);
-        // Only a member of its graph, looking for this node (or for any), learns who the node is.
+        // Only a member of its graph, looking for this node (or for any), learns who the node is; a neighbor must
+        // carry records.
         PEERGRAPH_FUZZ_CHECK(expected.client_hello.graph == node_graph);
         PEERGRAPH_FUZZ_CHECK(!expected.client_hello.expected_peer || *expected.client_hello.expected_peer == node_peer);
+        PEERGRAPH_FUZZ_CHECK(carries_records(expected.client_hello));
       } else if (r->event == wire::decode_event::pong) {
         pongs.push_back(r->token);
       } else if (r->event == wire::decode_event::data_header && r->kind == wire::frame_kind::sync) {
@@ -523,9 +531,11 @@ private:
     }
     if (connected_now_.size() != 1)
       return;
-    // Established only after a valid hello for this graph and the client's accept.
+    // Established only after a valid hello for this graph (with records on a neighbor connection) and the client's
+    // accept.
     PEERGRAPH_FUZZ_CHECK(expected.hello && expected.accepted);
     PEERGRAPH_FUZZ_CHECK(expected.client_hello.graph == node_graph);
+    PEERGRAPH_FUZZ_CHECK(carries_records(expected.client_hello));
     const auto it = data_.find(connected_now_.front());
     const std::vector<frame> none;
     const std::vector<frame>& delivered = it == data_.end() ? none : it->second;

@@ -197,6 +197,10 @@ private:
     }
     attempt.remote_peer = remote.peer;
     attempt.remote_node = remote.node;
+    if (initiator && !carries_records(remote)) {
+      co_await send_refuse(attempt, peer_errc::unsupported_version, /*preamble_sent=*/true);
+      co_return fail(peer_error(peer_errc::unsupported_version));
+    }
     if (!initiator) {
       attempt.kind = remote.kind;
       // A caller that does not belong here (another graph, or looking for another peer) learns only the reason,
@@ -295,8 +299,8 @@ private:
                                                          const std::optional<peer_id>& expected_peer,
                                                          bool preamble_sent)
   {
-    auto hello =
-        wire::encode_hello(wire::hello_message{kind, properties_.graph, properties_.peer, node_, expected_peer});
+    auto hello = wire::encode_hello(
+        wire::hello_message{kind, properties_.graph, properties_.peer, node_, expected_peer, wire::supported_features});
     if (!hello)
       co_return unexpected(hello.error());
     co_return co_await send_bytes(attempt,
@@ -477,7 +481,15 @@ private:
       return peer_errc::wrong_graph;
     if (remote.expected_peer && *remote.expected_peer != properties_.peer)
       return peer_errc::node_not_found;
+    if (!carries_records(remote))
+      return peer_errc::unsupported_version;
     return peer_errc{};
+  }
+
+  /// A neighbor connection carries the graph's records: a node that cannot would leave them divided.
+  [[nodiscard]] static bool carries_records(const wire::hello_message& remote) noexcept
+  {
+    return remote.kind != connection_kind::neighbor || (remote.features & wire::feature_records) != 0;
   }
 
   const graph_properties& properties_;
