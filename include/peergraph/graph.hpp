@@ -136,7 +136,8 @@ public:
   /// Errors: already_exists (a neighbor connection to that peer exists), connect_self, wrong_graph (the node there
   /// belongs to another graph), connection_refused (the remote refused), node_not_found, limit_exceeded (a limit of
   /// either node, e.g. max_connections or max_connections_per_address), timed_out (connect or handshake timeout),
-  /// host_unreachable / network_unreachable from the network, protocol_error, out_of_memory.
+  /// host_unreachable / network_unreachable from the network, unsupported_version (the node there does not carry
+  /// records: docs/wire.md, "Hello payload"), protocol_error, out_of_memory.
   /// @par Per-Operation Cancellation
   /// Terminal cancellation through the token's cancellation slot (e.g. a timeout with awaitable operators) stops the
   /// TCP connect or the handshake where it is: the operation completes with operation_aborted, a connection_changed
