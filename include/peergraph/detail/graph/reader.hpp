@@ -116,14 +116,16 @@ private:
     return *c.reader;
   }
 
-  /// Gives the reader of `c` back when it holds nothing: an idle connection keeps no reader.
+  /// Gives the reader of `c` back when it holds nothing: an idle connection keeps no reader. The graph keeps it as a
+  /// spare once its connections carried application data (whose next burst would allocate one again); a graph whose
+  /// connections only synchronised their records keeps none, so that an idle graph holds no reader.
   void park_reader(connection_type& c)
   {
     read_state* r = c.reader.get();
     if (r == nullptr || !r->input.empty() || r->current || r->buffer || r->plaintext.capacity() != 0 ||
         r->handshake_rest.capacity() != 0 || !at_rest(r->decoder))
       return;
-    if (spare_readers_.size() < max_spare_readers)
+    if (carried_data_ && spare_readers_.size() < max_spare_readers)
       spare_readers_.push_back(std::move(c.reader));
     c.reader.reset();
   }
@@ -287,6 +289,7 @@ private:
         // The buffer is not sized from the header: it grows as the bytes arrive (make_room). A record or sync
         // frame's payload streams the same way and goes to the frame dispatch once complete.
         r.kind = decoded->kind;
+        carried_data_ = carried_data_ || r.kind == wire::frame_kind::data;
         r.deliver_current =
             c.established() && (r.kind != wire::frame_kind::data || filter_.accepts_data(decoded->type));
         r.current.emplace(incoming_data{c.id, decoded->type, payload()});
@@ -543,6 +546,7 @@ private:
   connection_observer<Context>& observer_;
   frame_dispatch<Context> dispatch_;
   std::vector<std::unique_ptr<read_state>> spare_readers_; // readers at rest, for the next connection with data
+  bool carried_data_ = false; // a data frame arrived on a connection of this graph (park_reader)
 };
 
 } // namespace peergraph::detail
