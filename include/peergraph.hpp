@@ -14,6 +14,7 @@
 #include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
+#include <peergraph/presence.hpp>
 #include <peergraph/record.hpp>
 #include <peergraph/record_security.hpp>
 #include <peergraph/record_store.hpp>

@@ -26,8 +26,13 @@ graph_event data_event(const data_type& type)
 
 graph_event connected_event()
 {
-  return connection_changed{
-      connection_id(1), connection_kind::neighbor, connection_status::connected, peer_id(), node_id(7), std::nullopt};
+  return connection_changed{connection_id(1),
+                            connection_kind::neighbor,
+                            connection_status::connected,
+                            peer_id(),
+                            node_id(7),
+                            std::nullopt,
+                            {}};
 }
 
 } // namespace

@@ -1,8 +1,9 @@
 //
 // peergraph/event.hpp
 // ~~~~~~~~~~~~~~~~~~~
-// What a graph reports through next_event(): connection changes, incoming data and status changes, the counterparts
-// of PEER_GRAPH_EVENT_NEIGHBOR_CONNECTION / DIRECT_CONNECTION, INCOMING_DATA and STATUS_CHANGED.
+// What a graph reports through next_event(): connection changes, incoming data, status changes, record and node
+// changes and synchronisations, the counterparts of PEER_GRAPH_EVENT_NEIGHBOR_CONNECTION / DIRECT_CONNECTION,
+// INCOMING_DATA, STATUS_CHANGED, RECORD_CHANGED, NODE_CHANGED and SYNCHRONIZED.
 //
 #pragma once
 
@@ -157,6 +158,9 @@ struct connection_changed
   peer_id remote_peer;              ///< the other node's peer id; empty when it never told it
   node_id remote_node;              ///< the other node's node id; 0 when unknown
   std::optional<peer_error> reason; ///< why it disconnected or failed; empty for connected
+  /// The other node's address: where this node connected to, or where the connection came from. A connect() to
+  /// several addresses reports a failed event for each address that failed, each with its own reason.
+  asio::ip::tcp::endpoint remote_address{};
 };
 
 /// Data arrived on a connection (INCOMING_DATA): one whole send_data call of the remote node.
@@ -191,9 +195,25 @@ struct neighbor_synchronized
   node_id remote_node;      ///< the neighbor's node id
 };
 
+/// How a node's presence changed (PEER_NODE_CHANGE_TYPE).
+enum class node_change : std::uint8_t
+{
+  connected = 1,    ///< it published its presence: nodes() lists it
+  disconnected = 2, ///< it withdrew its presence (it left cleanly), or its presence expired (it vanished)
+  updated = 3,      ///< it published other addresses or attributes (a refresh alone is not reported)
+};
+
+/// A node's presence changed (NODE_CHANGED), this node's own included. nodes() gives its addresses and attributes.
+struct node_changed
+{
+  node_change change; ///< connected, disconnected or updated
+  node_id node;       ///< the node
+  peer_id peer;       ///< its peer id
+};
+
 /// One event of a graph.
-using graph_event =
-    std::variant<connection_changed, incoming_data, status_changed, record_changed, neighbor_synchronized>;
+using graph_event = std::variant<connection_changed, incoming_data, status_changed, record_changed,
+                                 neighbor_synchronized, node_changed>;
 
 /// Kinds of events, for event_filter. Combine with `|`.
 enum class event_kind : unsigned
@@ -204,7 +224,8 @@ enum class event_kind : unsigned
   status_changed = 1U << 2,
   record_changed = 1U << 3,
   neighbor_synchronized = 1U << 4,
-  all = connection_changed | incoming_data | status_changed | record_changed | neighbor_synchronized,
+  node_changed = 1U << 5,
+  all = connection_changed | incoming_data | status_changed | record_changed | neighbor_synchronized | node_changed,
 };
 
 constexpr event_kind operator|(event_kind a, event_kind b) noexcept
@@ -219,8 +240,9 @@ constexpr event_kind operator&(event_kind a, event_kind b) noexcept
 /// The kind of `event`.
 inline event_kind kind_of(const graph_event& event) noexcept
 {
-  constexpr event_kind kinds[] = {event_kind::connection_changed, event_kind::incoming_data, event_kind::status_changed,
-                                  event_kind::record_changed, event_kind::neighbor_synchronized};
+  constexpr event_kind kinds[] = {event_kind::connection_changed,    event_kind::incoming_data,
+                                  event_kind::status_changed,        event_kind::record_changed,
+                                  event_kind::neighbor_synchronized, event_kind::node_changed};
   return kinds[event.index()];
 }
 

@@ -15,6 +15,7 @@
 #include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
 #include <peergraph/membership.hpp>
+#include <peergraph/presence.hpp>
 #include <peergraph/record.hpp>
 #include <peergraph/send.hpp>
 #include <peergraph/transport_security.hpp>
@@ -29,7 +30,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -145,6 +148,36 @@ public:
   /// given back. A cancellation after the connection was established has no effect.
   template <class CompletionToken = use_expected_t>
   auto connect(const asio::ip::tcp::endpoint& address, std::optional<peer_id> expected_peer = std::nullopt,
+               CompletionToken&& token = {});
+
+  /// Opens a neighbor connection to a node that listens at one of `addresses`, tried in order until one connection
+  /// is established (failover: PeerGraphConnect with a node's several PEER_ADDRESSes, as nodes() lists them).
+  /// @param addresses One to 16 addresses, copied at the call.
+  /// @param expected_peer As for connect(address).
+  /// @par Completion Signature
+  /// `void(std::error_code, connection_id)`. Each address that fails makes a connection_changed failed event with
+  /// that address (remote_address) and its reason; the operation's error is the last address's, or the first that
+  /// another address would not change (already_exists, connect_self, operation_aborted, invalid_graph). Errors
+  /// also: invalid_argument (no address, or more than 16), and those of connect(address).
+  /// @par Per-Operation Cancellation
+  /// As for connect(address): a cancellation stops the attempt under way and tries no further address.
+  template <class CompletionToken = use_expected_t>
+  auto connect(std::span<const asio::ip::tcp::endpoint> addresses, std::optional<peer_id> expected_peer = std::nullopt,
+               CompletionToken&& token = {});
+
+  /// Opens a neighbor connection to the node at host name `host` and service (port) `service`: resolved with Asio's
+  /// resolver (getaddrinfo, off the graph's context), then its addresses tried in order as connect(addresses) does
+  /// (at most 16).
+  /// @param host A host name or an address literal, e.g. "chat.example.net", "127.0.0.1", "::1".
+  /// @param service A port number or a service name, e.g. "5000".
+  /// @param expected_peer As for connect(address).
+  /// @par Completion Signature
+  /// `void(std::error_code, connection_id)`. Errors: invalid_address when the name does not resolve (its cause() is
+  /// the resolver's error, e.g. asio::error::host_not_found), and those of connect(addresses).
+  /// @par Per-Operation Cancellation
+  /// As for connect(addresses), once the name is resolved; the resolution itself runs to its end.
+  template <class CompletionToken = use_expected_t>
+  auto connect(std::string_view host, std::string_view service, std::optional<peer_id> expected_peer = std::nullopt,
                CompletionToken&& token = {});
 
   /// Opens a direct (private, point-to-point) connection to `peer` at `address` (PeerGraphOpenDirectConnection).
@@ -336,6 +369,39 @@ public:
   /// None: it completes on the graph's context at once.
   template <class CompletionToken = use_expected_t>
   auto import_records(std::filesystem::path path, CompletionToken&& token = {});
+
+  /// Publishes this node's presence in the graph, or withdraws it (PeerGraphSetPresence): a presence record
+  /// (<peergraph/presence.hpp>) says which node this is, where it listens and its attributes (set_node_attributes),
+  /// and every node lists it in nodes() and reports node_changed. The node refreshes it every third of
+  /// graph_properties::presence_lifetime, publishes the address it listens at once listen() bound it, and deletes it
+  /// when withdrawn or closed. A joining node publishes it once synchronised.
+  /// @param present Whether to publish (true) or withdraw (false).
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: record_store_failed, the record security's error, out_of_memory, invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto set_presence(bool present, CompletionToken&& token = {});
+
+  /// Sets the attributes this node's presence publishes (PeerGraphSetNodeAttributes): text for the application, e.g.
+  /// a status line or XML, at most max_node_attributes_size bytes. Published at once when the presence is.
+  /// @par Completion Signature
+  /// `void(std::error_code)`. Errors: invalid_argument (too long), set_presence's, invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto set_node_attributes(std::string attributes, CompletionToken&& token = {});
+
+  /// The nodes present in the graph (PeerGraphEnumNodes): every node whose presence record this node holds, this
+  /// one's included when it published it; of `peer` only when given (a peer may run several nodes). Ordered by peer
+  /// id, then node id.
+  /// @par Completion Signature
+  /// `void(std::error_code, std::vector<node_info>)`. Errors: graph_not_ready (a joining node before its first
+  /// synchronisation), invalid_graph.
+  /// @par Per-Operation Cancellation
+  /// None: it completes on the graph's context at once.
+  template <class CompletionToken = use_expected_t>
+  auto nodes(std::optional<peer_id> peer = std::nullopt, CompletionToken&& token = {});
 
   /// Closes the graph (PeerGraphClose): stops listening, closes every connection (the remotes see disconnected),
   /// completes pending operations with operation_aborted. What send_data already reported sent still goes out ahead

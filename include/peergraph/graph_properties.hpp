@@ -58,6 +58,7 @@ enum class invalid_property : int
   max_record_size,                    ///< below min_max_frame_size
   max_records,                        ///< 0
   max_record_bytes,                   ///< below max_record_size
+  presence_lifetime,                  ///< below 1 second
 };
 
 /// The category of invalid_property values ("peergraph.graph_properties"): message(v) names the field and the rule
@@ -111,6 +112,8 @@ inline const std::error_category& graph_property_category() noexcept
         return "graph_properties::max_records is 0";
       case invalid_property::max_record_bytes:
         return "graph_properties::max_record_bytes is below the largest record (max_record_size)";
+      case invalid_property::presence_lifetime:
+        return "graph_properties::presence_lifetime is below 1 second";
       }
       return "unknown graph property";
     }
@@ -201,6 +204,12 @@ struct graph_properties
   /// records need not wait for the graph's; a node that connects to an existing graph should join, so that it does
   /// not work on records before it has the graph's.
   graph_start start = graph_start::create;
+  /// How long this node's presence record (set_presence) lives without a refresh (the Peer Graphing
+  /// ulPresenceLifetime). The node refreshes it every third of this, so a node that vanishes without leaving is
+  /// gone from every node's nodes() at most this long after it stopped; a node that leaves cleanly (set_presence
+  /// false, close()) is gone as soon as the deletion reaches them. From 1 second up; default 5 minutes (Peer
+  /// Graphing's), whose refreshes cost each node one presence record flood per node every 100 seconds.
+  std::chrono::milliseconds presence_lifetime{std::chrono::minutes(5)};
   /// Where this node keeps its records between runs (the Peer Graphing database): every change is written through
   /// it, and the graph starts with what it holds, synchronised at once if it synchronised before on this store.
   /// E.g. a memory_record_store (<peergraph/record_store.hpp>) to keep them across graphs in one process, or a
@@ -260,6 +269,7 @@ struct graph_properties
         {max_record_size < min_max_frame_size, invalid_property::max_record_size},
         {max_records == 0, invalid_property::max_records},
         {max_record_bytes < record_size_limit(), invalid_property::max_record_bytes},
+        {presence_lifetime < std::chrono::seconds(1), invalid_property::presence_lifetime},
     };
     for (const auto& [broken, field] : rules)
       if (broken)

@@ -117,6 +117,32 @@ auto basic_graph<Executor>::connect(const asio::ip::tcp::endpoint& address, std:
 
 template <class Executor>
 template <class CompletionToken>
+auto basic_graph<Executor>::connect(std::span<const asio::ip::tcp::endpoint> addresses,
+                                    std::optional<peer_id> expected_peer, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, connection_id)>(
+      detail::initiate_graph_op<Executor, connection_id>(state_), token,
+      [](registry_type& registry, std::vector<asio::ip::tcp::endpoint> eps, std::optional<peer_id> peer) {
+        return registry.connect_any(std::move(eps), connection_kind::neighbor, std::move(peer));
+      },
+      std::vector<asio::ip::tcp::endpoint>(addresses.begin(), addresses.end()), std::move(expected_peer));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::connect(std::string_view host, std::string_view service,
+                                    std::optional<peer_id> expected_peer, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code, connection_id)>(
+      detail::initiate_graph_op<Executor, connection_id>(state_), token,
+      [](registry_type& registry, std::string name, std::string port, std::optional<peer_id> peer) {
+        return registry.connect_host(std::move(name), std::move(port), connection_kind::neighbor, std::move(peer));
+      },
+      std::string(host), std::string(service), std::move(expected_peer));
+}
+
+template <class Executor>
+template <class CompletionToken>
 auto basic_graph<Executor>::open_direct_connection(const peer_id& peer, const asio::ip::tcp::endpoint& address,
                                                    CompletionToken&& token)
 {
@@ -303,6 +329,40 @@ auto basic_graph<Executor>::import_records(std::filesystem::path path, Completio
         return registry.records().import_from(file);
       },
       std::move(path));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::set_presence(bool present, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_graph_op<Executor, void>(state_), token,
+      [](registry_type& registry, bool publish) { return registry.presence().set_presence(publish); }, present);
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::set_node_attributes(std::string attributes, CompletionToken&& token)
+{
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      detail::initiate_graph_op<Executor, void>(state_), token,
+      [](registry_type& registry, std::string text) { return registry.presence().set_attributes(std::move(text)); },
+      std::move(attributes));
+}
+
+template <class Executor>
+template <class CompletionToken>
+auto basic_graph<Executor>::nodes(std::optional<peer_id> peer, CompletionToken&& token)
+{
+  using result_type = std::vector<node_info>;
+  return asio::async_initiate<CompletionToken, void(std::error_code, result_type)>(
+      detail::initiate_graph_op<Executor, result_type>(state_), token,
+      [](registry_type& registry, std::optional<peer_id> of) -> expected<result_type, peer_error> {
+        if (!registry.records().synchronized())
+          return unexpected(peer_error(peer_errc::graph_not_ready));
+        return registry.presence().nodes(of);
+      },
+      std::move(peer));
 }
 
 template <class Executor>

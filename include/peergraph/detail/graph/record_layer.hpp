@@ -23,6 +23,7 @@
 #include <peergraph/error.hpp>
 #include <peergraph/event.hpp>
 #include <peergraph/graph_properties.hpp>
+#include <peergraph/presence.hpp>
 #include <peergraph/record.hpp>
 #include <peergraph/wire.hpp>
 
@@ -52,6 +53,9 @@ public:
   /// The synchronisation over neighbor connection `c` completed; `first`: it is this node's first, which makes the
   /// node synchronised.
   virtual void synchronized_with(const std::shared_ptr<connection<Context>>& c, bool first) = 0;
+
+  /// A presence record changed (here or elsewhere, or it expired): reported instead of a record_changed event.
+  virtual void presence_changed(const record_update& update) = 0;
 
 protected:
   ~record_observer() = default;
@@ -114,12 +118,23 @@ public:
   /// Whether this node is synchronised: it created the graph, or completed a synchronisation with a neighbor.
   [[nodiscard]] bool synchronized() const noexcept { return synchronized_; }
 
+  /// This node's peer id, the creator of what it adds.
+  [[nodiscard]] const peer_id& local_peer() const noexcept { return peer_; }
+
   // ---- the application's operations (graph_records says what each checks) ------------------------------------
 
   expected<record_id, peer_error> add(record r)
   {
     if (!synchronized_)
       return unexpected(peer_error(peer_errc::graph_not_ready));
+    if (reserved(r.type))
+      return unexpected(peer_error(peer_errc::invalid_argument));
+    return add_reserved(std::move(r));
+  }
+
+  /// add() for a record type the graph keeps for itself (presence_record_type), before or after synchronisation.
+  expected<record_id, peer_error> add_reserved(record r)
+  {
     auto added = book_.add(std::move(r), now());
     if (!added)
       return unexpected(added.error());
@@ -132,6 +147,14 @@ public:
   {
     if (!synchronized_)
       return unexpected(peer_error(peer_errc::graph_not_ready));
+    if (reserved(r.type))
+      return unexpected(peer_error(peer_errc::invalid_argument));
+    return update_reserved(std::move(r));
+  }
+
+  /// update() for a record type the graph keeps for itself.
+  expected<void, peer_error> update_reserved(record r)
+  {
     auto updated = book_.update(std::move(r), now());
     if (!updated)
       return unexpected(updated.error());
@@ -143,6 +166,14 @@ public:
   {
     if (!synchronized_)
       return unexpected(peer_error(peer_errc::graph_not_ready));
+    if (const record* held = book_.table().find(id); held != nullptr && reserved(held->type))
+      return unexpected(peer_error(peer_errc::invalid_argument));
+    return remove_reserved(id);
+  }
+
+  /// remove() for a record type the graph keeps for itself.
+  expected<void, peer_error> remove_reserved(const record_id& id)
+  {
     auto deleted = book_.remove(id, now());
     if (!deleted)
       return unexpected(deleted.error());
@@ -161,15 +192,26 @@ public:
   {
     if (!synchronized_)
       return unexpected(peer_error(peer_errc::graph_not_ready));
-    return book_.of_type(type, now());
+    if (type && reserved(*type))
+      return std::vector<record>{};
+    return without_reserved(book_.of_type(type, now()));
   }
 
   [[nodiscard]] expected<std::vector<record>, peer_error> search(const record_query& query) const
   {
     if (!synchronized_)
       return unexpected(peer_error(peer_errc::graph_not_ready));
-    return book_.search(query, now());
+    return without_reserved(book_.search(query, now()));
   }
+
+  /// The live records of a type the graph keeps for itself.
+  [[nodiscard]] std::vector<record> reserved_records(const data_type& type) const
+  {
+    return book_.of_type(type, now());
+  }
+
+  /// Whether the graph keeps records of `type` for itself (presence): the application neither writes nor lists them.
+  [[nodiscard]] static bool reserved(const data_type& type) noexcept { return type == presence_record_type; }
 
   /// Writes every record and tombstone this node holds to the export file `path`, replacing it: record_store_failed
   /// when it cannot be written.
@@ -310,13 +352,31 @@ private:
   /// Reports a change (unless it is silent) and floods the version to every neighbor but `source`.
   void publish(const record_update& update, const connection<Context>* source)
   {
-    if (!update.silent) {
-      graph_event event{record_changed{update.change, update.version.id, update.version.type}};
-      if (!events_.closed() && filter_.matches(event))
-        events_.force_push(event);
-    }
+    report(update);
     flood(update.version, source);
     arm_expiry();
+  }
+
+  /// Reports a change: a record_changed event, or for a presence record to the observer.
+  void report(const record_update& update)
+  {
+    if (update.silent)
+      return;
+    if (reserved(update.version.type)) {
+      observer_.presence_changed(update);
+      return;
+    }
+    graph_event event{record_changed{update.change, update.version.id, update.version.type}};
+    if (!events_.closed() && filter_.matches(event))
+      events_.force_push(event);
+  }
+
+  /// `listed` without the records of reserved types.
+  static expected<std::vector<record>, peer_error> without_reserved(expected<std::vector<record>, peer_error> listed)
+  {
+    if (listed)
+      std::erase_if(*listed, [](const record& r) { return reserved(r.type); });
+    return listed;
   }
 
   /// The record frame of `version`, shared by every connection it goes to; null when it does not encode (a version
@@ -375,11 +435,8 @@ private:
   {
     armed_for_.reset();
     static constexpr std::size_t batch = 1024;
-    for (const record_update& gone : book_.expire(now(), batch)) {
-      graph_event event{record_changed{gone.change, gone.version.id, gone.version.type}};
-      if (!events_.closed() && filter_.matches(event))
-        events_.force_push(event);
-    }
+    for (const record_update& gone : book_.expire(now(), batch))
+      report(gone);
     arm_expiry();
   }
 

@@ -14,6 +14,7 @@
 #include <peergraph/detail/graph/connection.hpp>
 #include <peergraph/detail/graph/context.hpp>
 #include <peergraph/detail/graph/handshake.hpp>
+#include <peergraph/detail/graph/presence.hpp>
 #include <peergraph/detail/graph/reader.hpp>
 #include <peergraph/detail/graph/record_layer.hpp>
 #include <peergraph/detail/graph/writer.hpp>
@@ -36,6 +37,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <string>
 #include <system_error>
 #include <tuple>
 #include <unordered_map>
@@ -67,6 +69,7 @@ public:
                 std::max(properties_.max_incoming_bytes, properties_.max_frame_size)),
         admission_(properties_), writer_(context_, properties_, *this, *this),
         records_(context_, properties_, *this, events_, filter_, writer_, connections_, *this),
+        presence_(context_, properties_, *this, records_, node_),
         reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this, records_),
         handshake_(properties_, node_, *this, *this), accept_backoff_(context_),
         status_(records_.synchronized() ? graph_status::synchronized : graph_status::none)
@@ -95,6 +98,8 @@ public:
   [[nodiscard]] connection_writer<context_type>& writer() noexcept { return writer_; }
   /// The graph's records: its record operations run on the context through this.
   [[nodiscard]] record_layer<context_type>& records() noexcept { return records_; }
+  /// The graph's presence: set_presence, set_node_attributes and nodes run on the context through this.
+  [[nodiscard]] presence_layer<context_type>& presence() noexcept { return presence_; }
 
   // ---- operations, each run on the context ------------------------------------------------------------------
 
@@ -121,6 +126,7 @@ public:
     acceptor_.emplace(std::move(acceptor));
     asio::co_spawn(context_, accept_loop(), asio::detached);
     update_status();
+    presence_.listening(bound);
     co_return bound;
   }
 
@@ -142,11 +148,59 @@ public:
     handshakes_.erase(id.value());
     if (!result) {
       const peer_error error = closed_ ? peer_error(peer_errc::operation_aborted) : result.error();
-      emit(connection_changed{id, kind, connection_status::failed, attempt->remote_peer, attempt->remote_node, error});
+      emit(connection_changed{id, kind, connection_status::failed, attempt->remote_peer, attempt->remote_node, error,
+                              address});
       co_return unexpected(error);
     }
     co_return id;
   }
+
+  /// connect() to each of `addresses` in turn until one connection is established (failover). Each address that
+  /// fails is a connection_changed failed event with its address and reason; the result is the last attempt's error,
+  /// or the first that another address would not change (already_exists, connect_self, operation_aborted, a closed
+  /// graph, out_of_memory). invalid_argument for no address, or more than max_connect_addresses.
+  asio::awaitable<expected<connection_id, peer_error>> connect_any(std::vector<asio::ip::tcp::endpoint> addresses,
+                                                                   connection_kind kind,
+                                                                   std::optional<peer_id> expected_peer)
+  {
+    if (addresses.empty() || addresses.size() > max_connect_addresses)
+      co_return unexpected(peer_error(peer_errc::invalid_argument));
+    expected<connection_id, peer_error> result = unexpected(peer_error(peer_errc::invalid_argument));
+    for (const auto& address : addresses) {
+      result = co_await connect(address, kind, expected_peer);
+      if (result || ends_failover(result.error().code()))
+        break;
+    }
+    co_return result;
+  }
+
+  /// Resolves `host` and `service` (asio::ip::tcp::resolver, on the graph's executor) and connect_any() to the
+  /// addresses found, at most max_connect_addresses of them, in the resolver's order. invalid_address when the name
+  /// does not resolve (the resolver's error is the cause).
+  asio::awaitable<expected<connection_id, peer_error>> connect_host(std::string host, std::string service,
+                                                                    connection_kind kind,
+                                                                    std::optional<peer_id> expected_peer)
+  {
+    auto self = keep_alive(this);
+    asio::ip::tcp::resolver resolver(context_);
+    auto [ec, found] = co_await resolver.async_resolve(host, service, asio_compat::use_awaitable_tuple);
+    if (ec)
+      co_return unexpected(peer_error(peer_errc::invalid_address, ec));
+    if (closed_)
+      co_return unexpected(peer_error(peer_errc::operation_aborted));
+    std::vector<asio::ip::tcp::endpoint> addresses;
+    for (const auto& entry : found) {
+      if (addresses.size() == max_connect_addresses)
+        break;
+      addresses.push_back(entry.endpoint());
+    }
+    if (addresses.empty())
+      co_return unexpected(peer_error(peer_errc::invalid_address));
+    co_return co_await connect_any(std::move(addresses), kind, std::move(expected_peer));
+  }
+
+  /// The most addresses one connect() tries.
+  static constexpr std::size_t max_connect_addresses = 16;
 
   expected<void, peer_error> close_direct_connection(connection_id id)
   {
@@ -208,6 +262,7 @@ public:
   {
     if (closed_)
       return;
+    presence_.close(); // its deletion is queued ahead of the close frames below
     closed_ = true;
     accept_backoff_.cancel();
     if (acceptor_) {
@@ -232,6 +287,15 @@ public:
 
 private:
   connection_id next_id() noexcept { return connection_id(++last_id_); }
+
+  /// Whether a failed connect() ends a failover: the next address would fail the same way, or must not be tried.
+  static bool ends_failover(peer_errc reason) noexcept
+  {
+    return reason == peer_errc::already_exists || reason == peer_errc::connect_self ||
+           reason == peer_errc::operation_aborted || reason == peer_errc::invalid_graph ||
+           reason == peer_errc::graph_shutting_down || reason == peer_errc::out_of_memory ||
+           reason == peer_errc::invalid_argument;
+  }
 
   asio::awaitable<expected<void, peer_error>> connect_and_handshake(attempt_ptr attempt, connection_id id,
                                                                     asio::ip::tcp::endpoint address,
@@ -324,6 +388,7 @@ private:
     handshakes_.emplace(id.value(), attempt);
     std::error_code ignored;
     attempt->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    const asio::ip::tcp::endpoint remote = attempt->socket.remote_endpoint(ignored); // for a failed event
     auto result = co_await handshake_(attempt, id, /*initiator=*/false, std::nullopt);
     handshakes_.erase(id.value());
     admission_.incoming_finished(attempt->from);
@@ -334,7 +399,7 @@ private:
       const bool failed_proof = result.error() == peer_errc::not_authenticated;
       if ((attempt->remote_node || failed_proof) && !closed_) {
         graph_event failed{connection_changed{id, attempt->kind, connection_status::failed, attempt->remote_peer,
-                                              attempt->remote_node, result.error()}};
+                                              attempt->remote_node, result.error(), remote}};
         if (filter_.matches(failed))
           (void)events_.try_push(failed);
       }
@@ -386,8 +451,16 @@ private:
   void synchronized_with(const connection_ptr& c, bool first) override
   {
     emit(neighbor_synchronized{c->id, c->remote_peer, c->remote_node});
-    if (first)
+    if (first) {
       update_status();
+      presence_.synchronized();
+    }
+  }
+
+  void presence_changed(const record_update& update) override
+  {
+    if (auto event = presence_.changed(update))
+      emit(*event);
   }
 
   // ---- the table ----------------------------------------------------------------------------------------------
@@ -403,7 +476,8 @@ private:
     connections_.emplace(id.value(), c);
     // The first send that finds the socket full allocates nothing then: its queue exists from now on.
     send_order::instance().reserve(static_cast<int>(c->socket.native_handle()));
-    emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt});
+    emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt,
+                            c->remote_address});
     update_status();
     if (c->kind == connection_kind::neighbor)
       records_.neighbor_established(c, /*initiator=*/!incoming); // its first frames: the synchronisation's
@@ -430,7 +504,8 @@ private:
     records_.connection_removed(*c);
     admission_.connection_removed(c->id, c->kind, c->remote_peer, std::exchange(c->incoming, false),
                                   c->remote_address.address());
-    emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason});
+    emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason,
+                            c->remote_address});
     update_status();
   }
 
@@ -504,6 +579,7 @@ private:
   graph_admission admission_;
   connection_writer<context_type> writer_;
   record_layer<context_type> records_;
+  presence_layer<context_type> presence_;
   connection_reader<context_type> reader_;
   handshake<context_type> handshake_;
   std::optional<acceptor_type> acceptor_;
