@@ -205,10 +205,7 @@ public:
   }
 
   /// The live records of a type the graph keeps for itself.
-  [[nodiscard]] std::vector<record> reserved_records(const data_type& type) const
-  {
-    return book_.of_type(type, now());
-  }
+  [[nodiscard]] std::vector<record> reserved_records(const data_type& type) const { return book_.of_type(type, now()); }
 
   /// Whether the graph keeps records of `type` for itself (presence): the application neither writes nor lists them.
   [[nodiscard]] static bool reserved(const data_type& type) noexcept { return type == presence_record_type; }
