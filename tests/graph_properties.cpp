@@ -101,8 +101,36 @@ TEST_CASE("each rule names its field, at the edge of what it allows")
          p.max_frame_size = 4096;
          p.max_record_bytes = 4096;
        }},
+      {invalid_property::presence_lifetime, [](auto& p) { p.presence_lifetime = 999ms; },
+       [](auto& p) { p.presence_lifetime = 1000ms; }},
+      {invalid_property::max_neighbors, [](auto& p) { p.max_neighbors = 0; },
+       [](auto& p) {
+         p.min_neighbors = 0;
+         p.max_neighbors = 1;
+       }},
+      {invalid_property::max_neighbors,
+       [](auto& p) {
+         p.min_neighbors = 3;
+         p.max_neighbors = 2;
+       },
+       [](auto& p) {
+         p.min_neighbors = 3;
+         p.max_neighbors = 3;
+       }},
+      {invalid_property::repair_backoff, [](auto& p) { p.repair_backoff_min = 0ms; },
+       [](auto& p) { p.repair_backoff_min = 1ms; }},
+      {invalid_property::repair_backoff,
+       [](auto& p) {
+         p.repair_backoff_min = 2s;
+         p.repair_backoff_max = 1s;
+       },
+       [](auto& p) {
+         p.repair_backoff_min = 1s;
+         p.repair_backoff_max = 1s;
+       }},
   };
-  CHECK(rules.size() == static_cast<std::size_t>(invalid_property::max_record_bytes) + 1);
+  // Every field once, and the fields with two rules twice.
+  CHECK(rules.size() == static_cast<std::size_t>(invalid_property::repair_backoff) + 3);
   for (const auto& r : rules) {
     CAPTURE(static_cast<int>(r.field));
     auto broken = valid_properties();

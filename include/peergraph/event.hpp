@@ -3,7 +3,7 @@
 // ~~~~~~~~~~~~~~~~~~~
 // What a graph reports through next_event(): connection changes, incoming data, status changes, record and node
 // changes and synchronisations, the counterparts of PEER_GRAPH_EVENT_NEIGHBOR_CONNECTION / DIRECT_CONNECTION,
-// INCOMING_DATA, STATUS_CHANGED, RECORD_CHANGED, NODE_CHANGED and SYNCHRONIZED.
+// INCOMING_DATA, STATUS_CHANGED, RECORD_CHANGED, NODE_CHANGED, SYNCHRONIZED and CONNECTION_REQUIRED.
 //
 #pragma once
 
@@ -211,9 +211,19 @@ struct node_changed
   peer_id peer;       ///< its peer id
 };
 
+/// The graph may need a connection (CONNECTION_REQUIRED): a neighbor connection of this node ended, so the graph may
+/// have split. With graph_properties::automatic_repair the node reconnects by itself (to present nodes); without, the
+/// application decides, e.g. connect() to a node of nodes() it has no neighbor connection with.
+struct connection_required
+{
+  std::size_t neighbors; ///< the neighbor connections this node has left
+  peer_id lost_peer;     ///< the neighbor whose connection ended
+  node_id lost_node;     ///< its node id
+};
+
 /// One event of a graph.
 using graph_event = std::variant<connection_changed, incoming_data, status_changed, record_changed,
-                                 neighbor_synchronized, node_changed>;
+                                 neighbor_synchronized, node_changed, connection_required>;
 
 /// Kinds of events, for event_filter. Combine with `|`.
 enum class event_kind : unsigned
@@ -225,7 +235,9 @@ enum class event_kind : unsigned
   record_changed = 1U << 3,
   neighbor_synchronized = 1U << 4,
   node_changed = 1U << 5,
-  all = connection_changed | incoming_data | status_changed | record_changed | neighbor_synchronized | node_changed,
+  connection_required = 1U << 6,
+  all = connection_changed | incoming_data | status_changed | record_changed | neighbor_synchronized | node_changed |
+        connection_required,
 };
 
 constexpr event_kind operator|(event_kind a, event_kind b) noexcept
@@ -242,7 +254,8 @@ inline event_kind kind_of(const graph_event& event) noexcept
 {
   constexpr event_kind kinds[] = {event_kind::connection_changed,    event_kind::incoming_data,
                                   event_kind::status_changed,        event_kind::record_changed,
-                                  event_kind::neighbor_synchronized, event_kind::node_changed};
+                                  event_kind::neighbor_synchronized, event_kind::node_changed,
+                                  event_kind::connection_required};
   return kinds[event.index()];
 }
 

@@ -59,6 +59,8 @@ enum class invalid_property : int
   max_records,                        ///< 0
   max_record_bytes,                   ///< below max_record_size
   presence_lifetime,                  ///< below 1 second
+  max_neighbors,                      ///< 0, or below min_neighbors
+  repair_backoff,                     ///< repair_backoff_min not positive, or above repair_backoff_max
 };
 
 /// The category of invalid_property values ("peergraph.graph_properties"): message(v) names the field and the rule
@@ -114,6 +116,10 @@ inline const std::error_category& graph_property_category() noexcept
         return "graph_properties::max_record_bytes is below the largest record (max_record_size)";
       case invalid_property::presence_lifetime:
         return "graph_properties::presence_lifetime is below 1 second";
+      case invalid_property::max_neighbors:
+        return "graph_properties::max_neighbors is 0 or below min_neighbors";
+      case invalid_property::repair_backoff:
+        return "graph_properties::repair_backoff_min is not positive or above repair_backoff_max";
       }
       return "unknown graph property";
     }
@@ -210,6 +216,20 @@ struct graph_properties
   /// false, close()) is gone as soon as the deletion reaches them. From 1 second up; default 5 minutes (Peer
   /// Graphing's), whose refreshes cost each node one presence record flood per node every 100 seconds.
   std::chrono::milliseconds presence_lifetime{std::chrono::minutes(5)};
+  /// The neighbor connections a node aims for: the repair connects while it has fewer than min_neighbors, and never
+  /// beyond max_neighbors (other nodes may still connect to it, up to max_connections).
+  std::size_t min_neighbors = 2;
+  std::size_t max_neighbors = 8;
+  /// Whether the node repairs the graph by itself (the default): when a neighbor connection ends (a connection_required
+  /// event), it connects to present nodes (presence: set_presence) it has no neighbor connection with, the lost
+  /// neighbor first, until it has min_neighbors again. On by default because a graph that splits otherwise stays
+  /// split until an application acts, and it costs nothing where no node publishes its presence (there is nobody to
+  /// connect to). Off: the application acts on connection_required itself.
+  bool automatic_repair = true;
+  /// The repair's delay before an attempt: repair_backoff_min after a loss, doubled with each attempt that finds no
+  /// node or fails, up to repair_backoff_max; each delay is drawn between half and all of it.
+  std::chrono::milliseconds repair_backoff_min{100};
+  std::chrono::milliseconds repair_backoff_max{30'000};
   /// Where this node keeps its records between runs (the Peer Graphing database): every change is written through
   /// it, and the graph starts with what it holds, synchronised at once if it synchronised before on this store.
   /// E.g. a memory_record_store (<peergraph/record_store.hpp>) to keep them across graphs in one process, or a
@@ -270,6 +290,8 @@ struct graph_properties
         {max_records == 0, invalid_property::max_records},
         {max_record_bytes < record_size_limit(), invalid_property::max_record_bytes},
         {presence_lifetime < std::chrono::seconds(1), invalid_property::presence_lifetime},
+        {max_neighbors == 0 || max_neighbors < min_neighbors, invalid_property::max_neighbors},
+        {repair_backoff_min.count() <= 0 || repair_backoff_min > repair_backoff_max, invalid_property::repair_backoff},
     };
     for (const auto& [broken, field] : rules)
       if (broken)

@@ -100,7 +100,7 @@ public:
     if (update.change == record_change::deleted || update.change == record_change::expired) {
       if (known == known_.end())
         return std::nullopt;
-      const node_changed gone{node_change::disconnected, known->second.node, known->second.peer};
+      const node_changed gone{node_change::disconnected, known->second.info.node, known->second.info.peer};
       known_.erase(known);
       if (r.creator == records_.local_peer() && own_ && own_->id == r.id)
         own_.reset(); // expired here: the next refresh adds it again
@@ -110,19 +110,46 @@ public:
     if (!info) {
       if (known == known_.end())
         return std::nullopt; // never listed: nothing to take back
-      const node_changed gone{node_change::disconnected, known->second.node, known->second.peer};
+      const node_changed gone{node_change::disconnected, known->second.info.node, known->second.info.peer};
       known_.erase(known);
       return gone;
     }
+    const auto now = std::chrono::steady_clock::now();
     if (known == known_.end()) {
       const node_changed came{node_change::connected, info->node, info->peer};
-      known_.emplace(r.id, std::move(*info));
+      known_.emplace(r.id, known_node{std::move(*info), now});
       return came;
     }
-    if (known->second == *info)
+    known->second.heard = now;
+    if (known->second.info == *info)
       return std::nullopt; // a refresh
-    known->second = std::move(*info);
-    return node_changed{node_change::updated, known->second.node, known->second.peer};
+    known->second.info = std::move(*info);
+    return node_changed{node_change::updated, known->second.info.node, known->second.info.peer};
+  }
+
+  /// The store gave the graph its records: the presence records among them are known from now on (no event).
+  void loaded()
+  {
+    const auto now = std::chrono::steady_clock::now();
+    for (const record& r : records_.reserved_records(presence_record_type))
+      if (auto info = decode_presence(r.creator, r.data))
+        known_.insert_or_assign(r.id, known_node{std::move(*info), now});
+  }
+
+  /// Every node listed, with when its presence last arrived here (published, refreshed or changed).
+  [[nodiscard]] std::vector<std::pair<node_info, std::chrono::steady_clock::time_point>> present() const
+  {
+    std::vector<std::pair<node_info, std::chrono::steady_clock::time_point>> list;
+    list.reserve(known_.size());
+    for (const auto& [id, known] : known_)
+      list.emplace_back(known.info, known.heard);
+    return list;
+  }
+
+  /// Whether node `node` is listed.
+  [[nodiscard]] bool is_present(node_id node) const
+  {
+    return std::any_of(known_.begin(), known_.end(), [&](const auto& entry) { return entry.second.info.node == node; });
   }
 
   /// The graph closes: its presence is deleted everywhere (the deletion goes out ahead of the close frames).
@@ -199,9 +226,14 @@ private:
   typename graph_io<Context>::timer_type refresh_;
   std::vector<asio::ip::tcp::endpoint> addresses_; // where the node listens
   std::string attributes_;
-  std::optional<record> own_;            // this node's presence record, as last published
-  std::map<record_id, node_info> known_; // presence records that listed a node, for node_changed
-  bool wanted_ = false;                  // set_presence(true)
+  std::optional<record> own_; // this node's presence record, as last published
+  struct known_node
+  {
+    node_info info;
+    std::chrono::steady_clock::time_point heard; // when its presence last arrived (the repair's preference)
+  };
+  std::map<record_id, known_node> known_; // presence records that list a node, for node_changed and the repair
+  bool wanted_ = false;                   // set_presence(true)
 };
 
 } // namespace peergraph::detail

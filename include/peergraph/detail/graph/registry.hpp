@@ -17,6 +17,7 @@
 #include <peergraph/detail/graph/presence.hpp>
 #include <peergraph/detail/graph/reader.hpp>
 #include <peergraph/detail/graph/record_layer.hpp>
+#include <peergraph/detail/graph/repair.hpp>
 #include <peergraph/detail/graph/writer.hpp>
 #include <peergraph/detail/send_order.hpp>
 #include <peergraph/error.hpp>
@@ -50,7 +51,8 @@ template <class Executor>
 class graph_registry final : public engine_lifetime,
                              connection_observer<typename graph_context<Executor>::type>,
                              handshake_admission<typename graph_context<Executor>::type>,
-                             record_observer<typename graph_context<Executor>::type>
+                             record_observer<typename graph_context<Executor>::type>,
+                             repair_host<typename graph_context<Executor>::type>
 {
 public:
   using context_type = typename graph_context<Executor>::type;
@@ -70,6 +72,7 @@ public:
         admission_(properties_), writer_(context_, properties_, *this, *this),
         records_(context_, properties_, *this, events_, filter_, writer_, connections_, *this),
         presence_(context_, properties_, *this, records_, node_),
+        repair_(context_, properties_, *this, presence_, *this, node_),
         reader_(context_, properties_.max_frame_size, *this, events_, filter_, writer_, *this, records_),
         handshake_(properties_, node_, *this, *this), accept_backoff_(context_),
         status_(records_.synchronized() ? graph_status::synchronized : graph_status::none)
@@ -84,6 +87,8 @@ public:
   {
     auto opened = records_.open_store();
     status_ = records_.synchronized() ? graph_status::synchronized : graph_status::none;
+    if (opened)
+      presence_.loaded();
     return opened;
   }
 
@@ -263,6 +268,7 @@ public:
     if (closed_)
       return;
     presence_.close(); // its deletion is queued ahead of the close frames below
+    repair_.close();
     closed_ = true;
     accept_backoff_.cancel();
     if (acceptor_) {
@@ -459,8 +465,42 @@ private:
 
   void presence_changed(const record_update& update) override
   {
-    if (auto event = presence_.changed(update))
-      emit(*event);
+    auto event = presence_.changed(update);
+    if (!event)
+      return;
+    const bool came = event->change == node_change::connected;
+    emit(*event);
+    if (came)
+      repair_.node_present();
+  }
+
+  // ---- repair_host --------------------------------------------------------------------------------------------
+
+  [[nodiscard]] std::size_t neighbor_count() const override
+  {
+    return static_cast<std::size_t>(std::count_if(connections_.begin(), connections_.end(), [](const auto& entry) {
+      return entry.second->kind == connection_kind::neighbor;
+    }));
+  }
+
+  [[nodiscard]] bool neighbor_of(node_id node) const override
+  {
+    return std::any_of(connections_.begin(), connections_.end(), [&](const auto& entry) {
+      return entry.second->kind == connection_kind::neighbor && entry.second->remote_node == node;
+    });
+  }
+
+  void repair_connect(std::vector<asio::ip::tcp::endpoint> addresses, peer_id peer, node_id node) override
+  {
+    asio::co_spawn(
+        context_,
+        [](std::shared_ptr<graph_registry> self, std::vector<asio::ip::tcp::endpoint> to, peer_id expected,
+           node_id target) -> asio::awaitable<void> {
+          auto connected = co_await self->connect_any(std::move(to), connection_kind::neighbor, std::move(expected));
+          if (!self->closed_)
+            self->repair_.attempt_finished(target, connected.has_value());
+        }(keep_alive(this), std::move(addresses), std::move(peer), node),
+        asio::detached);
   }
 
   // ---- the table ----------------------------------------------------------------------------------------------
@@ -479,8 +519,10 @@ private:
     emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt,
                             c->remote_address});
     update_status();
-    if (c->kind == connection_kind::neighbor)
+    if (c->kind == connection_kind::neighbor) {
       records_.neighbor_established(c, /*initiator=*/!incoming); // its first frames: the synchronisation's
+      repair_.neighbor_added();
+    }
     reader_.start(c, std::move(state.decoder), std::move(state.buffer), state.begin, state.end);
     arm_keepalive(c);
   }
@@ -507,6 +549,10 @@ private:
     emit(connection_changed{c->id, c->kind, connection_status::disconnected, c->remote_peer, c->remote_node, reason,
                             c->remote_address});
     update_status();
+    if (c->kind == connection_kind::neighbor && !closed_) {
+      emit(connection_required{neighbor_count(), c->remote_peer, c->remote_node});
+      repair_.neighbor_lost(c->remote_node);
+    }
   }
 
   /// One keepalive period: ping a connection that was quiet for a whole interval, drop one that stayed quiet after
@@ -580,6 +626,7 @@ private:
   connection_writer<context_type> writer_;
   record_layer<context_type> records_;
   presence_layer<context_type> presence_;
+  repair_layer<context_type> repair_;
   connection_reader<context_type> reader_;
   handshake<context_type> handshake_;
   std::optional<acceptor_type> acceptor_;

@@ -1,0 +1,196 @@
+//
+// peergraph/detail/graph/repair.hpp
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A graph that repairs itself (PEER_GRAPH_EVENT_CONNECTION_REQUIRED): when a neighbor connection ends, the node
+// raises connection_required (the loss may have split the graph); with graph_properties::automatic_repair it then
+// connects by itself to present nodes (presence.hpp) it has no neighbor connection with: first the lost neighbor, if
+// it is still present, then the nodes it has heard from least recently (a split stops their presence refreshes from
+// reaching this side, so those are the likeliest to be across it), until one attempt succeeds and it has
+// min_neighbors again, never beyond max_neighbors. A node short of min_neighbors also connects when a node becomes
+// present. Attempts are one at a time, after a delay that doubles from repair_backoff_min to repair_backoff_max
+// with each attempt that finds nothing or fails, and is drawn between half and all of it (jitter, so that the nodes
+// of a split do not all try at once); a success starts the doubling again.
+//
+#pragma once
+
+#include <peergraph/detail/graph/context.hpp>
+#include <peergraph/detail/graph/presence.hpp>
+#include <peergraph/graph_properties.hpp>
+#include <peergraph/ids.hpp>
+#include <peergraph/presence.hpp>
+
+#include <asio/ip/tcp.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <vector>
+
+namespace peergraph::detail {
+
+/// What the repair needs of the registry.
+template <class Context>
+class repair_host
+{
+public:
+  /// Established neighbor connections.
+  [[nodiscard]] virtual std::size_t neighbor_count() const = 0;
+  /// Whether this node has a neighbor connection with node `node`.
+  [[nodiscard]] virtual bool neighbor_of(node_id node) const = 0;
+  /// Starts connect(addresses) to `peer`'s node; repair_layer::attempt_finished reports the outcome.
+  virtual void repair_connect(std::vector<asio::ip::tcp::endpoint> addresses, peer_id peer, node_id node) = 0;
+
+protected:
+  ~repair_host() = default;
+};
+
+template <class Context>
+class repair_layer
+{
+public:
+  repair_layer(const Context& context, const graph_properties& properties, engine_lifetime& lifetime,
+               const presence_layer<Context>& presence, repair_host<Context>& host, node_id self)
+      : lifetime_(lifetime), presence_(presence), host_(host), self_(self), automatic_(properties.automatic_repair),
+        min_neighbors_(properties.min_neighbors), max_neighbors_(properties.max_neighbors),
+        backoff_min_(properties.repair_backoff_min), backoff_max_(properties.repair_backoff_max), timer_(context),
+        random_(std::random_device{}())
+  {
+  }
+
+  /// A neighbor connection with node `node` ended (not because this graph closes): the graph may have split.
+  void neighbor_lost(node_id node)
+  {
+    lost_ = node;
+    repairing_ = true; // until one attempt succeeds: the loss may have split the graph
+    if (automatic_)
+      schedule(true);
+  }
+
+  /// A neighbor connection was established.
+  void neighbor_added()
+  {
+    step_ = 0; // the doubling starts again
+    if (automatic_ && host_.neighbor_count() < min_neighbors_)
+      schedule(false);
+  }
+
+  /// A node became present: a node short of neighbors may now find one.
+  void node_present()
+  {
+    if (automatic_ && (repairing_ || host_.neighbor_count() < min_neighbors_) && !attempting_ && !armed_) {
+      step_ = 0;
+      schedule(false);
+    }
+  }
+
+  /// The attempt at `node` ended: established or not.
+  void attempt_finished(node_id node, bool established)
+  {
+    attempting_ = false;
+    if (established) {
+      step_ = 0;
+      repairing_ = false;
+      failures_.erase(node);
+    } else {
+      failures_[node] = std::chrono::steady_clock::now();
+      ++step_;
+    }
+    if (repairing_ || host_.neighbor_count() < min_neighbors_)
+      schedule(false);
+  }
+
+  void close()
+  {
+    timer_.cancel();
+    automatic_ = false;
+  }
+
+private:
+  /// Arms the next attempt, unless one is armed or under way: after a delay that doubles with each step, jittered.
+  /// `soon`: right after a loss, the first step's delay.
+  void schedule(bool soon)
+  {
+    if (attempting_ || armed_)
+      return;
+    if (soon)
+      step_ = 0;
+    const auto base = std::min(backoff_max_, backoff_min_ * (std::int64_t{1} << std::min<unsigned>(step_, 20)));
+    std::uniform_int_distribution<std::int64_t> jitter(base.count() / 2, base.count());
+    armed_ = true;
+    timer_.expires_after(std::chrono::milliseconds(jitter(random_)));
+    timer_.async_wait([self = lifetime_.keep_alive(this)](const std::error_code& ec) {
+      self->armed_ = false;
+      if (!ec && self->automatic_)
+        self->attempt();
+    });
+  }
+
+  /// One attempt: the best candidate, if any and if this node may have another neighbor.
+  void attempt()
+  {
+    const std::size_t neighbors = host_.neighbor_count();
+    if (neighbors >= max_neighbors_ || (neighbors >= min_neighbors_ && !repairing_)) {
+      repairing_ = false;
+      return;
+    }
+    auto candidate = pick();
+    lost_.reset(); // tried once (or gone): from now on it is one of the others
+    if (!candidate) {
+      ++step_;
+      if (repairing_ || neighbors < min_neighbors_)
+        schedule(false); // nobody to try yet: look again later (node_present() looks sooner)
+      return;
+    }
+    attempting_ = true;
+    host_.repair_connect(candidate->addresses, candidate->peer, candidate->node);
+  }
+
+  /// The node to try: the lost neighbor if present, else the present node heard from least recently; never this
+  /// node, a neighbor, a node without addresses, or one that failed within the current delay.
+  std::optional<node_info> pick()
+  {
+    const auto now = std::chrono::steady_clock::now();
+    const auto quiet = std::min(backoff_max_, backoff_min_ * (std::int64_t{1} << std::min<unsigned>(step_, 20)));
+    std::optional<node_info> best;
+    std::optional<std::chrono::steady_clock::time_point> best_heard;
+    for (const auto& [info, heard] : presence_.present()) {
+      if (info.node == self_ || info.addresses.empty() || host_.neighbor_of(info.node))
+        continue;
+      if (auto failed = failures_.find(info.node); failed != failures_.end() && now - failed->second < quiet)
+        continue;
+      if (lost_ && info.node == *lost_)
+        return info;
+      if (!best_heard || heard < *best_heard) {
+        best = info;
+        best_heard = heard;
+      }
+    }
+    // Forget failures of nodes no longer present, so that the table stays as small as the presence list.
+    std::erase_if(failures_, [&](const auto& entry) { return !presence_.is_present(entry.first); });
+    return best;
+  }
+
+  engine_lifetime& lifetime_;
+  const presence_layer<Context>& presence_;
+  repair_host<Context>& host_;
+  node_id self_;
+  bool automatic_;
+  std::size_t min_neighbors_;
+  std::size_t max_neighbors_;
+  std::chrono::milliseconds backoff_min_;
+  std::chrono::milliseconds backoff_max_;
+  typename graph_io<Context>::timer_type timer_;
+  std::minstd_rand random_;
+  std::optional<node_id> lost_;                                       // the last neighbor lost, until tried
+  std::map<node_id, std::chrono::steady_clock::time_point> failures_; // when an attempt at a node last failed
+  unsigned step_ = 0;                                                 // attempts since the last success
+  bool repairing_ = false; // a neighbor was lost and no attempt succeeded since
+  bool armed_ = false;
+  bool attempting_ = false;
+};
+
+} // namespace peergraph::detail
