@@ -304,3 +304,15 @@ CO_TEST_CASE("presence records belong to the graph: an application can neither w
   CHECK(a.count([](const graph_event& e) { return std::holds_alternative<peergraph::record_changed>(e); }) == 0);
   CHECK((co_await saw_node(a, "alice", node_change::connected)).has_value());
 }
+
+CO_TEST_CASE("presence: a node listening on an unspecified address publishes no address")
+{
+  node a(ctx, props("alice"));
+  auto bound = co_await a->listen(tcp::endpoint(asio::ip::address_v4::any(), 0));
+  REQUIRE(bound.has_value());
+  REQUIRE((co_await a->set_presence(true)).has_value());
+  auto listed = co_await a->nodes();
+  REQUIRE(listed.has_value());
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().addresses.empty()); // 0.0.0.0 would lead others back to themselves
+}

@@ -373,8 +373,9 @@ public:
   /// Publishes this node's presence in the graph, or withdraws it (PeerGraphSetPresence): a presence record
   /// (<peergraph/presence.hpp>) says which node this is, where it listens and its attributes (set_node_attributes),
   /// and every node lists it in nodes() and reports node_changed. The node refreshes it every third of
-  /// graph_properties::presence_lifetime, publishes the address it listens at once listen() bound it, and deletes it
-  /// when withdrawn or closed. A joining node publishes it once synchronised.
+  /// graph_properties::presence_lifetime, publishes the address it listens at once listen() bound it (unless it is
+  /// unspecified, 0.0.0.0 or ::, which no other node could reach), and deletes it when withdrawn or closed. A joining
+  /// node publishes it once synchronised.
   /// @param present Whether to publish (true) or withdraw (false).
   /// @par Completion Signature
   /// `void(std::error_code)`. Errors: record_store_failed, the record security's error, out_of_memory, invalid_graph.

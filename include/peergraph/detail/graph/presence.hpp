@@ -61,10 +61,14 @@ public:
     return wanted_ ? publish() : expected<void, peer_error>{};
   }
 
-  /// The node listens at `address` (as bound): the presence record says so from now on.
+  /// The node listens at `address` (as bound): the presence record says so from now on. An unspecified address
+  /// (0.0.0.0, ::) names no host another node could reach (connecting to it reaches the connecting host itself), so
+  /// it is not published.
   void listening(const asio::ip::tcp::endpoint& address)
   {
-    addresses_ = {address};
+    addresses_.clear();
+    if (!address.address().is_unspecified())
+      addresses_.push_back(address);
     if (wanted_)
       (void)publish(); // a failure shows at the next refresh, which tries again
   }

@@ -157,7 +157,11 @@ private:
     const auto quiet = std::min(backoff_max_, backoff_min_ * (std::int64_t{1} << std::min<unsigned>(step_, 20)));
     std::optional<node_info> best;
     std::optional<std::chrono::steady_clock::time_point> best_heard;
-    for (const auto& [info, heard] : presence_.present()) {
+    for (auto& [info, heard] : presence_.present()) {
+      // A presence record is anyone's word: only addresses a node can listen on are tried.
+      std::erase_if(info.addresses, [](const asio::ip::tcp::endpoint& a) {
+        return a.address().is_unspecified() || a.address().is_multicast() || a.port() == 0;
+      });
       if (info.node == self_ || info.addresses.empty() || host_.neighbor_of(info.node))
         continue;
       if (auto failed = failures_.find(info.node); failed != failures_.end() && now - failed->second < quiet)
