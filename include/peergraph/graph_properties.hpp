@@ -161,6 +161,8 @@ struct graph_properties
   /// Checked once per interval: a connection on which nothing arrived during the last interval is pinged; one on
   /// which nothing arrived for a further interval after the ping is taken for gone (a half-open connection) and ends
   /// with timed_out. So a dead peer is detected two to three intervals after it fell silent. 0 turns keepalive off.
+  /// Keep it well above the round trip plus TCP's retransmission timeout (at least 200 ms on Linux): a lost ping or
+  /// reply arrives only when TCP sends it again, and a live peer that misses the interval is dropped.
   std::chrono::milliseconds keepalive_interval{15'000};
   /// How long a closing connection (close_direct_connection, close(), the destructor) may take to write what was
   /// already promised to the peer (frames send_data reported sent, a frame partly written) and its close frame, and
@@ -214,7 +216,9 @@ struct graph_properties
   /// ulPresenceLifetime). The node refreshes it every third of this, so a node that vanishes without leaving is
   /// gone from every node's nodes() at most this long after it stopped; a node that leaves cleanly (set_presence
   /// false, close()) is gone as soon as the deletion reaches them. From 1 second up; default 5 minutes (Peer
-  /// Graphing's), whose refreshes cost each node one presence record flood per node every 100 seconds.
+  /// Graphing's), whose refreshes cost each node one presence record flood per node every 100 seconds. The repair
+  /// knows only present nodes: keep it well above the time a loss takes to notice and repair, or the two sides of a
+  /// split may forget each other (within two thirds of it) before they reconnect.
   std::chrono::milliseconds presence_lifetime{std::chrono::minutes(5)};
   /// The neighbor connections a node aims for: the repair connects while it has fewer than min_neighbors, and never
   /// beyond max_neighbors (other nodes may still connect to it, up to max_connections).

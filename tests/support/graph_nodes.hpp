@@ -159,10 +159,18 @@ private:
   std::shared_ptr<event_log> log_;
 };
 
+/// Why `result` failed, for a check's message; empty when it did not fail (doctest also builds the message of a check
+/// that passes, when it reports successes).
+template <class Expected>
+std::string failure_of(const Expected& result)
+{
+  return result.has_value() ? std::string() : result.error().message();
+}
+
 inline asio::awaitable<tcp::endpoint> listening(node& n)
 {
   auto endpoint = co_await n->listen(any_v4);
-  REQUIRE_MESSAGE(endpoint.has_value(), endpoint.error().message());
+  REQUIRE_MESSAGE(endpoint.has_value(), failure_of(endpoint));
   co_return *endpoint;
 }
 
@@ -176,7 +184,7 @@ struct node_link
 inline asio::awaitable<node_link> connect_link(node& a, node& b, const tcp::endpoint& where)
 {
   auto id = co_await a->connect(where);
-  REQUIRE_MESSAGE(id.has_value(), "connect: " << id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), "connect: " << failure_of(id));
   auto on_b = co_await b.changed(a.peer(), connection_status::connected);
   REQUIRE_MESSAGE(on_b.has_value(), "the listening node did not report the connection");
   co_return node_link{*id, on_b->id};
@@ -188,12 +196,12 @@ inline asio::awaitable<void> exchange(node& a, node& b, const node_link& l, std:
   const std::string there = std::string("to b: ") + std::string(tag);
   const std::string back = std::string("to a: ") + std::string(tag);
   auto sent = co_await a->send_data(l.on_a, chat_type, asio::buffer(there));
-  REQUIRE_MESSAGE(sent.has_value(), tag << ": send a->b: " << sent.error().message());
+  REQUIRE_MESSAGE(sent.has_value(), tag << ": send a->b: " << failure_of(sent));
   auto got = co_await b.data(l.on_b);
   REQUIRE_MESSAGE(got.has_value(), tag << ": nothing arrived at b");
   CHECK(text_of(got->payload) == there);
   auto replied = co_await b->send_data(l.on_b, chat_type, asio::buffer(back));
-  REQUIRE_MESSAGE(replied.has_value(), tag << ": send b->a: " << replied.error().message());
+  REQUIRE_MESSAGE(replied.has_value(), tag << ": send b->a: " << failure_of(replied));
   auto got_back = co_await a.data(l.on_a);
   REQUIRE_MESSAGE(got_back.has_value(), tag << ": nothing arrived at a");
   CHECK(text_of(got_back->payload) == back);

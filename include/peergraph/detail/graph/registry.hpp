@@ -521,7 +521,7 @@ private:
     update_status();
     if (c->kind == connection_kind::neighbor) {
       records_.neighbor_established(c, /*initiator=*/!incoming); // its first frames: the synchronisation's
-      repair_.neighbor_added();
+      repair_.neighbor_added(c->remote_node);
     }
     reader_.start(c, std::move(state.decoder), std::move(state.buffer), state.begin, state.end);
     arm_keepalive(c);
@@ -551,7 +551,7 @@ private:
     update_status();
     if (c->kind == connection_kind::neighbor && !closed_) {
       emit(connection_required{neighbor_count(), c->remote_peer, c->remote_node});
-      repair_.neighbor_lost(c->remote_node);
+      repair_.neighbor_lost(c->remote_node, reason.code() == peer_errc::timed_out);
     }
   }
 
