@@ -502,8 +502,8 @@ struct measure_def
 // rtt_64_p99, rtt_64_one_thread gives instr_per_rtt (under callgrind), small_msgs_64 with a count gives
 // syscalls_per_msg (under perf or strace) and allocs_per_msg (in the allocation-counting build). The record
 // scenarios are measurements of their own; their payload length is the bytes of data of each record, their count the
-// number of records.
-constexpr std::array<measure_def, 11> measure_defs{{
+// number of records. repair_after_loss is one too; its count is the number of nodes.
+constexpr std::array<measure_def, 12> measure_defs{{
     {"small_msgs_64", 64, 1, 65536, 0},
     {"small_msgs_1k", 1024, 1, 65536, 0},
     {"large_msgs_1m", 1u << 20, 1, 1u << 18, 0},
@@ -515,6 +515,7 @@ constexpr std::array<measure_def, 11> measure_defs{{
     {"record_sync_join", 1024, 1, 0, 100000},
     {"record_resync_100", 1024, 1, 0, 100000},
     {"record_store_sqlite", 256, 1, 0, 10000},
+    {"repair_after_loss", 0, 1, 0, 20},
 }};
 
 std::string json_string(std::string_view s)

@@ -37,6 +37,7 @@ SCENARIOS = {
     "record_sync_join": ("wire B per record B", False),
     "record_resync_100": ("wire B per store B", False),
     "record_store_sqlite": ("× memory store", False),
+    "repair_after_loss": ("s", False),
 }
 
 # Known contenders in table order; any other contender the program lists comes after them.
@@ -80,12 +81,18 @@ TARGETS = [
     # A SQLite store writes on a thread of its own, in batches: the graph's context pays about what the memory store
     # costs it (encoding and queueing instead of copying); half again is room for a slower disk under load.
     ("record_store_sqlite", None, 1.5),
+    # 20 nodes in a line, the middle one gone silent, keepalive at 1 s: 2.5 s until its neighbors notice (half an
+    # interval into the rule's 2 to 3), up to 0.1 s of backoff, then a connect and a synchronisation of milliseconds
+    # (the silent node is tried last): 2.6 s; 3.0 s leaves room for a loaded machine.
+    ("repair_after_loss", None, 3.0),
 ]
 
 STREAM_MEASURES = ["small_msgs_64", "small_msgs_1k", "large_msgs_1m", "gather_256x64"]
-# The record scenarios: measurements of their own, one run per process, counted in records (MODES).
+# The record scenarios: measurements of their own, one run per process, counted in records (MODES); and the repair
+# scenario, run the same way, counted in nodes.
 RECORD_MEASURES = {"record_flood_20": "flood_records", "record_sync_join": "join_records",
-                   "record_resync_100": "resync_records", "record_store_sqlite": "store_records"}
+                   "record_resync_100": "resync_records", "record_store_sqlite": "store_records",
+                   "repair_after_loss": "repair_nodes"}
 # What the tables say of each record scenario, from the medians of its runs' details ("tree": nodes - 1, the
 # fewest record frames that bring a record to every node).
 RECORD_NOTES = {
@@ -113,6 +120,12 @@ RECORD_NOTES = {
         "on SQLite; the longest gap of a 1 ms ticker on the graph's context {memory_longest_gap_ms:.3g} ms and "
         "{sqlite_longest_gap_ms:.3g} ms; the SQLite file held everything {sqlite_written_seconds:.3g} s after the "
         "last add_record (closing the graph)"),
+    "repair_after_loss": (
+        "{nodes:.0f} nodes in a line, the middle one frozen {freeze_phase_seconds:.2g} s after a keepalive look "
+        "(keepalive {keepalive_interval_seconds:.3g} s): its neighbors noticed after {detected_first_seconds:.3g} s "
+        "and {detected_last_seconds:.3g} s; the halves were connected again after {whole_seconds:.3g} s and listed the same {listed_at_converged:.0f} nodes {whole_to_converged_seconds:.2g} s "
+        "later; {victim_attempts:.0f} attempts at the lost node in all; it was gone from every list after "
+        "{victim_gone_seconds:.3g} s (presence lifetime {presence_lifetime_seconds:.3g} s)"),
 }
 SYSCALLS = ["write", "writev", "sendmsg", "sendto"]
 
@@ -134,6 +147,7 @@ MODES = {
         "join_records": 10000,    # records the joining node receives in record_sync_join
         "resync_records": 100000,  # records on each node in record_resync_100 (100 of them differ): as in full runs
         "store_records": 20000,   # records added on each store in record_store_sqlite
+        "repair_nodes": 20,       # nodes of the line in repair_after_loss: as in full runs
     },
     "full": {
         "rounds": 7,
@@ -152,6 +166,7 @@ MODES = {
         "join_records": 100000,
         "resync_records": 100000,
         "store_records": 100000,
+        "repair_nodes": 20,
     },
 }
 
@@ -364,8 +379,8 @@ def run_all(runner, supports, mode, method, only=None):
             r = runner.measure(c, "idle_conn", "--count", mode["idle_connections"])
             add("idle_conn_bytes", c, r["values"]["idle_conn_bytes"])
 
-    # Records: rounds of the three scenarios, each run in a process of its own; the runs' details (times, frames,
-    # bytes) are kept for the notes under the tables.
+    # Records and repair: rounds of those scenarios, each run in a process of its own; the runs' details (times,
+    # frames, bytes) are kept for the notes under the tables.
     for _ in range(mode["record_rounds"]):
         for measure, count_key in RECORD_MEASURES.items():
             if not wanted(measure):
@@ -514,7 +529,8 @@ def record_lines(scenarios):
             continue
     if not rows:
         return []
-    return [f"Record scenarios of the `{TARGET_CONTENDER}` contender (medians of the runs' details):", ""] + rows + [""]
+    return [f"Record and repair scenarios of the `{TARGET_CONTENDER}` contender (medians of the runs' details):",
+            ""] + rows + [""]
 
 
 def target_lines(scenarios):

@@ -1,16 +1,17 @@
 //
 // tests/netns/netns_node.cpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
-// One node of a peer graph per process, for the multi-host test (netns_test.sh): it listens, connects to its
-// neighbors, sends sequence-numbered messages to every neighbor, checks that each neighbor's messages arrive whole,
-// complete and in order, adds records of its own and reports every record of the graph it comes to hold, prints every
-// connection event with a timestamp, and ends with one summary line per neighbor and one for its records.
+// One node of a peer graph per process, for the multi-host test (netns_test.sh): it listens, publishes its presence,
+// connects to its neighbors, sends sequence-numbered messages to every neighbor, checks that each neighbor's messages
+// arrive whole, complete and in order, adds records of its own and reports every record of the graph it comes to hold,
+// prints every connection, presence and connection_required event with a timestamp, and ends with one summary line per
+// neighbor and one for its records.
 //
 // Usage:
 //   netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N] [--interval-ms M]
 //              [--duration-s S] [--keepalive-ms K] [--message-bytes B] [--connect-attempts A] [--retry-ms R]
-//              [--expect-neighbors E] [--records R] [--record-interval-ms I] [--reconnect yes|no]
-//              [--connect-timeout-ms C]
+//              [--expect-neighbors E] [--records R] [--record-interval-ms I] [--connect-timeout-ms C]
+//              [--repair-backoff-max-ms X]
 //
 // Each connection gets a sender as soon as it is established; it sends N messages, one every M milliseconds. With
 // --records R the node also adds R records from its start, one every I milliseconds: attributes `node` (P) and
@@ -18,19 +19,26 @@
 // another batch of N messages on every connection still open (the sequence numbers go on) and another batch of R
 // records. SIGUSR2 writes the summary and freezes the node's messages: it stops sending and ignores later data, but
 // keeps its connections open, so that several nodes can be summarised before any of them closes (a node's close is an
-// event at its neighbors); records, connection events and reconnections go on. SIGTERM or SIGINT writes the summary if
-// that is not done yet, then the record summary, closes the graph and exits; so does the end of --duration-s.
+// event at its neighbors); records, connection events and the graph's repair go on. SIGTERM or SIGINT writes the
+// summary if that is not done yet, then the record summary, closes the graph and exits; so does the end of
+// --duration-s.
 //
-// With --reconnect yes, a neighbor connection this node opened (to a --connect address) that ends is dialled again,
-// every R milliseconds (--retry-ms) until it is back or the node stops; already_exists (the other side has not seen
-// the old connection end yet) is retried too. --connect-timeout-ms is graph_properties::connect_timeout (5000).
+// The node dials each --connect address until it connects (at most A attempts, R milliseconds apart), and never
+// again: a neighbor connection that ends is the graph's to repair. The node publishes its presence (set_presence)
+// once it listens, so the presence record carries the --listen address (give one the other nodes can reach, not
+// 0.0.0.0, which is not published), and graph_properties::automatic_repair (on, the default) dials present nodes when
+// a neighbor connection ends. --connect-timeout-ms is graph_properties::connect_timeout (5000), which bounds each of
+// the repair's attempts too; --repair-backoff-max-ms is graph_properties::repair_backoff_max (30000), the longest of
+// the repair's waits (they double from repair_backoff_min, 100 ms, with each attempt that fails or finds nobody).
 //
 // Output, one record a line, `key=value` fields, times in seconds since the Unix epoch (comparable between
 // processes):
 //   listening t=.. node=P address=A:P
 //   connect t=.. node=P address=A:P attempt=K result=connected|already_exists|ERROR
-//   reconnect t=.. node=P address=A:P after=ID                        (the connection ID it replaces ended)
-//   event t=.. node=P status=connected|disconnected|failed connection=ID kind=K neighbor=Q [reason=R]
+//   event t=.. node=P status=connected|disconnected|failed connection=ID kind=K neighbor=Q address=A:P
+//         origin=self|repair|accepted [reason=R]
+//   required t=.. node=P neighbors=N lost=Q                          (connection_required: N neighbors are left)
+//   presence t=.. node=P change=connected|updated|disconnected peer=Q addresses=A:P,..|-   (node_changed)
 //   milestone t=.. node=P neighbor=Q received=K in_order=yes|no      (every N messages from a neighbor)
 //   record_batch t=.. node=P target=T                                 (SIGUSR1: T records to add in all)
 //   added t=.. node=P id=ID counter=K                                 (add_record of this node completed)
@@ -40,6 +48,13 @@
 //           disconnected=yes|no reason=R disconnect_t=T connected_t=T first_anomaly=X
 //   result node=P neighbors=N ok=yes|no stop=signal|deadline|fatal
 //   record_summary node=P held=H digest=D added=A add_failed=F malformed=M changes=C synchronizations=S
+// `event` is a connection_changed event; address is the other end's (remote_address): where this node dialled, or
+// where an accepted connection came from. origin says who opened the connection: this node's own dialling of a
+// --connect address (self: connect() is dialling that address, or returned that connection), the graph's repair
+// (repair: the address is one a present node published, and not self), or the other node (accepted). A disconnected
+// event repeats its connection's origin. A failed event gets the same guess, which for one of this node's own
+// attempts reads repair once connect() has returned (this node dials only at its start, the repair later on).
+// `presence` lists the addresses nodes() gives for the node (- once it is gone).
 // `record` is a record_changed event, `synchronized` a neighbor_synchronized event; after either, held is the number
 // of live records the node holds (records()) and digest their digest: the sum, modulo 2^64, of a hash of each one's
 // id and version, as 16 hex digits, so nodes that hold the same versions print the same digest whatever order they
@@ -71,6 +86,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -112,8 +128,8 @@ struct options
   std::size_t expect_neighbors = 0;
   std::uint64_t records = 0;
   std::chrono::milliseconds record_interval{50};
-  bool reconnect = false;
   std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds repair_backoff_max{30'000};
 };
 
 std::string to_text(const tcp::endpoint& endpoint)
@@ -328,33 +344,42 @@ private:
       co_return;
     }
     emit("listening t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(*bound));
+    // The presence record publishes the address just bound: the graph's repair dials it when a neighbor is lost.
+    if (auto present = co_await graph_.set_presence(true); !present) {
+      emit("fatal t=" + timestamp() + " node=" + opts_.peer + " set_presence error=" + error_name(present.error()));
+      fatal_ = true;
+      shut_down("fatal");
+      co_return;
+    }
     for (const auto& address : opts_.connect)
-      asio::co_spawn(ctx_, connect_to(address, false), asio::detached);
+      asio::co_spawn(ctx_, connect_to(address), asio::detached);
   }
 
-  /// Connects to the neighbor at `address`, retrying while it is not up yet; a bounded number of attempts. `again`:
-  /// a reconnection, which tries until it succeeds or the node closes (the run's duration bounds it), and retries
-  /// already_exists.
-  asio::awaitable<void> connect_to(tcp::endpoint address, bool again)
+  /// Connects to the neighbor at `address`, retrying while it is not up yet; a bounded number of attempts. The graph
+  /// may connect first (its repair dials present nodes while this node has fewer than min_neighbors): already_exists
+  /// means the connection is there.
+  asio::awaitable<void> connect_to(tcp::endpoint address)
   {
     asio::steady_timer retry(ctx_);
     retry_timers_.push_back(&retry);
-    const auto ended = [this, again] { return closed_ || (!again && stopping_); };
-    for (int attempt = 1; (again || attempt <= opts_.connect_attempts) && !ended(); ++attempt) {
+    const auto ended = [this] { return closed_ || stopping_; };
+    for (int attempt = 1; attempt <= opts_.connect_attempts && !ended(); ++attempt) {
+      dialling_.push_back(address);
       auto id = co_await graph_.connect(address);
+      dialling_.erase(std::find(dialling_.begin(), dialling_.end(), address));
+      if (id)
+        own_connections_.insert(id->value());
       if (ended())
         break;
       const bool exists = !id && id.error().code() == peergraph::peer_errc::already_exists;
-      if (id || (exists && !again)) {
+      if (id || exists) {
         emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
              " attempt=" + std::to_string(attempt) + " result=" + (id ? "connected" : "already_exists"));
-        if (id)
-          outgoing_.insert_or_assign(id->value(), address);
         break;
       }
       emit("connect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
            " attempt=" + std::to_string(attempt) + " result=" + error_name(id.error()));
-      if (!again && attempt == opts_.connect_attempts) {
+      if (attempt == opts_.connect_attempts) {
         fatal_ = true;
         break;
       }
@@ -381,7 +406,45 @@ private:
         co_await on_record_changed(*record);
       else if (auto* synced = std::get_if<peergraph::neighbor_synchronized>(&*event))
         co_await on_synchronized(*synced);
+      else if (auto* presence = std::get_if<peergraph::node_changed>(&*event))
+        co_await on_node_changed(*presence);
+      else if (auto* required = std::get_if<peergraph::connection_required>(&*event))
+        emit("required t=" + timestamp() + " node=" + opts_.peer + " neighbors=" + std::to_string(required->neighbors) +
+             " lost=" + (required->lost_peer.empty() ? "-" : required->lost_peer.str()));
     }
+  }
+
+  /// A node's presence changed: reads nodes() again (the addresses the repair may dial) and prints the node's.
+  asio::awaitable<void> on_node_changed(const peergraph::node_changed& change)
+  {
+    if (auto listed = co_await graph_.nodes())
+      present_ = std::move(*listed);
+    std::string addresses;
+    for (const auto& info : present_) {
+      if (info.node != change.node)
+        continue;
+      for (const auto& address : info.addresses)
+        addresses += (addresses.empty() ? "" : ",") + to_text(address);
+    }
+    const char* what = change.change == peergraph::node_change::connected      ? "connected"
+                       : change.change == peergraph::node_change::disconnected ? "disconnected"
+                                                                               : "updated";
+    emit("presence t=" + timestamp() + " node=" + opts_.peer + " change=" + what + " peer=" + change.peer.str() +
+         " addresses=" + (addresses.empty() ? "-" : addresses));
+  }
+
+  /// Who opened connection `id`, to or from `address` (see the output's `origin`). Its connected event may come
+  /// before or after this node's connect() of it completes: either the address is still being dialled, or the
+  /// connection is one connect() returned.
+  const char* origin_of(const peergraph::connection_id& id, const tcp::endpoint& address) const
+  {
+    if (own_connections_.contains(id.value()) ||
+        std::find(dialling_.begin(), dialling_.end(), address) != dialling_.end())
+      return "self";
+    for (const auto& info : present_)
+      if (std::find(info.addresses.begin(), info.addresses.end(), address) != info.addresses.end())
+        return "repair";
+    return "accepted";
   }
 
   /// Reads the records this node holds into `held`, and their number and digest into held_ and digest_; `*found`
@@ -484,36 +547,28 @@ private:
       record_pace_.cancel();
   }
 
-  /// A connection this node opened ended: with --reconnect, it dials the same address again.
-  void reconnect(const peergraph::connection_id& id)
-  {
-    auto it = outgoing_.find(id.value());
-    if (it == outgoing_.end())
-      return;
-    const tcp::endpoint address = it->second;
-    outgoing_.erase(it);
-    if (!opts_.reconnect || closed_)
-      return;
-    emit("reconnect t=" + timestamp() + " node=" + opts_.peer + " address=" + to_text(address) +
-         " after=" + std::to_string(id.value()));
-    asio::co_spawn(ctx_, connect_to(address, true), asio::detached);
-  }
-
   void on_connection_changed(const peergraph::connection_changed& change)
   {
     const char* status = change.status == peergraph::connection_status::connected      ? "connected"
                          : change.status == peergraph::connection_status::disconnected ? "disconnected"
                                                                                        : "failed";
+    std::string origin = origin_of(change.id, change.remote_address);
+    if (change.status == peergraph::connection_status::connected) {
+      origins_.insert_or_assign(change.id.value(), origin);
+    } else if (auto it = origins_.find(change.id.value());
+               change.status == peergraph::connection_status::disconnected && it != origins_.end()) {
+      origin = it->second;
+      origins_.erase(it);
+    }
     std::string record = "event t=" + timestamp() + " node=" + opts_.peer + " status=" + status +
                          " connection=" + std::to_string(change.id.value()) +
                          " kind=" + std::string(to_string(change.kind)) +
-                         " neighbor=" + (change.remote_peer.empty() ? "-" : change.remote_peer.str());
+                         " neighbor=" + (change.remote_peer.empty() ? "-" : change.remote_peer.str()) +
+                         " address=" + to_text(change.remote_address) + " origin=" + origin;
     if (change.reason)
       record += " reason=" + error_name(*change.reason);
     emit(record);
 
-    if (change.status == peergraph::connection_status::disconnected)
-      reconnect(change.id);
     if (stopping_)
       return; // the summary is written: no more senders, and the neighbors' counts stay as summarised
     if (change.status == peergraph::connection_status::connected) {
@@ -672,7 +727,10 @@ private:
   asio::steady_timer deadline_;
   asio::steady_timer record_pace_; // paces add_records, and holds it while it has added every record asked for
   std::map<std::uint64_t, std::unique_ptr<neighbor>> neighbors_; // by connection id
-  std::map<std::uint64_t, tcp::endpoint> outgoing_;              // the connections this node opened, by id
+  std::map<std::uint64_t, std::string> origins_;                 // who opened each open connection, by id
+  std::vector<tcp::endpoint> dialling_;                          // the addresses connect_to is dialling now
+  std::set<std::uint64_t> own_connections_;                      // the connections connect_to opened
+  std::vector<peergraph::node_info> present_;                    // nodes(), as of the last node_changed event
   std::vector<asio::steady_timer*> retry_timers_;                // of the connectors still retrying
   std::uint64_t target_;                                         // messages each connection is to send in all
   std::uint64_t record_target_;                                  // records this node is to add in all
@@ -725,7 +783,7 @@ int usage(const std::string& problem)
                "usage: netns_node --graph G --peer P --listen ADDR:PORT [--connect ADDR:PORT ...] [--send-count N]\n"
                "                  [--interval-ms M] [--duration-s S] [--keepalive-ms K] [--message-bytes B]\n"
                "                  [--connect-attempts A] [--retry-ms R] [--expect-neighbors E] [--records R]\n"
-               "                  [--record-interval-ms I] [--reconnect yes|no] [--connect-timeout-ms C]\n",
+               "                  [--record-interval-ms I] [--connect-timeout-ms C] [--repair-backoff-max-ms X]\n",
                problem.c_str());
   return 2;
 }
@@ -782,13 +840,14 @@ std::string parse_options(int argc, char** argv, options& opts)
       long long ms = 0;
       good = parse_number(value, ms) && ms >= 0;
       opts.record_interval = std::chrono::milliseconds(ms);
-    } else if (name == "--reconnect") {
-      good = value == "yes" || value == "no";
-      opts.reconnect = value == "yes";
     } else if (name == "--connect-timeout-ms") {
       long long ms = 0;
       good = parse_number(value, ms) && ms > 0;
       opts.connect_timeout = std::chrono::milliseconds(ms);
+    } else if (name == "--repair-backoff-max-ms") {
+      long long ms = 0;
+      good = parse_number(value, ms) && ms > 0;
+      opts.repair_backoff_max = std::chrono::milliseconds(ms);
     } else {
       return "unknown option " + std::string(name);
     }
@@ -818,6 +877,10 @@ int main(int argc, char** argv)
   properties.friendly_name = opts.peer;
   properties.keepalive_interval = opts.keepalive;
   properties.connect_timeout = opts.connect_timeout;
+  // The repair's waits double from repair_backoff_min (100 ms) up to this while its attempts fail (as they do while
+  // a link is cut): each wait is at most this long, which bounds how soon a node tries again once the link is back.
+  properties.repair_backoff_max = opts.repair_backoff_max;
+  properties.repair_backoff_min = std::min(properties.repair_backoff_min, opts.repair_backoff_max);
   properties.handshake_timeout = std::chrono::seconds(5);
   properties.max_frame_size = std::max<std::uint64_t>(peergraph::min_max_frame_size, opts.message_bytes);
 

@@ -12,9 +12,16 @@
 # Records go along: every node adds a batch of records at its start and another while the link is cut, and every node
 # must come to hold all of them (the same count and digest) within a bound, across the path that remains. Then the
 # link opposite the cut one is cut too, which splits the ring in two halves; every node adds a third batch, each half
-# must agree on its own records and not see the other's, and the first cut link is restored: the node that dialled it
-# dials again, and the records of each half must reach the other through the synchronisation of that new connection
-# (and flooding on from there), so that every node ends with every record.
+# must agree on its own records and not see the other's, and the first cut link is restored: the graph's repair
+# dials the lost neighbor again, and the records of each half must reach the other through the synchronisation of
+# that new connection (and flooding on from there), so that every node ends with every record. Last, the second cut
+# link is restored too (the repair makes the ring whole again), one node is cut off entirely (both its links), each
+# side adds a fourth batch, and once its links are back the repair must reconnect it on both and every node must hold
+# every record again.
+#
+# Every node publishes its presence, with the one address it listens on; the graph's automatic repair (not the
+# node program) re-forms every lost link, dialling that address. It is reachable from both ring neighbors: directly
+# from the one on its link, through a host route from the other.
 #
 # Usage: netns_test.sh NETNS_NODE [NETNS_LINK]      (as root; Meson passes both programs)
 #
@@ -30,10 +37,11 @@
 #   PEERGRAPH_NETNS_KEEPALIVE_MS=300             graph_properties::keepalive_interval of every node
 #   PEERGRAPH_NETNS_DELAY_MS=20, PEERGRAPH_NETNS_LOSS_PERCENT=1
 #   PEERGRAPH_NETNS_SEED                         the emulator's random seed (default: a new one each run)
-#   PEERGRAPH_NETNS_RECORDS=20                   records each node adds per batch (0: no records, no phase 3)
+#   PEERGRAPH_NETNS_RECORDS=20                   records each node adds per batch (0: no records, no phases 3 and 4)
 #   PEERGRAPH_NETNS_RECORD_INTERVAL_MS=50        time between two records of a node
 #   PEERGRAPH_NETNS_RECORD_BOUND_S=10            time the records of a batch may take to reach every node, after
-#                                                the batch's last add (after the restore: after the reconnection)
+#                                                the batch's last add (after a restore: after the reconnection)
+#   PEERGRAPH_NETNS_REPAIR_BACKOFF_MAX_MS=1000   graph_properties::repair_backoff_max of every node
 #   PEERGRAPH_NETNS_KEEP_LOGS=DIR                copy the logs of the run to DIR
 #
 # Exit status: 0 passed, 1 failed, 77 skipped (Meson's code; printed as "skipped: <reason>") when it cannot run
@@ -54,16 +62,20 @@ seed=${PEERGRAPH_NETNS_SEED:-$RANDOM$RANDOM}
 records=${PEERGRAPH_NETNS_RECORDS:-20}
 record_interval_ms=${PEERGRAPH_NETNS_RECORD_INTERVAL_MS:-50}
 record_bound_s=${PEERGRAPH_NETNS_RECORD_BOUND_S:-10}
+repair_backoff_max_ms=${PEERGRAPH_NETNS_REPAIR_BACKOFF_MAX_MS:-1000}
 message_bytes=2000
 nodes=4
 port=7000
 cut_link=1 # between node1 and node2
 # With link 1 cut, cutting the opposite link too (3: node3 to node0) splits the ring into node0 node1 | node2 node3.
 split_link=$(((cut_link + nodes / 2) % nodes))
-# graph_properties::connect_timeout of every node: a node that dials a cut link again gives up an attempt after this
-# long and tries anew, so that it connects soon after the link comes back (TCP would wait for its next SYN).
+# Cut off entirely in phase 4: both its links, (isolated - 1) and isolated.
+isolated=0
+# graph_properties::connect_timeout of every node: the repair's attempt at a lost neighbor behind a cut gives up after
+# this long, and the next attempt comes after at most repair_backoff_max, so that a node connects soon after the link
+# comes back (TCP alone would wait for its next SYN, seconds later).
 connect_timeout_ms=2000
-retry_ms=200
+retry_ms=200 # between the node program's own attempts at its --connect address, at its start only
 # The cut must be reported within three keepalive intervals of the last packet heard (ping after a quiet interval,
 # give up after a second one, checked on a timer of that period), plus this much for scheduling.
 detection_slack_ms=700
@@ -82,10 +94,11 @@ die() {
 
 [[ -n $node_program && -x $node_program ]] || die "usage: netns_test.sh NETNS_NODE [NETNS_LINK] (no node program)"
 for value in "$count" "$interval_ms" "$keepalive_ms" "$delay_ms" "$loss_percent" "$records" "$record_interval_ms" \
-  "$record_bound_s"; do
+  "$record_bound_s" "$repair_backoff_max_ms"; do
   [[ $value =~ ^[0-9]+$ ]] || die "the PEERGRAPH_NETNS_* settings are whole numbers, not '$value'"
 done
-((count > 0 && keepalive_ms > 0)) || die "PEERGRAPH_NETNS_COUNT and PEERGRAPH_NETNS_KEEPALIVE_MS must be positive"
+((count > 0 && keepalive_ms > 0 && repair_backoff_max_ms > 0)) ||
+  die "PEERGRAPH_NETNS_COUNT, PEERGRAPH_NETNS_KEEPALIVE_MS and PEERGRAPH_NETNS_REPAIR_BACKOFF_MAX_MS must be positive"
 
 [[ $(id -u) == 0 ]] || skip "needs root to create network namespaces"
 command -v ip >/dev/null 2>&1 || skip "no 'ip' command (iproute2)"
@@ -236,6 +249,14 @@ for ((k = 0; k < nodes; k++)); do
     done
   fi
 done
+# Node I listens on its end of link I-1 (below), and publishes that address in its presence record. Its predecessor
+# reaches it on that link; its successor, node I+1, through a host route over link I. So the repair can re-form a
+# lost link from either end. No node routes to the node opposite it on the ring: the repair's attempts at it fail at
+# once (no route), as attempts at a node without a link would.
+for ((k = 0; k < nodes; k++)); do
+  ip -n "${ns[$(node_b "$k")]}" route add "10.231.$(((k + nodes - 1) % nodes)).2/32" via "10.231.$k.1" dev "pgl$k" ||
+    die "cannot add a route to node$k's listen address in ${ns[$(node_b "$k")]}"
+done
 
 if [[ $links_mode == netem ]]; then
   say "links: veth pairs with tc netem delay ${delay_ms}ms loss ${loss_percent}% on both ends"
@@ -247,10 +268,11 @@ say "ring of $nodes nodes, $count messages of 16..$message_bytes bytes per neigh
   "${interval_ms}ms; keepalive ${keepalive_ms}ms"
 record_args=()
 if ((records > 0)); then
-  say "records: $records per node per batch, one every ${record_interval_ms}ms; a node dials a lost neighbor again" \
-    "(connect timeout ${connect_timeout_ms}ms)"
-  record_args=(--records "$records" --record-interval-ms "$record_interval_ms" --reconnect yes)
+  say "records: $records per node per batch, one every ${record_interval_ms}ms"
+  record_args=(--records "$records" --record-interval-ms "$record_interval_ms")
 fi
+say "repair: every node publishes its presence; the graph's automatic repair dials lost neighbors (connect timeout" \
+  "${connect_timeout_ms}ms, backoff up to ${repair_backoff_max_ms}ms)"
 
 # Node I listens where its predecessor's link ends and connects to its successor.
 for ((i = 0; i < nodes; i++)); do
@@ -259,7 +281,8 @@ for ((i = 0; i < nodes; i++)); do
     --listen "10.231.$previous.2:$port" --connect "10.231.$i.2:$port" \
     --send-count "$count" --interval-ms "$interval_ms" --keepalive-ms "$keepalive_ms" \
     --message-bytes "$message_bytes" --duration-s 100 --connect-attempts 50 --retry-ms "$retry_ms" \
-    --connect-timeout-ms "$connect_timeout_ms" --expect-neighbors 2 "${record_args[@]}" \
+    --connect-timeout-ms "$connect_timeout_ms" --repair-backoff-max-ms "$repair_backoff_max_ms" \
+    --expect-neighbors 2 "${record_args[@]}" \
     >"$workdir/node$i.log" 2>"$workdir/node$i.err.log" &
   node_pids[i]=$!
   pids+=("$!")
@@ -275,7 +298,28 @@ all_milestones() {
     has_milestone "$(node_b "$k")" "$(node_a "$k")" "$received" || return 1
   done
 }
-has_disconnect() { grep -q "^event .* node=node$1 status=disconnected .* neighbor=node$2" "$workdir/node$1.log"; }
+has_disconnect() { grep -q "^event .* node=node$1 status=disconnected .* neighbor=node$2 " "$workdir/node$1.log"; }
+# neighbors_of NODE: the neighbors NODE has open connections with, by its connection events, sorted ("node1 node3").
+neighbors_of() {
+  awk '$1 == "event" && $6 == "kind=neighbor" {
+         if ($4 == "status=connected") open[$5] = substr($7, 10)
+         else if ($4 == "status=disconnected") delete open[$5]
+       }
+       END { for (c in open) print open[c] }' "$workdir/node$1.log" | sort | tr '\n' ' ' | sed 's/ $//'
+}
+# ring_whole: every node has exactly its two ring neighbors.
+ring_whole() {
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    [[ $(neighbors_of "$i") == "$(printf '%s\n' "node$(((i + nodes - 1) % nodes))" "node$(((i + 1) % nodes))" |
+      sort | tr '\n' ' ' | sed 's/ $//')" ]] || return 1
+  done
+}
+# required_line NODE LOST AFTER: NODE's first connection_required line about LOST later than AFTER (empty: none).
+required_line() {
+  awk -v after="$3" -v lost="lost=node$2" '$1 == "required" && $NF == lost && substr($2, 3) + 0 > after + 0 {
+    print; exit }' "$workdir/node$1.log"
+}
 
 all_nodes=()
 for ((i = 0; i < nodes; i++)); do
@@ -435,6 +479,7 @@ say "phase 2: link $cut_link (node$(node_a "$cut_link") <-> node$(node_b "$cut_l
 for pid in "${node_pids[@]}"; do
   kill -USR1 "$pid"
 done
+batches=2 # of records, one from each node's start and one on each USR1
 
 detection_bound_ms=$((3 * keepalive_ms + detection_slack_ms))
 cut_reported() {
@@ -445,6 +490,11 @@ cut_reported() {
 }
 wait_until $(((detection_bound_ms + 999) / 1000 + 5)) "the cut link to be reported disconnected" cut_reported ||
   fail "phase 2: the cut link was not reported disconnected at both ends"
+for pair in "$(node_a "$cut_link") $(node_b "$cut_link")" "$(node_b "$cut_link") $(node_a "$cut_link")"; do
+  read -r here there <<<"$pair"
+  [[ -n $(required_line "$here" "$there" "$cut_t") ]] ||
+    fail "phase 2: node$here reported no connection_required for the loss of node$there"
+done
 wait_until $((batch_seconds + 20)) "the uncut links to deliver the second batch" \
   all_milestones $((2 * count)) "$cut_link" || fail "phase 2: the uncut links did not deliver the second batch"
 if ((records > 0 && records_ok)); then
@@ -522,11 +572,61 @@ for ((i = 0; i < nodes; i++)); do
   grep -q "^result node=node$i neighbors=2 ok=yes" "$workdir/node$i.log" || fail "node$i did not report ok"
 done
 
+# After a restore, the repair of a link behind it may be anywhere in its cycle of attempts: one at the lost neighbor
+# under way (it gives up after the connect timeout if its SYN went into the cut), then a wait of at most
+# repair_backoff_max, an attempt at the node opposite on the ring (no route: it fails at once), and another wait of at
+# most repair_backoff_max before the lost neighbor may be tried again (the repair skips a node that failed within the
+# current wait). So the link is back within the connect timeout and two waits, plus the handshake; the records of the
+# synchronisation and the flooding from there get the usual record bound.
+repair_bound_ms=$((connect_timeout_ms + 2 * repair_backoff_max_ms))
+restore_bound_s=$(((repair_bound_ms + 999) / 1000 + record_bound_s))
+# The link itself, at both ends: the repair bound, and a little for the handshake (a lost SYN is sent again after a
+# second).
+relink_bound_s=$(((repair_bound_ms + 999) / 1000 + 3))
+# lost_since A B T: A reported its connection to B disconnected after T. Every check of a loss looks after the cut:
+# an idle connection can also end on its own now and then (timed_out: a ping or its pong lost, and TCP's
+# retransmission, at least 200 ms later, comes too late for a 300 ms keepalive), and the repair re-forms it.
+lost_since() { [[ -n $(first_t "$1" "^event .* status=disconnected .* neighbor=node$2 " "$3") ]]; }
+# link_origin NODE NEIGHBOR T: the origin of NODE's connected event at time T about NEIGHBOR.
+link_origin() {
+  awk -v t="t=$3" -v neighbor="neighbor=node$2" '$1 == "event" && $2 == t && $7 == neighbor {
+    print substr($9, 8); exit }' "$workdir/node$1.log"
+}
+# check_relinked PHASE A B AFTER: A and B have a new connection since AFTER (a restore), opened by the repair of one of
+# them and accepted by the other, within the relink bound; says who dialled. Sets relinked_t, when the later end
+# reported it.
+check_relinked() {
+  local phase=$1 a=$2 b=$3 after=$4 ta tb oa ob
+  ta=$(first_t "$a" "^event .* status=connected .* neighbor=node$b " "$after")
+  tb=$(first_t "$b" "^event .* status=connected .* neighbor=node$a " "$after")
+  relinked_t=
+  if [[ -z $ta || -z $tb ]]; then
+    fail "$phase: node$a and node$b have no new connection to each other"
+    return
+  fi
+  oa=$(link_origin "$a" "$b" "$ta")
+  ob=$(link_origin "$b" "$a" "$tb")
+  if [[ $oa == repair && $ob == accepted ]]; then
+    dialler_text="node$a's repair dialled node$b"
+  elif [[ $ob == repair && $oa == accepted ]]; then
+    dialler_text="node$b's repair dialled node$a"
+  else
+    fail "$phase: the new connection node$a <-> node$b is not the repair's (origin $oa at node$a, $ob at node$b)"
+    dialler_text="origins $oa, $ob"
+  fi
+  relinked_t=$(awk -v a="$ta" -v b="$tb" 'BEGIN { print (b + 0 > a + 0 ? b : a) }')
+  (($(ms_between "$after" "$relinked_t") <= relink_bound_s * 1000)) ||
+    fail "$phase: node$a and node$b reconnected $(ms_between "$after" "$relinked_t") ms after the restore" \
+      "(bound ${relink_bound_s}s)"
+}
+
 # Phase 3 (records): the summaries are written, so messages are over; the nodes still hold their records, report
-# record events and dial lost neighbors again. Cut the link opposite the cut one: the ring splits in two halves.
-# Every node adds a batch; each half must agree on its records without the other's. Then restore the first cut link:
-# its connection ended in phase 2 (timed_out), so the node that dialled it dials again, and the new connection's
-# synchronisation must bring each half the other's records, which flooding takes on to the rest of the half.
+# record events and repair lost links. Cut the link opposite the cut one: the ring splits in two halves. Every node
+# adds a batch; each half must agree on its records without the other's. Then restore the first cut link: its
+# connection ended in phase 2 (timed_out), and the repair of its two ends has been dialling the lost neighbor since;
+# the new connection's synchronisation must bring each half the other's records, which flooding takes on to the rest
+# of the half.
+phase3_ok=0
 if ((records > 0 && records_ok)); then
   side_a=()
   side_b=()
@@ -545,17 +645,20 @@ if ((records > 0 && records_ok)); then
   for pid in "${node_pids[@]}"; do
     kill -USR1 "$pid"
   done
+  batches=$((batches + 1))
   split_reported() {
-    has_disconnect "$(node_a "$split_link")" "$(node_b "$split_link")" &&
-      has_disconnect "$(node_b "$split_link")" "$(node_a "$split_link")"
+    lost_since "$(node_a "$split_link")" "$(node_b "$split_link")" "$split_t" &&
+      lost_since "$(node_b "$split_link")" "$(node_a "$split_link")" "$split_t"
   }
   if wait_until $(((detection_bound_ms + 999) / 1000 + 5)) "link $split_link to be reported disconnected" \
     split_reported; then
     for pair in "$(node_a "$split_link") $(node_b "$split_link")" "$(node_b "$split_link") $(node_a "$split_link")"; do
       read -r here there <<<"$pair"
-      line=$(grep -m 1 "^event .* node=node$here status=disconnected .* neighbor=node$there" "$workdir/node$here.log")
-      say "  node$here lost node$there (${line##*reason=})" \
-        "$(ms_between "$split_t" "$(awk '{ print substr($2, 3) }' <<<"$line")") ms after the cut"
+      lost_t=$(first_t "$here" "^event .* status=disconnected .* neighbor=node$there " "$split_t")
+      line=$(awk -v t="t=$lost_t" '$1 == "event" && $2 == t { print; exit }' "$workdir/node$here.log")
+      say "  node$here lost node$there (${line##*reason=}) $(ms_between "$split_t" "$lost_t") ms after the cut"
+      [[ -n $(required_line "$here" "$there" "$split_t") ]] ||
+        fail "phase 3: node$here reported no connection_required for the loss of node$there"
     done
   else
     fail "phase 3: link $split_link was not reported disconnected at both ends"
@@ -582,17 +685,16 @@ if ((records > 0 && records_ok)); then
   link_control restore "$cut_link"
   restore_t=$link_t
   total_records=$((3 * nodes * records))
-  dialler=$(node_a "$cut_link")
-  listener=$(node_b "$cut_link")
-  say "phase 3: link $cut_link (node$dialler <-> node$listener) restored at t=$restore_t"
-  # The dialler gives up an attempt into the cut link after the connect timeout and dials again every retry_ms.
-  restore_bound_s=$(((connect_timeout_ms + retry_ms + 999) / 1000 + record_bound_s))
+  end_a=$(node_a "$cut_link")
+  end_b=$(node_b "$cut_link")
+  say "phase 3: link $cut_link (node$end_a <-> node$end_b) restored at t=$restore_t"
   if wait_until "$restore_bound_s" "every node to hold all $total_records records after the restore" \
     records_agree "$total_records" "${all_nodes[@]}"; then
     say "phase 3: every node holds all $total_records records, digest $agreed_digest," \
       "$(ms_between "$restore_t" "$(converged_t "$total_records" "$restore_t" "${all_nodes[@]}")") ms after the" \
       "restore (bound ${restore_bound_s}s)"
     final_digest=$agreed_digest
+    phase3_ok=1
   else
     fail "phase 3: the nodes did not converge after link $cut_link was restored"
     record_diff "${all_nodes[@]}"
@@ -601,12 +703,15 @@ if ((records > 0 && records_ok)); then
   # all be in place (through one end's half of the exchange) before the other end logs its synchronisation: wait
   # for both, within the same bound.
   both_synchronised() {
-    [[ -n $(first_t "$dialler" "^synchronized .* neighbor=node$listener " "$restore_t") &&
-      -n $(first_t "$listener" "^synchronized .* neighbor=node$dialler " "$restore_t") ]]
+    [[ -n $(first_t "$end_a" "^synchronized .* neighbor=node$end_b " "$restore_t") &&
+      -n $(first_t "$end_b" "^synchronized .* neighbor=node$end_a " "$restore_t") ]]
   }
   wait_until "$restore_bound_s" "both ends of link $cut_link to report their synchronisation" both_synchronised ||
     true # the checks below say which end did not
-  for pair in "$dialler $listener ${#side_b[@]}" "$listener $dialler ${#side_a[@]}"; do
+  check_relinked "phase 3" "$end_a" "$end_b" "$restore_t"
+  [[ -n $relinked_t ]] && say "phase 3: link $cut_link re-formed: $dialler_text" \
+    "$(ms_between "$restore_t" "$relinked_t") ms after the restore (bound ${relink_bound_s}s)"
+  for pair in "$end_a $end_b ${#side_b[@]}" "$end_b $end_a ${#side_a[@]}"; do
     read -r here there far_nodes <<<"$pair"
     connected_t=$(first_t "$here" "^event .* status=connected .* neighbor=node$there( |\$)" "$restore_t")
     synced_t=$(first_t "$here" "^synchronized .* neighbor=node$there " "$restore_t")
@@ -627,6 +732,132 @@ if ((records > 0 && records_ok)); then
   done
 fi
 
+# Phase 4 (records): a node cut off entirely and brought back by the repair. First link $split_link, cut since phase
+# 3, is restored: the repair of its two ends must make the ring whole again. Then both links of node$isolated are
+# cut: its two neighbors, and node$isolated itself, must report each loss (timed_out, by keepalive) and
+# connection_required, and every node adds a fourth batch, so that node$isolated holds its own and the rest of the
+# graph theirs. Then both links are restored, and the repair (nothing else dials any more) must re-form both, so that
+# every node holds every record within the repair bound after the restore, and the ring is whole.
+if ((records > 0 && phase3_ok)); then
+  link_control restore "$split_link"
+  rering_t=$link_t
+  say "phase 4: link $split_link (node$(node_a "$split_link") <-> node$(node_b "$split_link")) restored at" \
+    "t=$rering_t"
+  if wait_until "$relink_bound_s" "the repair to make the ring whole again" ring_whole; then
+    check_relinked "phase 4" "$(node_a "$split_link")" "$(node_b "$split_link")" "$rering_t"
+    [[ -n $relinked_t ]] && say "phase 4: the ring is whole again: $dialler_text" \
+      "$(ms_between "$rering_t" "$relinked_t") ms after the restore (bound ${relink_bound_s}s)"
+  else
+    fail "phase 4: the ring is not whole again after link $split_link was restored"
+    for i in "${all_nodes[@]}"; do
+      say "  node$i's neighbors: $(neighbors_of "$i")"
+    done
+  fi
+
+  # The links of the isolated node, and the neighbor at the other end of each.
+  isolated_links=("$(((isolated + nodes - 1) % nodes))" "$isolated")
+  isolated_neighbors=("$(node_a "${isolated_links[0]}")" "$(node_b "${isolated_links[1]}")")
+  rest=()
+  for i in "${all_nodes[@]}"; do
+    ((i == isolated)) || rest+=("$i")
+  done
+  isolation_t=()
+  for k in "${isolated_links[@]}"; do
+    link_control cut "$k"
+    isolation_t+=("$link_t")
+  done
+  say "phase 4: node$isolated cut off: links ${isolated_links[*]} cut at t=${isolation_t[0]} and" \
+    "t=${isolation_t[1]}; a fourth batch of records started"
+  for pid in "${node_pids[@]}"; do
+    kill -USR1 "$pid"
+  done
+  batches=$((batches + 1))
+  final_digest=
+  isolation_reported() {
+    local j
+    for j in 0 1; do
+      lost_since "${isolated_neighbors[j]}" "$isolated" "${isolation_t[j]}" || return 1
+      lost_since "$isolated" "${isolated_neighbors[j]}" "${isolation_t[j]}" || return 1
+    done
+  }
+  wait_until $(((detection_bound_ms + 999) / 1000 + 5)) "the links of node$isolated to be reported lost" \
+    isolation_reported || true # the checks below say which
+  for j in 0 1; do
+    for pair in "${isolated_neighbors[j]} $isolated" "$isolated ${isolated_neighbors[j]}"; do
+      read -r here there <<<"$pair"
+      lost_t=$(first_t "$here" "^event .* status=disconnected .* neighbor=node$there " "${isolation_t[j]}")
+      if [[ -z $lost_t ]]; then
+        fail "phase 4: node$here did not report its connection to node$there lost"
+        continue
+      fi
+      line=$(awk -v t="t=$lost_t" '$1 == "event" && $2 == t { print; exit }' "$workdir/node$here.log")
+      lost_ms=$(ms_between "${isolation_t[j]}" "$lost_t")
+      [[ ${line##*reason=} == timed_out ]] ||
+        fail "phase 4: node$here lost node$there with ${line##*reason=}, expected timed_out"
+      ((lost_ms <= detection_bound_ms)) ||
+        fail "phase 4: node$here reported the loss of node$there after $lost_ms ms (bound $detection_bound_ms ms)"
+      required=$(required_line "$here" "$there" "${isolation_t[j]}")
+      if [[ -z $required ]]; then
+        fail "phase 4: node$here reported no connection_required for the loss of node$there"
+        required="none"
+      else
+        required="connection_required with $(awk '{ print substr($4, 11) }' <<<"$required") neighbors left"
+      fi
+      say "  node$here lost node$there (${line##*reason=}) $lost_ms ms after the cut; $required"
+    done
+  done
+  held_isolated=$((3 * nodes * records + records))
+  held_rest=$((3 * nodes * records + ${#rest[@]} * records))
+  sides_agree() {
+    records_agree "$held_isolated" "$isolated" || return 1
+    digest_a=$agreed_digest
+    records_agree "$held_rest" "${rest[@]}" || return 1
+    digest_b=$agreed_digest
+    [[ $digest_a != "$digest_b" ]]
+  }
+  if wait_until $((record_batch_seconds + record_bound_s)) "each side of the cut to hold its own records" \
+    sides_agree; then
+    say "phase 4: cut off: node$isolated holds $held_isolated records (digest $digest_a), ${rest[*]/#/node} hold" \
+      "$held_rest (digest $digest_b); none crossed"
+  else
+    fail "phase 4: node$isolated and the rest of the graph do not each hold their own records, and only those"
+    record_diff "$isolated"
+    record_diff "${rest[@]}"
+  fi
+
+  heal_t=()
+  for k in "${isolated_links[@]}"; do
+    link_control restore "$k"
+    heal_t+=("$link_t")
+  done
+  total_records=$((4 * nodes * records))
+  say "phase 4: links ${isolated_links[*]} restored at t=${heal_t[0]} and t=${heal_t[1]}"
+  if wait_until "$restore_bound_s" "every node to hold all $total_records records after the restore" \
+    records_agree "$total_records" "${all_nodes[@]}"; then
+    say "phase 4: every node holds all $total_records records, digest $agreed_digest," \
+      "$(ms_between "${heal_t[0]}" "$(converged_t "$total_records" "${heal_t[0]}" "${all_nodes[@]}")") ms after" \
+      "the first restore (bound ${restore_bound_s}s after the second)"
+    final_digest=$agreed_digest
+  else
+    fail "phase 4: the nodes did not converge after node$isolated's links were restored"
+    record_diff "${all_nodes[@]}"
+  fi
+  if wait_until "$relink_bound_s" "the repair to reconnect node$isolated on both links" ring_whole; then
+    for j in 0 1; do
+      check_relinked "phase 4" "$isolated" "${isolated_neighbors[j]}" "${heal_t[j]}"
+      [[ -n $relinked_t ]] && say "  node$isolated <-> node${isolated_neighbors[j]}: $dialler_text" \
+        "$(ms_between "${heal_t[j]}" "$relinked_t") ms after link ${isolated_links[j]} was restored"
+    done
+    say "phase 4: the ring is whole again (bound ${relink_bound_s}s)"
+  else
+    fail "phase 4: node$isolated was not reconnected on both links after the restore"
+    for i in "${all_nodes[@]}"; do
+      say "  node$i's neighbors: $(neighbors_of "$i")"
+    done
+  fi
+fi
+
+stop_t=$(date +%s.%N)
 for pid in "${node_pids[@]}"; do
   kill -TERM "$pid" 2>/dev/null
 done
@@ -642,7 +873,7 @@ if ((records > 0)); then
       for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) { print kv[2]; exit } } }' \
       "$workdir/node$1.log"
   }
-  expected_added=$(((records_ok ? 3 : 2) * records))
+  expected_added=$((batches * records))
   for i in "${all_nodes[@]}"; do
     held=$(record_summary "$i" held)
     digest=$(record_summary "$i" digest)
@@ -695,5 +926,14 @@ if ((records > 0)); then
       "${ended%; }"
   fi
 fi
+# Every loss and every repair of the run until the nodes were stopped: the cuts', and those of any idle connection
+# that timed out on its own.
+before_stop() {
+  cat "$workdir"/node*.log | awk -v stop="$stop_t" -v pattern="$1" '$0 ~ pattern && substr($2, 3) + 0 < stop + 0' |
+    wc -l
+}
+say "repair: $(before_stop '^required ') neighbor losses reported with connection_required," \
+  "$(before_stop '^event .* status=connected .* origin=repair') connections opened by the repair" \
+  "($(before_stop '^event .* status=failed .* origin=repair') of its attempts failed)"
 say "total time: $(((finished_ns - started_ns) / 1000000)) ms"
 finish
