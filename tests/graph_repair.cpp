@@ -11,6 +11,7 @@
 #include "support/graph_support.hpp"
 #include "support/record_support.hpp"
 #include "support/tcp_link.hpp"
+#include "support/thread_context.hpp"
 
 #include <doctest/doctest.h>
 
@@ -44,6 +45,7 @@ using peergraph::test::pid;
 using peergraph::test::props;
 using peergraph::test::since;
 using peergraph::test::tcp_link;
+using peergraph::test::thread_context;
 
 /// Takes the connection_required event that names `lost` from `n`'s log, waiting up to `timeout`.
 asio::awaitable<std::optional<connection_required>> required(node& n, const std::string& lost,
@@ -517,13 +519,11 @@ CO_TEST_CASE("repair: a neighbor that fell silent is tried after the other prese
   REQUIRE((co_await a->set_presence(true)).has_value());
   REQUIRE((co_await b->set_presence(true)).has_value());
 
-  asio::io_context frozen;
-  auto work = asio::make_work_guard(frozen);
-  std::thread runner([&] { frozen.run(); });
-  auto victim = std::make_unique<peergraph::graph>(frozen.get_executor(), silent("victim"));
+  thread_context frozen;
+  auto victim = std::make_unique<peergraph::graph>(frozen.io().get_executor(), silent("victim"));
   std::atomic<int> ready{0}; // 1: listening, connected to both and present; 2: failed
   asio::co_spawn(
-      frozen,
+      frozen.io(),
       [&]() -> asio::awaitable<void> {
         auto bound = co_await victim->listen(asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
         auto to_a = co_await victim->connect(where_a);
@@ -541,24 +541,12 @@ CO_TEST_CASE("repair: a neighbor that fell silent is tried after the other prese
   REQUIRE(co_await neighbor_peers(a) == just_victim);
   REQUIRE(co_await neighbor_peers(b) == just_victim);
 
-  frozen.stop();
-  runner.join();
+  frozen.freeze();
   REQUIRE((co_await required(a, "victim")).has_value());
   REQUIRE((co_await required(b, "victim")).has_value());
   auto joined = co_await a.changed(b.peer(), connection_status::connected, 4s);
   CHECK_MESSAGE(joined.has_value(),
                 "alice and bob did not connect within 4 s: the repair went to the silent node first");
 
-  // The victim closes on its own context again, on a thread, while this one runs here.
-  victim.reset();
-  work.reset();
-  frozen.restart();
-  std::atomic<bool> finished{false};
-  std::thread closer([&] {
-    frozen.run_for(10s);
-    finished = true;
-  });
-  for (int i = 0; i < 2000 && !finished; ++i)
-    co_await pause(5ms);
-  closer.join();
+  co_await frozen.close(victim); // on its own context again, while this one runs here
 }

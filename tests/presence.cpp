@@ -9,6 +9,7 @@
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/record_support.hpp"
+#include "support/thread_context.hpp"
 
 #include <peergraph/detail/graph/presence_codec.hpp>
 #include <peergraph/graph.hpp>
@@ -43,6 +44,7 @@ using peergraph::test::node;
 using peergraph::test::pause;
 using peergraph::test::pid;
 using peergraph::test::props;
+using peergraph::test::thread_context;
 using tcp = asio::ip::tcp;
 
 /// Takes the node_changed event of `peer` with `change` from `n`'s log, waiting up to `timeout`.
@@ -213,13 +215,11 @@ CO_TEST_CASE("presence: a node that vanishes without leaving is gone from every 
   const auto where = co_await listening(a);
 
   // The victim runs on a context of its own, on a thread, and then stops dead: no goodbye, no deletion.
-  asio::io_context frozen;
-  auto work = asio::make_work_guard(frozen);
-  std::thread runner([&] { frozen.run(); });
-  auto victim = std::make_unique<peergraph::graph>(frozen.get_executor(), with_lifetime("victim"));
+  thread_context frozen;
+  auto victim = std::make_unique<peergraph::graph>(frozen.io().get_executor(), with_lifetime("victim"));
   std::atomic<int> ready{0}; // 1: connected and present; 2: failed
   asio::co_spawn(
-      frozen,
+      frozen.io(),
       [&]() -> asio::awaitable<void> {
         auto id = co_await victim->connect(where);
         auto present = co_await victim->set_presence(true);
@@ -239,8 +239,7 @@ CO_TEST_CASE("presence: a node that vanishes without leaving is gone from every 
     CHECK(listed == std::vector<std::string>{"alice", "victim"});
   }
 
-  frozen.stop();
-  runner.join();
+  frozen.freeze();
   const auto stopped = std::chrono::steady_clock::now();
   auto gone = co_await saw_node(a, "victim", node_change::disconnected, lifetime + 2s);
   REQUIRE(gone.has_value());
@@ -251,18 +250,7 @@ CO_TEST_CASE("presence: a node that vanishes without leaving is gone from every 
     CHECK(listed == std::vector<std::string>{"alice"});
   }
 
-  // The victim closes on its own context again, on the thread, while alice's runs here.
-  victim.reset();
-  work.reset();
-  frozen.restart();
-  std::atomic<bool> finished{false};
-  std::thread closer([&] {
-    frozen.run_for(10s);
-    finished = true;
-  });
-  for (int i = 0; i < 2000 && !finished; ++i)
-    co_await pause(5ms);
-  closer.join();
+  co_await frozen.close(victim); // on its own context again, while this one runs here
 }
 
 CO_TEST_CASE("presence: a joining node publishes once synchronised and sees who was there")
