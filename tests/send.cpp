@@ -19,15 +19,25 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <future>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+
+#if PEERGRAPH_HAS_MSG_ZEROCOPY
+#include <linux/sockios.h>
+#endif
 
 namespace {
 
@@ -625,6 +635,257 @@ CO_TEST_CASE("zero_copy falls back to an ordinary send where the socket cannot d
   std::vector<std::byte> received;
   co_await read_exactly(b, received, data.size());
   CHECK(received == data);
+}
+
+CO_TEST_CASE("2,000 zero-copy sends in a row complete in order with every byte intact while releases come late")
+{
+  auto [a, b] = tcp_pair(ctx.get_executor());
+  // A small receive buffer and a slow reader: the sender's large buffer takes each send at once, and the kernel
+  // holds its pages until the reader makes room for them; the sends started together also wait their turn.
+  b.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
+  constexpr std::size_t count = 2000;
+  std::vector<std::size_t> offsets{0};
+  for (std::size_t i = 0; i < count; ++i)
+    offsets.push_back(offsets.back() + 1024 + (i * 7919) % (23 * 1024));
+  const auto data = pattern(24, offsets.back());
+  std::vector<std::byte> received;
+  bool reader_done = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await read_slowly(b, received, data.size());
+        reader_done = true;
+      },
+      asio::detached);
+
+  // The first half starts together and waits in the socket's queue; the second half goes one after another.
+  std::vector<std::size_t> completed;
+  std::size_t failures = 0;
+  std::size_t zero_copy = 0;
+  const auto slice = [&](std::size_t i) { return asio::buffer(data.data() + offsets[i], offsets[i + 1] - offsets[i]); };
+  for (std::size_t i = 0; i < count / 2; ++i)
+    peergraph::async_send_zero_copy(a, slice(i), send_flags::none,
+                                    [&, i](std::error_code ec, peergraph::zero_copy_result r) {
+                                      if (ec || r.bytes_sent != offsets[i + 1] - offsets[i])
+                                        ++failures;
+                                      zero_copy += r.zero_copy ? 1U : 0U;
+                                      completed.push_back(i);
+                                    });
+  for (std::size_t i = count / 2; i < count; ++i) {
+    auto report = co_await peergraph::async_send_zero_copy(a, slice(i));
+    REQUIRE_MESSAGE(report.has_value(), report.error().message());
+    REQUIRE(report->bytes_sent == offsets[i + 1] - offsets[i]);
+    zero_copy += report->zero_copy ? 1U : 0U;
+    completed.push_back(i);
+  }
+  asio::steady_timer pause(ctx);
+  for (int i = 0; i < 2500 && !reader_done; ++i) {
+    pause.expires_after(std::chrono::milliseconds(2));
+    co_await pause.async_wait(use_tuple);
+  }
+  REQUIRE(reader_done);
+  CHECK(failures == 0);
+  CHECK(zero_copy > 0);
+  // Every send completes once. Those awaited one after another complete in order; of those started together, one
+  // whose turn finishes it at once may report before the one it followed.
+  REQUIRE(completed.size() == count);
+  std::vector<std::size_t> awaited;
+  std::copy_if(completed.begin(), completed.end(), std::back_inserter(awaited),
+               [](std::size_t i) { return i >= count / 2; });
+  CHECK(std::is_sorted(awaited.begin(), awaited.end()));
+  std::sort(completed.begin(), completed.end());
+  for (std::size_t i = 0; i < count; ++i)
+    REQUIRE(completed[i] == i);
+  CHECK(received == data); // the bytes went out whole and in start order
+}
+
+CO_TEST_CASE("a zero-copy send larger than the socket's buffers sends every byte before it waits for its pages")
+{
+  auto [a, b] = tcp_pair(ctx.get_executor());
+  peergraph::test::shrink_buffers(a, b);
+  const auto data = pattern(30, 4 * 1024 * 1024);
+  const auto tail = pattern(34, 1000);
+  std::vector<std::byte> received;
+  bool reader_done = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await read_slowly(b, received, data.size() + tail.size());
+        reader_done = true;
+      },
+      asio::detached);
+  // The first attempt fills the socket: the send must wait for room before it may wait for its pages.
+  auto report = co_await peergraph::async_send_zero_copy(a, asio::buffer(data));
+  REQUIRE(report.has_value());
+  CHECK(report->bytes_sent == data.size());
+  auto sent = co_await peergraph::async_send(a, asio::buffer(tail));
+  REQUIRE(sent.has_value());
+  asio::steady_timer pause(ctx);
+  for (int i = 0; i < 2500 && !reader_done; ++i) {
+    pause.expires_after(std::chrono::milliseconds(2));
+    co_await pause.async_wait(use_tuple);
+  }
+  REQUIRE(reader_done);
+  CHECK(std::equal(data.begin(), data.end(), received.begin()));
+  CHECK(std::equal(tail.begin(), tail.end(), received.begin() + static_cast<std::ptrdiff_t>(data.size())));
+}
+
+#if PEERGRAPH_HAS_MSG_ZEROCOPY
+namespace {
+
+/// Queues more bytes on `sender` than the path to `receiver` (which reads nothing) lets through, leaving room in the
+/// sender's buffer: a small zero-copy send then has all its bytes taken and waits for pages that stay held until
+/// the receiver reads. Returns the count queued, or 0 where the kernel's buffers do not allow it.
+std::size_t hold_back_releases(tcp_socket& sender, tcp_socket& receiver, const std::vector<std::byte>& filler)
+{
+  receiver.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
+  sender.set_option(asio::socket_base::send_buffer_size(4 * 1024 * 1024));
+  asio::socket_base::send_buffer_size room;
+  sender.get_option(room);
+  const std::size_t size = std::min<std::size_t>(filler.size(), static_cast<std::size_t>(room.value()) / 2);
+  const ::ssize_t n = ::send(sender.native_handle(), filler.data(), size, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n <= 0)
+    return 0;
+  // What the receiver's window does not let through stays unsent; without any, the test has nothing to hold back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int unsent = 0;
+  if (::ioctl(sender.native_handle(), SIOCOUTQNSD, &unsent) != 0 || unsent == 0)
+    return 0;
+  return static_cast<std::size_t>(n);
+}
+
+} // namespace
+
+CO_TEST_CASE("a zero-copy send waiting for its pages: its slot cannot cut it short; socket.cancel() and close() end it")
+{
+  enum class ending
+  {
+    release,
+    cancel,
+    close
+  };
+  for (const ending how : {ending::release, ending::cancel, ending::close}) {
+    CAPTURE(static_cast<int>(how));
+    auto [a, b] = tcp_pair(ctx.get_executor());
+    const auto filler = pattern(25, 1024 * 1024);
+    const std::size_t held = hold_back_releases(a, b, filler);
+    if (held == 0) {
+      MESSAGE("the kernel's buffers let every byte through at once: nothing to wait for");
+      co_return;
+    }
+    const auto data = pattern(26, 4096);
+    asio::cancellation_signal cancel;
+    std::optional<std::error_code> result;
+    peergraph::zero_copy_result report;
+    peergraph::async_send_zero_copy(a, asio::buffer(data), send_flags::none,
+                                    asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, auto r) {
+                                      result = ec;
+                                      report = r;
+                                    }));
+    // Queued behind it: ends with it when the socket's operations are cancelled.
+    std::optional<std::error_code> follower;
+    peergraph::async_send(a, asio::buffer(data), [&](std::error_code ec, std::size_t) { follower = ec; });
+    asio::steady_timer pause(ctx);
+    pause.expires_after(std::chrono::milliseconds(20));
+    co_await pause.async_wait(use_tuple);
+    REQUIRE_FALSE(result.has_value()); // the receiver has read nothing: the pages are still held
+
+    cancel.emit(asio::cancellation_type::terminal);
+    pause.expires_after(std::chrono::milliseconds(20));
+    co_await pause.async_wait(use_tuple);
+    CHECK_FALSE(result.has_value());
+
+    if (how == ending::release) {
+      std::vector<std::byte> received;
+      co_await read_exactly(b, received, held + 2 * data.size());
+      for (int i = 0; i < 2500 && !(result && follower); ++i) {
+        pause.expires_after(std::chrono::milliseconds(2));
+        co_await pause.async_wait(use_tuple);
+      }
+      REQUIRE(result.has_value());
+      CHECK_FALSE(*result);
+      CHECK(report.bytes_sent == data.size());
+      CHECK(report.zero_copy);
+      REQUIRE(follower.has_value());
+      CHECK_FALSE(*follower);
+      CHECK(std::equal(filler.begin(), filler.begin() + static_cast<std::ptrdiff_t>(held), received.begin()));
+      CHECK(std::equal(data.begin(), data.end(), received.begin() + static_cast<std::ptrdiff_t>(held)));
+      CHECK(std::equal(data.begin(), data.end(), received.begin() + static_cast<std::ptrdiff_t>(held + data.size())));
+    } else {
+      if (how == ending::close)
+        a.close();
+      else
+        a.cancel();
+      for (int i = 0; i < 100 && !(result && follower); ++i)
+        co_await asio::post(ctx, asio::use_awaitable);
+      REQUIRE(result.has_value());
+      CHECK(*result == asio::error::operation_aborted);
+      CHECK(report.bytes_sent == data.size());
+      REQUIRE(follower.has_value());
+      CHECK(*follower == asio::error::operation_aborted);
+    }
+  }
+}
+
+TEST_CASE("an io_context destroyed with a zero-copy send waiting for its pages frees it")
+{
+  int descriptor = -1;
+  int handlers_run = 0;
+  const auto filler = pattern(27, 1024 * 1024);
+  const auto data = pattern(28, 4096);
+  {
+    asio::io_context ctx;
+    auto [a, b] = tcp_pair(ctx.get_executor());
+    descriptor = static_cast<int>(a.native_handle());
+    if (hold_back_releases(a, b, filler) == 0) {
+      MESSAGE("the kernel's buffers let every byte through at once: nothing to wait for");
+      return;
+    }
+    peergraph::async_send_zero_copy(a, asio::buffer(data), send_flags::none,
+                                    [&](std::error_code, peergraph::zero_copy_result) { ++handlers_run; });
+    peergraph::async_send(a, asio::buffer(data), [&](std::error_code, std::size_t) { ++handlers_run; });
+    ctx.poll();
+  }
+  CHECK(handlers_run == 0);
+  CHECK(peergraph::detail::send_order::instance().idle(descriptor));
+}
+#endif
+
+TEST_CASE("zero-copy sends started on another thread while a two-thread pool runs the socket complete in order")
+{
+  // No strand: the wait for the pages may complete on a thread of the pool while the starting thread still reads
+  // the error queue after queuing it.
+  asio::thread_pool pool(2);
+  auto [a, b] = tcp_pair(pool.get_executor());
+  peergraph::test::shrink_buffers(a, b);
+  constexpr std::size_t count = 500;
+  constexpr std::size_t message = 24 * 1024;
+  const auto data = pattern(29, count * message);
+  std::vector<std::byte> received(data.size());
+  std::thread reader([&] {
+    std::error_code ec;
+    asio::read(b, asio::buffer(received), ec);
+  });
+  std::size_t ok = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto future = peergraph::async_send_zero_copy(a, asio::buffer(data.data() + i * message, message), send_flags::none,
+                                                  asio::use_future);
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+      break;
+    try {
+      if (future.get().bytes_sent == message)
+        ++ok;
+    } catch (const std::system_error& e) {
+      FAIL_CHECK(e.what());
+      break;
+    }
+  }
+  if (ok != count)
+    ::shutdown(b.native_handle(), SHUT_RDWR); // the reader would wait for bytes that never come
+  reader.join();
+  CHECK(ok == count);
+  CHECK(received == data);
+  pool.join();
 }
 
 TEST_CASE("every Asio token works: callback, use_future, deferred, use_awaitable")

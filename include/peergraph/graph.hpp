@@ -228,7 +228,8 @@ public:
   /// zero-copy where available, and completes once the kernel has released the pages; do_not_route is passed on.
   /// partial and out_of_band are invalid_argument (they would break the message framing).
   /// @par Per-Operation Cancellation
-  /// As above; a zero-copy send whose bytes the kernel still reads (waiting for their release) cannot be cut short.
+  /// As above; a zero-copy send whose bytes the kernel still reads (waiting for their release) cannot be cut short:
+  /// only the connection's end completes it early, with operation_aborted (within close_linger of a close).
   template <class ConstBufferSequence, class CompletionToken = use_expected_t>
     requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
   auto send_data(connection_id id, const data_type& type, const ConstBufferSequence& buffers, send_flags flags,

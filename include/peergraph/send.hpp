@@ -152,17 +152,21 @@ auto async_send_some(Socket& socket, const ConstBufferSequence& buffers, Complet
 /// async_send with kernel zero-copy (send_flags::zero_copy), reporting what the kernel actually did.
 ///
 /// Completes only when every byte is sent and the kernel has released the caller's pages, so that the buffers may be
-/// reused or freed at once. Where the socket does not support MSG_ZEROCOPY (AF_UNIX, old kernels) or the kernel
-/// cannot pin the pages, the send proceeds as an ordinary send and `zero_copy` is false. Zero-copy sends on one
-/// socket complete one after another. Worth it for buffers of roughly 10 KiB and more; on loopback the kernel always
-/// copies (`kernel_copied`).
+/// reused or freed at once. The kernel reports each release on the socket's error queue and signals it as an error
+/// condition on the socket; the send waits for that signal, so it completes as soon as the last release comes, and
+/// nothing polls. Where the socket does not support MSG_ZEROCOPY (AF_UNIX, old kernels) or the kernel cannot pin the
+/// pages, the send proceeds as an ordinary send and `zero_copy` is false. Zero-copy sends on one socket complete one
+/// after another. Worth it for buffers of roughly 10 KiB and more; on loopback the kernel always copies
+/// (`kernel_copied`).
 ///
 /// @par Completion Signature
 /// `void(std::error_code, zero_copy_result)`.
 ///
 /// @par Per-Operation Cancellation
-/// As for async_send while the send waits for its turn or for room in the socket; once the kernel holds the pages
-/// (waiting for their release), it cannot be cut short.
+/// As for async_send while the send waits for its turn or for room in the socket. Once the kernel holds the pages
+/// (waiting for their release), the token's slot cannot cut it short; `socket.cancel()` and `socket.close()` complete
+/// it with operation_aborted, and every send queued behind it, without waiting for the release (the kernel may still
+/// read the pages for the bytes it holds).
 template <send_socket Socket, class ConstBufferSequence, class CompletionToken = use_expected_t>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 auto async_send_zero_copy(Socket& socket, const ConstBufferSequence& buffers, send_flags flags = send_flags::none,

@@ -22,12 +22,11 @@
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
-#include <asio/steady_timer.hpp>
+#include <asio/socket_base.hpp>
 
-#include <algorithm>
-#include <chrono>
+#include <atomic>
+#include <cstdint>
 #include <memory>
-#include <optional>
 #include <span>
 #include <utility>
 
@@ -184,10 +183,11 @@ public:
     op->withdrawable = op->request_.withdrawable;
     op->install_cancellation();
     if (send_order::instance().enqueue(fd, op)) {
-      if (op->request_.awaiting_release())
-        op->wait_release();
-      else if (op->request_.found_full)
+      // A zero-copy send that found the socket full has pages to wait for as well, but bytes to send first.
+      if (op->request_.found_full)
         op->wait_writable();
+      else if (op->request_.awaiting_release())
+        op->wait_release();
       else
         op->attempt(/*may_dispatch=*/false);
     }
@@ -328,26 +328,67 @@ private:
     complete(ec, /*may_dispatch=*/true, /*was_head=*/true);
   }
 
-  /// Polls the error queue for the zero-copy release notifications with a growing interval (25 us up to 1 ms).
-  /// Polling, rather than waiting for EPOLLERR, cannot miss a notification that arrives between a check and a wait.
+  /// Waits for the kernel to release the caller's pages. Each release notification lands on the socket's error
+  /// queue, which the kernel signals as an error condition on the socket (EPOLLERR; a poll request's POLLERR under
+  /// io_uring): a wait_error wait completes on it, and nothing polls. The wait is queued first and the error queue
+  /// read once more after, so that a notification landing after the previous read is either found by this read or
+  /// completes the queued wait, even where readiness is reported only as it changes (epoll's edge-triggered mode).
+  /// When this read finds the last notification, the wait is cancelled through the operation's own slot
+  /// (socket.cancel() would cancel the socket's reads too) and its handler, which runs either way, completes the send.
+  /// The slot's handler takes one of Asio's recycled blocks per send that waits, reused by its later waits.
   void wait_release()
   {
-    if (!release_timer_)
-      release_timer_.emplace(socket_.get_executor());
-    release_poll_interval_ = std::min(release_poll_interval_ * 2, std::chrono::microseconds(1000));
-    release_timer_->expires_after(release_poll_interval_);
-    release_timer_->async_wait([owner = ownership(this)](const std::error_code&) mutable {
-      send_op* op = owner.release();
-      if (!op->socket_still_ours()) {
-        op->complete(asio::error::operation_aborted, /*may_dispatch=*/true, /*was_head=*/true);
-        return;
+    do {
+      release_wait_.store(release_arming, std::memory_order_relaxed);
+      auto on_error_queue = [owner = ownership(this)](const std::error_code& ec) mutable {
+        send_op* op = owner.release();
+        op->release_wait_error_ = ec;
+        // The thread that queued this wait may still be reading the error queue (on a multi-threaded executor): it
+        // then goes on from here itself.
+        if ((op->release_wait_.fetch_or(release_fired, std::memory_order_acq_rel) & release_arming) != 0)
+          return;
+        if (op->release_wait_ended())
+          op->wait_release();
+      };
+      socket_.async_wait(
+          asio::socket_base::wait_error,
+          asio::bind_cancellation_slot(wait_cancel_.slot(),
+                                       with_allocator(asio::get_associated_allocator(handler_, pool_allocator<void>()),
+                                                      std::move(on_error_queue))));
+      read_zero_copy_notifications(fd_, request_.notifications);
+      if (!request_.awaiting_release())
+        wait_cancel_.emit(asio::cancellation_type::all);
+      if ((release_wait_.exchange(0, std::memory_order_acq_rel) & release_fired) == 0)
+        return; // the wait's handler goes on
+    } while (release_wait_ended());
+  }
+
+  /// A release wait ended (release_wait_error_ says how): completes the send when every notification has come, or
+  /// when the wait was aborted by socket.cancel() or close(); true when it must wait again.
+  bool release_wait_ended()
+  {
+    if (request_.awaiting_release()) {
+      if (release_wait_error_ == asio::error::operation_aborted) {
+        // socket.cancel() or close(): this send and every send queued behind it end, as Asio cancels all of a
+        // socket's outstanding operations. The socket is not touched: once closed, its owner may have freed it.
+        for (send_waiter* w = send_order::instance().detach_followers(fd_, this); w != nullptr;) {
+          send_waiter* following = w->next_in_queue;
+          w->abort_waiting();
+          w = following;
+        }
+        complete(asio::error::operation_aborted, /*may_dispatch=*/true, /*was_head=*/true);
+        return false;
       }
-      read_zero_copy_notifications(op->fd_, op->request_.notifications);
-      if (op->request_.awaiting_release())
-        op->wait_release();
-      else
-        op->complete({}, /*may_dispatch=*/true, /*was_head=*/true);
-    });
+      if (!socket_still_ours()) {
+        complete(asio::error::operation_aborted, /*may_dispatch=*/true, /*was_head=*/true);
+        return false;
+      }
+      read_zero_copy_notifications(fd_, request_.notifications);
+      if (request_.awaiting_release())
+        return true; // the error queue held something else, or the socket has an error the reader will see
+    }
+    complete({}, /*may_dispatch=*/true, /*was_head=*/true);
+    return false;
   }
 
   /// The executor shut down with this send (the head of its socket's queue) still waiting: it and everything queued
@@ -403,11 +444,11 @@ private:
   Handler handler_;
   std::decay_t<decltype(asio::prefer(std::declval<handler_executor>(), asio::execution::outstanding_work.tracked))>
       work_;
-  asio::cancellation_signal wait_cancel_;
-  std::optional<asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>,
-                                           typename Socket::executor_type>>
-      release_timer_;
-  std::chrono::microseconds release_poll_interval_{12};
+  asio::cancellation_signal wait_cancel_;           // cancels the pending socket wait: writability or the error queue
+  static constexpr std::uint8_t release_arming = 1; // wait_release is between queuing a wait and its last read
+  static constexpr std::uint8_t release_fired = 2;  // that wait's handler ran meanwhile and left the rest to it
+  std::atomic<std::uint8_t> release_wait_{0};
+  std::error_code release_wait_error_; // how the last wait for the error queue ended
   bool waiting_for_socket_ = false;
   bool cancelled_by_caller_ = false;
 };
