@@ -487,6 +487,11 @@ allocation_counter_registration::allocation_counter_registration(std::uint64_t (
   allocation_counter = allocations;
 }
 
+bool counting_allocations() noexcept
+{
+  return allocation_counter != nullptr;
+}
+
 namespace {
 
 struct measure_def

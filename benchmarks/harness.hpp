@@ -281,6 +281,10 @@ struct contender_registration
   explicit contender_registration(contender entry);
 };
 
+/// Whether this is the allocation-counting program, which counts the allocations of its own process only (a
+/// contender that runs its sides as two processes keeps them in one there).
+bool counting_allocations() noexcept;
+
 /// Installs the heap allocation counter of the allocation-counting build during static initialisation.
 struct allocation_counter_registration
 {
