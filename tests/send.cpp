@@ -32,8 +32,10 @@
 #include <thread>
 #include <vector>
 
+#if !defined(_WIN32)
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#endif
 
 #if PEERGRAPH_HAS_MSG_ZEROCOPY
 #include <linux/sockios.h>
@@ -89,7 +91,7 @@ asio::awaitable<void> read_slowly(Socket& socket, std::vector<std::byte>& out, s
 
 TEST_SUITE_BEGIN("send");
 
-CO_TEST_CASE("a send the kernel takes at once completes without suspending and posts nothing")
+CO_TEST_CASE("a send the kernel takes at once completes without suspending (POSIX) or through the port (Windows)")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
   const auto data = pattern(1, 64);
@@ -100,13 +102,54 @@ CO_TEST_CASE("a send the kernel takes at once completes without suspending and p
 
   REQUIRE(sent.has_value());
   CHECK(*sent == data.size());
+#if defined(_WIN32)
+  // The socket had room, so WSASend returned 0; the completion still came through the port, after the work posted
+  // before the send.
+  CHECK(other_work_ran);
+#else
   // The posted function would have run had the coroutine gone back to the executor.
   CHECK_FALSE(other_work_ran);
+#endif
 
   std::vector<std::byte> received;
   co_await read_exactly(b, received, data.size());
   CHECK(received == data);
 }
+
+#if defined(_WIN32)
+CO_TEST_CASE("on Windows cancelling a send that Winsock holds ends it with operation_aborted")
+{
+  auto [a, b] = tcp_pair(ctx.get_executor());
+  peergraph::test::shrink_buffers(a, b);
+  const auto data = pattern(15, 8 * 1024 * 1024);
+  asio::cancellation_signal cancel;
+  std::error_code result;
+  std::size_t reported = 0;
+  bool done = false;
+  peergraph::async_send(a, asio::buffer(data),
+                        asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, std::size_t n) {
+                          result = ec;
+                          reported = n;
+                          done = true;
+                        }));
+  // Queued behind it: it still gets its turn, whatever Winsock then makes of the connection.
+  bool tail_done = false;
+  peergraph::async_send(a, asio::buffer(data.data(), 1000), [&](std::error_code, std::size_t) { tail_done = true; });
+  co_await asio::post(ctx, asio::use_awaitable);
+  REQUIRE_FALSE(done); // nobody reads: 8 MiB cannot have gone out
+  cancel.emit(asio::cancellation_type::terminal);
+  asio::steady_timer pause(ctx);
+  for (int i = 0; i < 500 && !(done && tail_done); ++i) {
+    pause.expires_after(std::chrono::milliseconds(10));
+    co_await pause.async_wait(use_tuple);
+  }
+  REQUIRE(done);
+  CHECK(tail_done);
+  CHECK(result == asio::error::operation_aborted);
+  CHECK(peergraph::peer_error(result) == peer_errc::operation_aborted);
+  CHECK(reported < data.size());
+}
+#endif
 
 CO_TEST_CASE("the descriptor array is captured at the call, so a stack array may die before the send is awaited")
 {
@@ -280,6 +323,7 @@ CO_TEST_CASE("a large send waits for writability and resumes exactly where the p
   CHECK(sent_all);
 }
 
+#if !defined(_WIN32) // an overlapped send takes every byte; there is no partial send to see
 CO_TEST_CASE("send_some on a full socket takes part of the buffers, like send() on a non-blocking socket")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -294,6 +338,7 @@ CO_TEST_CASE("send_some on a full socket takes part of the buffers, like send() 
   co_await read_exactly(b, received, *taken);
   CHECK(std::equal(received.begin(), received.end(), data.begin()));
 }
+#endif
 
 CO_TEST_CASE("sends started from many coroutines go out in start order, never interleaved")
 {
@@ -329,16 +374,18 @@ CO_TEST_CASE("sends started from many coroutines go out in start order, never in
 
 CO_TEST_CASE("sends work on AF_UNIX stream sockets and on IPv6")
 {
-  auto [u1, u2] = peergraph::test::unix_pair(ctx.get_executor());
   const auto data = pattern(10, 5000);
-  auto sent = co_await peergraph::async_send(u1, asio::buffer(data));
-  REQUIRE(sent.has_value());
   std::vector<std::byte> received;
+#if !defined(_WIN32) // AF_UNIX socket pairs: Asio makes them on Windows 10, Wine cannot
+  auto [u1, u2] = peergraph::test::unix_pair(ctx.get_executor());
+  auto unix_sent = co_await peergraph::async_send(u1, asio::buffer(data));
+  REQUIRE(unix_sent.has_value());
   co_await read_exactly(u2, received, data.size());
   CHECK(received == data);
+#endif
 
   auto [t1, t2] = tcp_pair(ctx.get_executor(), /*v6=*/true);
-  sent = co_await peergraph::async_send(t1, asio::buffer(data));
+  auto sent = co_await peergraph::async_send(t1, asio::buffer(data));
   REQUIRE(sent.has_value());
   co_await read_exactly(t2, received, data.size());
   CHECK(received == data);
@@ -378,6 +425,12 @@ CO_TEST_CASE("partial: stream sockets refuse it, datagram sockets join the parts
   asio::ip::udp::socket sender(ctx, asio::ip::udp::v4());
   sender.connect(receiver.local_endpoint());
   auto part = co_await peergraph::async_send(sender, asio::buffer(data.data(), 24), send_flags::partial);
+#if defined(_WIN32)
+  // Winsock's own MSG_PARTIAL: whether a message socket takes it is its transport's answer ("WSAEOPNOTSUPP will be
+  // returned by transports which do not support partial message transmissions"; Wine's UDP takes it).
+  CHECK((part.has_value() || part.error() == peer_errc::op_not_supported));
+  co_return;
+#endif
   REQUIRE(part.has_value());
   auto last = co_await peergraph::async_send(sender, asio::buffer(data.data() + 24, 40));
   REQUIRE(last.has_value());
@@ -388,6 +441,7 @@ CO_TEST_CASE("partial: stream sockets refuse it, datagram sockets join the parts
   CHECK(std::equal(datagram.begin(), datagram.begin() + 64, data.begin()));
 }
 
+#if !defined(_WIN32) // reads the urgent byte with recv(MSG_OOB | MSG_DONTWAIT)
 CO_TEST_CASE("out_of_band sends urgent data on TCP and is op_not_supported on UDP; do_not_route works on loopback")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -421,6 +475,7 @@ CO_TEST_CASE("out_of_band sends urgent data on TCP and is op_not_supported on UD
   REQUIRE_FALSE(udp_oob.has_value());
   CHECK(udp_oob.error() == peer_errc::op_not_supported);
 }
+#endif
 
 CO_TEST_CASE("errors: reset peer, shut-down socket, unconnected and closed sockets; never SIGPIPE")
 {
@@ -450,7 +505,11 @@ CO_TEST_CASE("errors: reset peer, shut-down socket, unconnected and closed socke
     tcp_socket unconnected(ctx, asio::ip::tcp::v4());
     auto sent = co_await peergraph::async_send(unconnected, asio::buffer(data));
     REQUIRE_FALSE(sent.has_value());
+#if defined(_WIN32) // Windows answers WSAENOTCONN; Wine, WSAECONNRESET
+    CHECK((sent.error() == peer_errc::not_connected || sent.error() == peer_errc::connection_reset));
+#else
     CHECK(sent.error() == peer_errc::not_connected);
+#endif
   }
   {
     tcp_socket closed(ctx);
@@ -460,6 +519,7 @@ CO_TEST_CASE("errors: reset peer, shut-down socket, unconnected and closed socke
   }
 }
 
+#if !defined(_WIN32) // a cancelled overlapped TCP send leaves no count to check: see the Windows case below
 CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and reports the bytes already sent")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -501,7 +561,9 @@ CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and re
   CHECK(!tail_result);
   CHECK(tail_sent == tail.size());
 }
+#endif
 
+#if !defined(_WIN32) // as above
 CO_TEST_CASE("a send that fails part-way with the default token says how many bytes went out")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -531,6 +593,7 @@ CO_TEST_CASE("a send that fails part-way with the default token says how many by
   co_await read_slowly(b, received, sent);
   CHECK(std::equal(received.begin(), received.end(), data.begin()));
 }
+#endif
 
 CO_TEST_CASE("cancelling a send that has not had its turn sends nothing of it")
 {
@@ -580,14 +643,19 @@ CO_TEST_CASE("socket.cancel() and close() abort the waiting send and every send 
       a.close();
     else
       a.cancel();
-    for (int i = 0; i < 100 && results.size() < 3; ++i)
-      co_await asio::post(ctx, asio::use_awaitable);
+    // An overlapped send's cancellation arrives through the completion port, a while after the call.
+    asio::steady_timer pause(ctx);
+    for (int i = 0; i < 500 && results.size() < 3; ++i) {
+      pause.expires_after(std::chrono::milliseconds(10));
+      co_await pause.async_wait(use_tuple);
+    }
     REQUIRE(results.size() == 3);
     for (const auto& ec : results)
       CHECK(peergraph::peer_error(ec) == peer_errc::operation_aborted);
   }
 }
 
+#if !defined(_WIN32) // kernel zero-copy is Linux's
 CO_TEST_CASE("zero_copy completes once the kernel released the pages and says whether it copied anyway")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -623,10 +691,15 @@ CO_TEST_CASE("zero_copy completes once the kernel released the pages and says wh
   CHECK(std::equal(data.begin(), data.end(), received.begin()));
   CHECK(std::equal(data.begin(), data.end(), received.begin() + static_cast<std::ptrdiff_t>(size)));
 }
+#endif
 
 CO_TEST_CASE("zero_copy falls back to an ordinary send where the socket cannot do it, and says so")
 {
+#if defined(_WIN32)
+  auto [a, b] = tcp_pair(ctx.get_executor()); // Windows has no kernel zero-copy at all
+#else
   auto [a, b] = peergraph::test::unix_pair(ctx.get_executor());
+#endif
   const auto data = pattern(22, 20'000);
   auto report = co_await peergraph::async_send_zero_copy(a, asio::buffer(data));
   REQUIRE(report.has_value());
@@ -637,6 +710,7 @@ CO_TEST_CASE("zero_copy falls back to an ordinary send where the socket cannot d
   CHECK(received == data);
 }
 
+#if !defined(_WIN32) // kernel zero-copy is Linux's
 CO_TEST_CASE("2,000 zero-copy sends in a row complete in order with every byte intact while releases come late")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -698,6 +772,7 @@ CO_TEST_CASE("2,000 zero-copy sends in a row complete in order with every byte i
     REQUIRE(completed[i] == i);
   CHECK(received == data); // the bytes went out whole and in start order
 }
+#endif
 
 CO_TEST_CASE("a zero-copy send larger than the socket's buffers sends every byte before it waits for its pages")
 {
@@ -829,14 +904,14 @@ CO_TEST_CASE("a zero-copy send waiting for its pages: its slot cannot cut it sho
 
 TEST_CASE("an io_context destroyed with a zero-copy send waiting for its pages frees it")
 {
-  int descriptor = -1;
+  peergraph::detail::native_socket descriptor{};
   int handlers_run = 0;
   const auto filler = pattern(27, 1024 * 1024);
   const auto data = pattern(28, 4096);
   {
     asio::io_context ctx;
     auto [a, b] = tcp_pair(ctx.get_executor());
-    descriptor = static_cast<int>(a.native_handle());
+    descriptor = a.native_handle();
     if (hold_back_releases(a, b, filler) == 0) {
       MESSAGE("the kernel's buffers let every byte through at once: nothing to wait for");
       return;
@@ -880,8 +955,10 @@ TEST_CASE("zero-copy sends started on another thread while a two-thread pool run
       break;
     }
   }
-  if (ok != count)
-    ::shutdown(b.native_handle(), SHUT_RDWR); // the reader would wait for bytes that never come
+  if (ok != count) {
+    std::error_code ignored;
+    b.shutdown(asio::socket_base::shutdown_both, ignored); // the reader would wait for bytes that never come
+  }
   reader.join();
   CHECK(ok == count);
   CHECK(received == data);
@@ -951,13 +1028,13 @@ TEST_CASE("every Asio token works: callback, use_future, deferred, use_awaitable
 TEST_CASE("an io_context destroyed with sends still waiting frees them and leaves the descriptor usable")
 {
   const auto data = pattern(23, 4 * 1024 * 1024);
-  int descriptor = -1;
+  peergraph::detail::native_socket descriptor{};
   int handlers_run = 0;
   {
     asio::io_context ctx;
     auto [a, b] = tcp_pair(ctx.get_executor());
     peergraph::test::shrink_buffers(a, b);
-    descriptor = static_cast<int>(a.native_handle());
+    descriptor = a.native_handle();
     for (int i = 0; i < 3; ++i)
       peergraph::async_send(a, asio::buffer(data), [&](std::error_code, std::size_t) { ++handlers_run; });
     ctx.poll();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <peergraph/config.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/expected.hpp>
 #include <peergraph/use_expected.hpp>
@@ -73,7 +74,7 @@ constexpr bool has_flags(send_flags flags, send_flags test) noexcept
 template <class Socket>
 concept send_socket = requires(Socket& socket) {
   typename Socket::executor_type;
-  { socket.native_handle() } -> std::convertible_to<int>;
+  { socket.native_handle() } -> std::convertible_to<detail::native_socket>;
   { socket.is_open() } -> std::same_as<bool>;
   socket.get_executor();
 };

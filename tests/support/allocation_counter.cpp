@@ -15,12 +15,24 @@
 #define PEERGRAPH_TEST_ASAN_OWNS_MALLOC
 #endif
 
-#if !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+#if defined(_WIN32)
+#include <malloc.h> // _aligned_malloc: the C runtime's free() cannot release an aligned block there
+#elif !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
 extern "C" void* __libc_memalign(std::size_t alignment, std::size_t size);
 #endif
 
 namespace {
 std::atomic<std::size_t> allocations{0};
+
+[[maybe_unused]] void free_aligned(void* p) noexcept
+{
+#if defined(_WIN32)
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
+}
+
 std::atomic<std::size_t> fail_above{0}; // 0: disarmed
 std::atomic<std::size_t> refused{0};
 
@@ -86,7 +98,9 @@ void* operator new(std::size_t size, std::align_val_t alignment)
     throw std::bad_alloc();
   const auto align = static_cast<std::size_t>(alignment);
   const std::size_t rounded = (size == 0 ? align : (size + align - 1) / align * align); // aligned_alloc's rule
-#if defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+#if defined(_WIN32)
+  void* p = _aligned_malloc(rounded, align);
+#elif defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
   void* p = std::aligned_alloc(align, rounded);
 #else
   void* p = __libc_memalign(align, rounded); // not through aligned_alloc, which would count it again
@@ -103,22 +117,22 @@ void* operator new[](std::size_t size, std::align_val_t alignment)
 
 void operator delete(void* p, std::align_val_t) noexcept
 {
-  std::free(p);
+  free_aligned(p);
 }
 
 void operator delete[](void* p, std::align_val_t) noexcept
 {
-  std::free(p);
+  free_aligned(p);
 }
 
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept
 {
-  std::free(p);
+  free_aligned(p);
 }
 
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept
 {
-  std::free(p);
+  free_aligned(p);
 }
 
 void operator delete(void* p) noexcept
@@ -126,7 +140,7 @@ void operator delete(void* p) noexcept
   std::free(p);
 }
 
-#if !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC)
+#if !defined(PEERGRAPH_TEST_ASAN_OWNS_MALLOC) && !defined(_WIN32)
 extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept
 {
   allocations.fetch_add(1, std::memory_order_relaxed);

@@ -26,6 +26,9 @@ extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 #else
 #include <malloc.h>
 #endif
+#if defined(_WIN32)
+#include <windows.h>
+#endif
 
 namespace peergraph::test {
 
@@ -34,6 +37,13 @@ inline std::size_t heap_in_use()
 {
 #ifdef PEERGRAPH_TEST_SANITIZER_HEAP
   return __sanitizer_get_current_allocated_bytes();
+#elif defined(_WIN32)
+  // The C runtime has no running total there: the blocks in use, counted.
+  std::size_t used = 0;
+  _HEAPINFO entry{};
+  while (_heapwalk(&entry) == _HEAPOK)
+    used += entry._useflag == _USEDENTRY ? entry._size : 0;
+  return used;
 #else
   const auto info = mallinfo2();
   return info.uordblks + info.hblkhd;
@@ -47,15 +57,20 @@ inline std::size_t heap_growth_since(std::size_t before)
   return now > before ? now - before : 0;
 }
 
-/// Open file descriptors of this process: sockets that were never closed show up here.
+/// Open file descriptors of this process (on Windows, its handles): sockets that were never closed show up here.
 inline std::size_t open_descriptors()
 {
+#if defined(_WIN32)
+  DWORD handles = 0;
+  return ::GetProcessHandleCount(::GetCurrentProcess(), &handles) ? handles : 0;
+#else
   std::size_t count = 0;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
        !ec && it != std::filesystem::directory_iterator() && count < 100'000; it.increment(ec))
     ++count;
   return count;
+#endif
 }
 
 /// The largest kernel buffer a TCP socket may grow to, in one direction (net.ipv4.tcp_rmem / tcp_wmem, third value).

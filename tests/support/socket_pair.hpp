@@ -31,6 +31,7 @@ std::pair<asio::ip::tcp::socket, asio::ip::tcp::socket> tcp_pair(const Executor&
   return {std::move(client), std::move(server)};
 }
 
+#if !defined(_WIN32) // AF_UNIX socket pairs: Asio makes them on Windows 10, Wine cannot
 /// A connected AF_UNIX stream pair.
 template <class Executor>
 std::pair<asio::local::stream_protocol::socket, asio::local::stream_protocol::socket> unix_pair(const Executor& ex)
@@ -40,6 +41,7 @@ std::pair<asio::local::stream_protocol::socket, asio::local::stream_protocol::so
   asio::local::connect_pair(a, b);
   return {std::move(a), std::move(b)};
 }
+#endif
 
 /// Shrinks the kernel buffers so that a few hundred KiB fill them and sends must wait for the reader. The receive
 /// side stays large enough to keep TCP out of zero-window probing, which would stall the test for 200 ms at a time.

@@ -87,19 +87,19 @@ private:
   struct pipe
   {
     pipe(tcp::socket accepted, std::size_t buffer_size)
-        : near(std::move(accepted)), far(near.get_executor()), up(buffer_size), down(buffer_size)
+        : inbound(std::move(accepted)), outbound(inbound.get_executor()), up(buffer_size), down(buffer_size)
     {
     }
 
     void close()
     {
       std::error_code ec;
-      near.close(ec);
-      far.close(ec);
+      inbound.close(ec);
+      outbound.close(ec);
     }
 
-    tcp::socket near; // accepted from the connecting side
-    tcp::socket far;  // to the target
+    tcp::socket inbound;  // accepted from the connecting side
+    tcp::socket outbound; // to the target
     std::vector<std::byte> up;
     std::vector<std::byte> down;
     int open_directions = 2;
@@ -152,16 +152,16 @@ private:
   /// Connects `p` to the target, then pumps both directions.
   static asio::awaitable<void> carry(std::shared_ptr<state> s, std::shared_ptr<pipe> p)
   {
-    auto [ec] = co_await p->far.async_connect(s->target, use_tuple);
-    if (ec || !p->near.is_open()) {
+    auto [ec] = co_await p->outbound.async_connect(s->target, use_tuple);
+    if (ec || !p->inbound.is_open()) {
       finish(*s, p);
       co_return;
     }
     std::error_code ignored;
-    p->near.set_option(tcp::no_delay(true), ignored);
-    p->far.set_option(tcp::no_delay(true), ignored);
-    asio::co_spawn(s->acceptor.get_executor(), pump(s, p, p->near, p->far, p->up), asio::detached);
-    asio::co_spawn(s->acceptor.get_executor(), pump(s, p, p->far, p->near, p->down), asio::detached);
+    p->inbound.set_option(tcp::no_delay(true), ignored);
+    p->outbound.set_option(tcp::no_delay(true), ignored);
+    asio::co_spawn(s->acceptor.get_executor(), pump(s, p, p->inbound, p->outbound, p->up), asio::detached);
+    asio::co_spawn(s->acceptor.get_executor(), pump(s, p, p->outbound, p->inbound, p->down), asio::detached);
   }
 
   /// Copies what `from` reads to `to` through `buffer` (members of `p`, which the coroutine keeps alive).

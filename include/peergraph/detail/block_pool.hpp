@@ -16,6 +16,20 @@
 #include <new>
 #include <utility>
 
+// MinGW: its std::mutex (winpthreads) has no constexpr constructor, so the shared lists are initialised before main
+// (no static initialiser of the library allocates from them); and its thread-local storage (emutls) frees a thread's
+// variables before the destructors of its other thread-local objects run, so a cache could not be given back when its
+// thread ends: there every block goes to and from the shared lists.
+#if defined(__MINGW32__)
+#define PEERGRAPH_POOL_CONSTEXPR
+#define PEERGRAPH_POOL_CONSTINIT
+#define PEERGRAPH_POOL_THREAD_CACHE 0
+#else
+#define PEERGRAPH_POOL_CONSTEXPR constexpr
+#define PEERGRAPH_POOL_CONSTINIT constinit
+#define PEERGRAPH_POOL_THREAD_CACHE 1
+#endif
+
 namespace peergraph::detail {
 
 /// A process-wide pool of blocks from 64 bytes to 64 KiB. Larger requests go straight to the heap.
@@ -57,8 +71,10 @@ public:
   {
     if (size <= max_block) [[likely]] {
       const std::size_t index = class_of(size);
+#if PEERGRAPH_POOL_THREAD_CACHE
       if (void* cached = local_cache().take(index)) [[likely]]
         return cached;
+#endif
       return allocate_shared(index);
     }
     return ::operator new(size);
@@ -68,8 +84,11 @@ public:
   {
     if (size <= max_block) [[likely]] {
       const std::size_t index = class_of(size);
-      if (!local_cache().keep(index, p, cache_limits[index])) [[unlikely]]
-        deallocate_shared(p, index);
+#if PEERGRAPH_POOL_THREAD_CACHE
+      if (local_cache().keep(index, p, cache_limits[index])) [[likely]]
+        return;
+#endif
+      deallocate_shared(p, index);
       return;
     }
     ::operator delete(p);
@@ -224,7 +243,7 @@ private:
     return size <= min_block ? 0 : static_cast<std::size_t>(std::bit_width((size - 1) / min_block));
   }
 
-  constexpr block_pool() noexcept = default;
+  PEERGRAPH_POOL_CONSTEXPR block_pool() noexcept = default;
 
   std::array<class_list, class_count> lists_;
 
@@ -232,8 +251,8 @@ private:
   static thread_local thread_cache local_cache_;
 };
 
-// Constant-initialised: reaching the pool and a thread's cache costs no initialisation check.
-inline constinit block_pool block_pool::pool_{};
+// Constant-initialised (but on MinGW, above): reaching the pool and a thread's cache costs no initialisation check.
+inline PEERGRAPH_POOL_CONSTINIT block_pool block_pool::pool_{};
 inline constinit thread_local block_pool::thread_cache block_pool::local_cache_{};
 
 inline void block_pool::thread_cache::arm_drain() noexcept

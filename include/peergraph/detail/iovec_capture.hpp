@@ -10,6 +10,7 @@
 
 #include <asio/buffer.hpp>
 #include <peergraph/detail/block_pool.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -17,11 +18,10 @@
 #include <span>
 #include <utility>
 
-#include <sys/uio.h>
-
 namespace peergraph::detail {
 
-/// Owns copies of the descriptors (never the bytes) of a buffer sequence, zero-length buffers dropped.
+/// Owns copies of the descriptors (never the bytes) of a buffer sequence as the system's descriptors (iovec, or
+/// WSABUF on Windows, where a buffer longer than a ULONG counts is split over several), zero-length buffers dropped.
 ///
 /// Small sequences live inline, so the common one- and two-buffer sends allocate nothing; longer ones use Asio's
 /// block pool (detail/block_pool.hpp), so a steady stream of equal-sized gathers does not reach the heap either.
@@ -48,20 +48,21 @@ public:
     PEERGRAPH_ASSERT(prefix.size() <= max_prefix_size);
     const auto first = asio::buffer_sequence_begin(buffers);
     const auto last = asio::buffer_sequence_end(buffers);
-    const auto n = static_cast<std::size_t>(std::distance(first, last));
-    reserve(n + 1);
+    reserve(descriptors_for(first, last) + 1);
     if (!prefix.empty()) {
       prefix_size_ = prefix.size();
       std::copy(prefix.begin(), prefix.end(), prefix_);
-      data_[count_++] = ::iovec{prefix_, prefix_size_};
+      data_[count_++] = make_io_buffer(prefix_, prefix_size_);
       total_bytes_ += prefix_size_;
     }
     for (auto it = first; it != last; ++it) {
       const asio::const_buffer buffer(*it);
-      if (buffer.size() == 0)
-        continue;
-      // iovec is a C struct without const; the send path only ever reads through it.
-      data_[count_++] = ::iovec{const_cast<void*>(buffer.data()), buffer.size()};
+      const auto* bytes = static_cast<const std::byte*>(buffer.data());
+      for (std::size_t done = 0; done != buffer.size();) {
+        const std::size_t piece = std::min(buffer.size() - done, max_io_buffer_size);
+        data_[count_++] = make_io_buffer(bytes + done, piece);
+        done += piece;
+      }
       total_bytes_ += buffer.size();
     }
   }
@@ -83,7 +84,7 @@ public:
   ~iovec_capture() { release(); }
 
   /// The descriptors not yet consumed.
-  [[nodiscard]] ::iovec* data() noexcept { return data_ + first_; }
+  [[nodiscard]] io_buffer* data() noexcept { return data_ + first_; }
   [[nodiscard]] std::size_t count() const noexcept { return count_ - first_; }
   [[nodiscard]] bool empty() const noexcept { return first_ == count_; }
   /// The bytes of every captured buffer, consumed or not.
@@ -93,21 +94,33 @@ public:
   /// Only the library's copies of the descriptors change; the bytes they point to are never touched.
   void consume(std::size_t bytes) noexcept
   {
-    while (first_ != count_ && bytes >= data_[first_].iov_len) {
-      bytes -= data_[first_].iov_len;
+    while (first_ != count_ && bytes >= io_buffer_size(data_[first_])) {
+      bytes -= io_buffer_size(data_[first_]);
       ++first_;
     }
-    if (first_ != count_ && bytes > 0) {
-      data_[first_].iov_base = static_cast<char*>(data_[first_].iov_base) + bytes;
-      data_[first_].iov_len -= bytes;
-    }
+    if (first_ != count_ && bytes > 0)
+      advance_io_buffer(data_[first_], bytes);
   }
 
 private:
+  /// The descriptors the buffers of [first, last) take: one per non-empty buffer, where no buffer is too long for one.
+  template <class Iterator>
+  static std::size_t descriptors_for(Iterator first, Iterator last)
+  {
+    if constexpr (max_io_buffer_size == SIZE_MAX) {
+      return static_cast<std::size_t>(std::distance(first, last));
+    } else {
+      std::size_t n = 0;
+      for (auto it = first; it != last; ++it)
+        n += (asio::const_buffer(*it).size() + max_io_buffer_size - 1) / max_io_buffer_size;
+      return n;
+    }
+  }
+
   void reserve(std::size_t n)
   {
     if (n > inline_capacity) {
-      data_ = pool_allocator<::iovec>().allocate(n);
+      data_ = pool_allocator<io_buffer>().allocate(n);
       capacity_ = n;
     }
   }
@@ -132,8 +145,8 @@ private:
       std::memcpy(prefix_, other.prefix_, sizeof prefix_);
       // The prefix is always the first descriptor; re-point it (and any trim of it) at this object's copy.
       if (first_ == 0) {
-        const auto trimmed = static_cast<std::size_t>(static_cast<std::byte*>(data_[0].iov_base) - other.prefix_);
-        data_[0].iov_base = prefix_ + trimmed;
+        const std::size_t trimmed = prefix_size_ - io_buffer_size(data_[0]);
+        data_[0] = make_io_buffer(prefix_ + trimmed, prefix_size_ - trimmed);
       }
     }
     other.first_ = 0;
@@ -144,15 +157,15 @@ private:
   void release() noexcept
   {
     if (data_ != inline_)
-      pool_allocator<::iovec>().deallocate(data_, capacity_);
+      pool_allocator<io_buffer>().deallocate(data_, capacity_);
     data_ = inline_;
     capacity_ = inline_capacity;
   }
 
-  ::iovec inline_[inline_capacity];
+  io_buffer inline_[inline_capacity];
   std::byte prefix_[max_prefix_size];
   std::size_t prefix_size_ = 0;
-  ::iovec* data_ = inline_;
+  io_buffer* data_ = inline_;
   std::size_t capacity_ = inline_capacity;
   std::size_t first_ = 0;
   std::size_t count_ = 0;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <peergraph/config.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -47,7 +48,7 @@ protected:
   ~send_waiter() = default;
 };
 
-/// Per-socket FIFO queues of sends that have not finished, indexed by native handle.
+/// Per-socket FIFO queues of sends that have not finished, indexed by socket_index() of the native handle.
 ///
 /// The common case (no send waiting anywhere in the process) costs one relaxed atomic load; the lock is taken only
 /// while some socket has a send waiting for writability.
@@ -61,27 +62,27 @@ public:
   }
 
   /// True when no send is pending on `fd`, so a new one may write at once.
-  [[nodiscard]] bool idle(int fd) noexcept
+  [[nodiscard]] bool idle(native_socket fd) noexcept
   {
     if (queued_sockets_.load(std::memory_order_acquire) == 0)
       return true;
     const std::lock_guard lock(mutex_);
-    const auto index = static_cast<std::size_t>(fd);
+    const auto index = socket_index(fd);
     return index >= queues_.size() || queues_[index].head == nullptr;
   }
 
   /// Makes room for the queue of `fd` before its first send that has to wait, which then allocates nothing.
-  void reserve(int fd)
+  void reserve(native_socket fd)
   {
     const std::lock_guard lock(mutex_);
-    make_room(static_cast<std::size_t>(fd));
+    make_room(socket_index(fd));
   }
 
   /// Appends `waiter`; returns true when it is at the head (nothing earlier is pending).
-  bool enqueue(int fd, send_waiter* waiter)
+  bool enqueue(native_socket fd, send_waiter* waiter)
   {
     const std::lock_guard lock(mutex_);
-    const auto index = static_cast<std::size_t>(fd);
+    const auto index = socket_index(fd);
     make_room(index);
     queue& q = queues_[index];
     waiter->next_in_queue = nullptr;
@@ -96,10 +97,10 @@ public:
   }
 
   /// Removes the finished head `waiter`; returns the send that is now at the head, if any.
-  send_waiter* pop_head(int fd, send_waiter* waiter) noexcept
+  send_waiter* pop_head(native_socket fd, send_waiter* waiter) noexcept
   {
     const std::lock_guard lock(mutex_);
-    queue& q = queues_[static_cast<std::size_t>(fd)];
+    queue& q = queues_[socket_index(fd)];
     PEERGRAPH_ASSERT(q.head == waiter);
     q.head = waiter->next_in_queue;
     if (q.head == nullptr) {
@@ -110,10 +111,10 @@ public:
   }
 
   /// Removes a waiter that is not at the head (it was cancelled before its turn). False if it is not queued there.
-  bool remove_waiting(int fd, send_waiter* waiter) noexcept
+  bool remove_waiting(native_socket fd, send_waiter* waiter) noexcept
   {
     const std::lock_guard lock(mutex_);
-    const auto index = static_cast<std::size_t>(fd);
+    const auto index = socket_index(fd);
     if (index >= queues_.size() || queues_[index].head == waiter)
       return false;
     queue& q = queues_[index];
@@ -129,10 +130,10 @@ public:
   }
 
   /// Unlinks every send queued behind the head `waiter` and returns the first of them (linked by next_in_queue).
-  send_waiter* detach_followers(int fd, send_waiter* waiter) noexcept
+  send_waiter* detach_followers(native_socket fd, send_waiter* waiter) noexcept
   {
     const std::lock_guard lock(mutex_);
-    queue& q = queues_[static_cast<std::size_t>(fd)];
+    queue& q = queues_[socket_index(fd)];
     PEERGRAPH_ASSERT(q.head == waiter);
     send_waiter* followers = waiter->next_in_queue;
     waiter->next_in_queue = nullptr;
@@ -144,13 +145,13 @@ public:
   /// complete with operation_aborted, and so does the head if it is still waiting for writability with nothing
   /// written. Sends that are not withdrawable, and a head that has written part of its bytes, stay queued and go out
   /// in order, so that what follows them on the stream stays intact. Call on the socket's executor.
-  void withdraw(int fd) noexcept
+  void withdraw(native_socket fd) noexcept
   {
     send_waiter* withdrawn = nullptr;
     send_waiter* head = nullptr;
     {
       const std::lock_guard lock(mutex_);
-      const auto index = static_cast<std::size_t>(fd);
+      const auto index = socket_index(fd);
       if (index >= queues_.size() || queues_[index].head == nullptr)
         return;
       queue& q = queues_[index];

@@ -1,7 +1,9 @@
 //
 // peergraph/detail/socket_ops.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// The system calls of the send path, wrapped so that they never block, never raise SIGPIPE and report errno values.
+// The operating system's side of the send path: the native socket and buffer descriptor types, and on POSIX the
+// system calls, wrapped so that they never block, never raise SIGPIPE and report errno values. On Windows a send is
+// an overlapped WSASend (detail/overlapped_send.hpp); what is here only names its types.
 //
 #pragma once
 
@@ -12,9 +14,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
 
+#if defined(_WIN32)
+#include <winsock2.h>
+#else
 #include <sys/socket.h>
 #include <sys/uio.h>
+#endif
 
 #if PEERGRAPH_HAS_MSG_ZEROCOPY
 #include <linux/errqueue.h>
@@ -23,55 +30,155 @@
 
 namespace peergraph::detail {
 
+#if defined(_WIN32)
+/// A socket as the system names it (Asio's native_handle()): a handle on Windows, so wider than int.
+using native_socket = ::SOCKET;
+/// One buffer descriptor of a gathering send: Winsock's WSABUF (a ULONG length, then the pointer).
+using io_buffer = ::WSABUF;
+/// The longest buffer one WSABUF describes; a longer one is split over several descriptors.
+inline constexpr std::size_t max_io_buffer_size = ULONG_MAX;
+/// The most descriptors one WSASend gets. Winsock names no limit; this keeps each call's descriptor array, and a
+/// datagram's, the size POSIX allows.
+inline constexpr std::size_t max_iovecs_per_call = 1024;
+/// The error of a send that found no room and took nothing.
+inline constexpr int would_block_error = WSAEWOULDBLOCK;
+/// send_flags::partial on a message socket: Winsock's own flag.
+inline constexpr int partial_message_flag = MSG_PARTIAL;
+
+inline io_buffer make_io_buffer(const void* data, std::size_t size) noexcept
+{
+  // WSABUF is a C struct without const; the send path only ever reads through it.
+  return io_buffer{static_cast<ULONG>(size), static_cast<char*>(const_cast<void*>(data))};
+}
+inline const std::byte* io_buffer_data(const io_buffer& buffer) noexcept
+{
+  return reinterpret_cast<const std::byte*>(buffer.buf);
+}
+inline std::size_t io_buffer_size(const io_buffer& buffer) noexcept
+{
+  return buffer.len;
+}
+inline void advance_io_buffer(io_buffer& buffer, std::size_t bytes) noexcept
+{
+  buffer.buf += bytes;
+  buffer.len -= static_cast<ULONG>(bytes);
+}
+#else
+using native_socket = int;
+using io_buffer = ::iovec;
+inline constexpr std::size_t max_io_buffer_size = SIZE_MAX;
 /// The largest iovec count one sendmsg accepts (POSIX IOV_MAX; 1024 on Linux).
 #if defined(IOV_MAX)
 inline constexpr std::size_t max_iovecs_per_call = IOV_MAX;
 #else
 inline constexpr std::size_t max_iovecs_per_call = 16;
 #endif
+inline constexpr int would_block_error = EAGAIN;
+/// send_flags::partial on a message socket: the part waits for the rest of the message (MSG_MORE's "more data
+/// follows"), as MSG_PARTIAL's parts do; where MSG_MORE is missing, each part goes out as it is sent.
+#if defined(MSG_MORE)
+inline constexpr int partial_message_flag = MSG_MORE;
+#else
+inline constexpr int partial_message_flag = 0;
+#endif
 
-/// What one non-blocking sendmsg achieved.
+inline io_buffer make_io_buffer(const void* data, std::size_t size) noexcept
+{
+  // iovec is a C struct without const; the send path only ever reads through it.
+  return io_buffer{const_cast<void*>(data), size};
+}
+inline const std::byte* io_buffer_data(const io_buffer& buffer) noexcept
+{
+  return static_cast<const std::byte*>(buffer.iov_base);
+}
+inline std::size_t io_buffer_size(const io_buffer& buffer) noexcept
+{
+  return buffer.iov_len;
+}
+inline void advance_io_buffer(io_buffer& buffer, std::size_t bytes) noexcept
+{
+  buffer.iov_base = static_cast<char*>(buffer.iov_base) + bytes;
+  buffer.iov_len -= bytes;
+}
+#endif
+
+#if defined(_WIN32)
+/// The largest message the socket's transport sends whole (SO_MAX_MSG_SIZE: 65,507 for UDP over IPv4); SIZE_MAX
+/// where it does not say.
+inline std::size_t max_message_size(native_socket socket) noexcept
+{
+  unsigned int size = 0;
+  int length = sizeof size;
+  if (::getsockopt(socket, SOL_SOCKET, SO_MAX_MSG_SIZE, reinterpret_cast<char*>(&size), &length) != 0 || size == 0)
+    return SIZE_MAX;
+  return size;
+}
+#endif
+
+/// The index of a socket among the process's sockets, dense from 0 like a descriptor: a POSIX descriptor as it is, a
+/// Windows socket handle divided by four (the system keeps a handle's two low bits clear).
+inline std::size_t socket_index(native_socket socket) noexcept
+{
+#if defined(_WIN32)
+  return static_cast<std::size_t>(socket) >> 2;
+#else
+  return static_cast<std::size_t>(socket);
+#endif
+}
+
+/// What one non-blocking send achieved.
 struct send_some_result
 {
   std::size_t bytes = 0; ///< bytes the kernel took
-  int error = 0;         ///< errno, 0 on success; EAGAIN means "nothing taken, wait for writability"
+  int error = 0;         ///< system error, 0 on success; would_block_error: nothing taken, wait for writability
 };
 
-/// One non-blocking sendmsg of up to max_iovecs_per_call iovecs; retried on EINTR.
-inline send_some_result send_some(int fd, const ::iovec* iov, std::size_t count, int flags) noexcept
+/// One send of up to max_iovecs_per_call descriptors that does not wait; retried on EINTR.
+///
+/// On Windows nothing is attempted and the result is would_block_error: Asio's sockets there stay in blocking mode
+/// (their operations are overlapped), so the only send that does not wait is an overlapped one.
+inline send_some_result send_some([[maybe_unused]] native_socket socket, [[maybe_unused]] const io_buffer* buffers,
+                                  [[maybe_unused]] std::size_t count, [[maybe_unused]] int flags) noexcept
 {
+#if defined(_WIN32)
+  return {0, would_block_error};
+#else
   ::msghdr msg{};
   // sendmsg never writes through msg_iov; the cast only satisfies the C declaration.
-  msg.msg_iov = const_cast<::iovec*>(iov);
+  msg.msg_iov = const_cast<::iovec*>(buffers);
   msg.msg_iovlen = count < max_iovecs_per_call ? count : max_iovecs_per_call;
   for (;;) {
-    const ::ssize_t n = ::sendmsg(fd, &msg, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+    const ::ssize_t n = ::sendmsg(socket, &msg, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n >= 0)
       return {static_cast<std::size_t>(n), 0};
     if (errno != EINTR)
       return {0, errno == EWOULDBLOCK ? EAGAIN : errno};
   }
+#endif
 }
 
-/// The errno a failed send reports. Linux answers EPIPE both on a socket that was never connected and on one whose
-/// sending side was shut down; Winsock tells them apart (WSAENOTCONN, WSAESHUTDOWN), and so does this.
-inline int send_error_errno(int fd, int error) noexcept
+/// The error a failed send reports, from the system's error value. Linux answers EPIPE both on a socket that was
+/// never connected and on one whose sending side was shut down; Winsock tells them apart (WSAENOTCONN,
+/// WSAESHUTDOWN), and so does this.
+inline std::error_code send_error_code([[maybe_unused]] native_socket socket, int error) noexcept
 {
-  if (error != EPIPE)
-    return error;
-  ::sockaddr_storage peer{};
-  ::socklen_t length = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<::sockaddr*>(&peer), &length) != 0 && errno == ENOTCONN)
-    return ENOTCONN;
-  return EPIPE;
+#if !defined(_WIN32)
+  if (error == EPIPE) {
+    ::sockaddr_storage peer{};
+    ::socklen_t length = sizeof peer;
+    if (::getpeername(socket, reinterpret_cast<::sockaddr*>(&peer), &length) != 0 && errno == ENOTCONN)
+      error = ENOTCONN;
+  }
+#endif
+  return std::error_code(error, std::system_category());
 }
 
 /// Opts the socket in to MSG_ZEROCOPY; false where the kernel or the socket type does not support it.
-inline bool enable_zero_copy([[maybe_unused]] int fd) noexcept
+inline bool enable_zero_copy([[maybe_unused]] native_socket socket) noexcept
 {
 #if PEERGRAPH_HAS_MSG_ZEROCOPY
   const int one = 1;
-  return ::setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one) == 0;
+  return ::setsockopt(socket, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one) == 0;
 #else
   return false;
 #endif
@@ -95,7 +202,7 @@ struct zero_copy_notifications
 ///
 /// Each notification covers an inclusive range [ee_info, ee_data] of the socket's zero-copy send calls; ranges may be
 /// coalesced, so the count of calls they cover is what tells how many sends have been released.
-inline void read_zero_copy_notifications([[maybe_unused]] int fd,
+inline void read_zero_copy_notifications([[maybe_unused]] native_socket socket,
                                          [[maybe_unused]] zero_copy_notifications& state) noexcept
 {
 #if PEERGRAPH_HAS_MSG_ZEROCOPY
@@ -104,7 +211,7 @@ inline void read_zero_copy_notifications([[maybe_unused]] int fd,
     ::msghdr msg{};
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    if (::recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+    if (::recvmsg(socket, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
       if (errno == EINTR)
         continue;
       return; // EAGAIN: the queue is empty

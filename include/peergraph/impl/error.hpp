@@ -90,6 +90,10 @@ inline constexpr int win32_already_exists = 183;       // ERROR_ALREADY_EXISTS
 inline constexpr int win32_not_found = 1168;           // ERROR_NOT_FOUND
 inline constexpr int win32_network_access_denied = 65; // ERROR_NETWORK_ACCESS_DENIED
 inline constexpr int win32_timeout = 1460;             // ERROR_TIMEOUT
+inline constexpr int win32_broken_pipe = 109;          // ERROR_BROKEN_PIPE (Asio's broken_pipe on Windows)
+inline constexpr int win32_retry = 1237;               // ERROR_RETRY (Asio's try_again on Windows)
+inline constexpr int enametoolong = 10063;             // WSAENAMETOOLONG
+inline constexpr int type_not_found = 10109;           // WSATYPE_NOT_FOUND (a service name that does not resolve)
 } // namespace wsa
 
 // clang-format off
@@ -311,6 +315,10 @@ inline constexpr alias<int> wsa_alias_table[] = {
     {wsa::try_again, peer_errc::host_unreachable},
     {wsa::eproclim, peer_errc::limit_exceeded},
     {wsa::win32_not_found, peer_errc::not_found},
+    {wsa::win32_broken_pipe, peer_errc::shut_down},
+    {wsa::win32_retry, peer_errc::would_block},
+    {wsa::enametoolong, peer_errc::invalid_address},
+    {wsa::type_not_found, peer_errc::invalid_address},
 };
 
 // HRESULTs that share a condition with the value to_hresult() gives (beyond HRESULT_FROM_WIN32 of a known code).

@@ -115,8 +115,15 @@ public:
     acceptor_type acceptor(context_);
     std::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
+#if defined(_WIN32)
+    // Windows' SO_REUSEADDR would let another socket bind the same port and take this node's connections: the port
+    // is this node's alone (and a restart may bind at once: Windows has no TIME_WAIT hold on a listener's port).
+    if (!ec)
+      acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_EXCLUSIVEADDRUSE>(true), ec);
+#else
     if (!ec)
       acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+#endif
     if (!ec && endpoint.protocol() == asio::ip::tcp::v6())
       acceptor.set_option(asio::ip::v6_only(true), ec);
     if (!ec)
@@ -273,8 +280,15 @@ public:
     accept_backoff_.cancel();
     if (acceptor_) {
       std::error_code ignored;
+#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+      // The accept loop closes it once its accept has ended: Asio's io_uring backend (before Asio 1.28) reuses a
+      // closed socket's state for the next socket opened while the kernel still holds the accept, which then takes
+      // that socket's connections into this closed graph.
+      acceptor_->cancel(ignored);
+#else
       acceptor_->close(ignored);
       acceptor_.reset();
+#endif
     }
     for (auto& [key, attempt] : handshakes_) {
       std::error_code ignored;
@@ -342,10 +356,8 @@ private:
       } catch (const std::bad_alloc&) {
         ec = asio::error::no_memory; // paused like running out of descriptors
       }
-      if (closed_ || !acceptor_)
-        co_return;
-      if (ec == asio::error::operation_aborted)
-        co_return;
+      if (closed_ || !acceptor_ || ec == asio::error::operation_aborted)
+        break;
       if (ec == asio::error::connection_aborted)
         continue; // the caller gave up before its turn: nothing is short
       if (ec) {
@@ -363,6 +375,9 @@ private:
         // The caller's socket went with `attempt`; the loop goes on.
       }
     }
+    // Where close() only cancelled the acceptor: no accept of it is pending now.
+    if (closed_)
+      acceptor_.reset();
   }
 
   /// Starts the handshake of an accepted connection, or closes it unread when too many are in their handshake, in
@@ -515,7 +530,7 @@ private:
     c->incoming = incoming; // its address slot passes to the connection
     connections_.emplace(id.value(), c);
     // The first send that finds the socket full allocates nothing then: its queue exists from now on.
-    send_order::instance().reserve(static_cast<int>(c->socket.native_handle()));
+    send_order::instance().reserve(c->socket.native_handle());
     emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt,
                             c->remote_address});
     update_status();

@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -69,7 +68,7 @@ public:
     if (!idle(*c))
       return staging::declined;
     for (std::size_t i = 0; i < frame.count(); ++i)
-      c->stage({static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len});
+      c->stage({io_buffer_data(frame.data()[i]), io_buffer_size(frame.data()[i])});
     schedule_flush(c);
     return staging::staged;
   }
@@ -361,7 +360,7 @@ public:
 
 private:
   /// The descriptor the send path keys a socket's ordered queue by.
-  static int descriptor(connection_type& c) noexcept { return static_cast<int>(c.socket.native_handle()); }
+  static native_socket descriptor(connection_type& c) noexcept { return c.socket.native_handle(); }
 
   /// Whether nothing is queued on the socket of `c`: a write now keeps the order.
   static bool idle(connection_type& c) noexcept { return send_order::instance().idle(descriptor(c)); }
@@ -375,8 +374,8 @@ private:
   /// One write of `bytes` on the socket of `c`, not waiting.
   static send_some_result write_now(connection_type& c, std::span<const std::byte> bytes) noexcept
   {
-    ::iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    return send_some(descriptor(c), &iov, 1, 0);
+    const io_buffer buffer = make_io_buffer(bytes.data(), bytes.size());
+    return send_some(descriptor(c), &buffer, 1, 0);
   }
 
   /// The one way the node's own bytes leave (staged frames, pongs, TLS records): written at once when nothing is
@@ -389,7 +388,7 @@ private:
     if (idle(*c)) {
       const send_some_result result = write_now(*c, bytes);
       written = result.bytes;
-      if (result.error != 0 && result.error != EAGAIN) [[unlikely]]
+      if (result.error != 0 && result.error != would_block_error) [[unlikely]]
         return write_failed(c, result.error);
       if (written == bytes.size())
         return true;
@@ -399,10 +398,10 @@ private:
     return true;
   }
 
-  /// A write on `c` failed with errno `error`: as write_failed; always false, for the caller to return.
+  /// A write on `c` failed with the system's error `error`: as write_failed; always false, for the caller to return.
   PEERGRAPH_COLD bool write_failed(const connection_ptr& c, int error)
   {
-    write_failed(c, peer_error(std::error_code(send_error_errno(descriptor(*c), error), std::system_category())));
+    write_failed(c, peer_error(send_error_code(descriptor(*c), error)));
     return false;
   }
 
@@ -434,7 +433,7 @@ private:
     std::vector<std::span<const std::byte>> parts;
     parts.reserve(frame.count());
     for (std::size_t i = 0; i < frame.count(); ++i)
-      parts.emplace_back(static_cast<const std::byte*>(frame.data()[i].iov_base), frame.data()[i].iov_len);
+      parts.emplace_back(io_buffer_data(frame.data()[i]), io_buffer_size(frame.data()[i]));
     return c.session->encrypt(parts, ciphertext);
   }
 
