@@ -541,6 +541,9 @@ CO_TEST_CASE("10,000 messages on one connection arrive in order")
   }
 }
 
+// Windows: the allocation-free steady state is the direct write's (POSIX); there every write is an overlapped one.
+// And under Wine the program did not exit after the second of these cases (not yet understood).
+#if !defined(_WIN32)
 namespace {
 
 /// The payload size of the next incoming_data event of `g`, skipping other events (at most 100); 0 on failure. The
@@ -724,8 +727,6 @@ asio::awaitable<std::optional<std::vector<std::size_t>>> stream_rounds(peergraph
 
 // A plain TEST_CASE with run() rather than the run_one_for loop of CO_TEST_CASE: Asio keeps its recycled operation
 // memory for the duration of a run() call, and one run_one call at a time would let every handler reach the heap.
-// Windows: the allocation-free steady state is the direct write's (POSIX); there every write is an overlapped one.
-#if !defined(_WIN32)
 TEST_CASE("steady-state send_data and incoming data allocate nothing on the heap, in round trips and streams")
 {
   if (!peergraph::test::allocations_counted()) {
@@ -770,10 +771,7 @@ TEST_CASE("steady-state send_data and incoming data allocate nothing on the heap
 // Sender and receiver on threads of their own, one io_context each, as many applications run: the sends that wait for
 // room complete through any_io_executor, whose own function objects come from two recycled blocks per thread and
 // otherwise from the heap.
-#endif
 
-// Windows: as above; and under Wine the program does not exit after this case (not yet understood).
-#if !defined(_WIN32)
 TEST_CASE("a stream to a slower consumer on another thread allocates nothing on the heap once warm")
 {
   if (!peergraph::test::allocations_counted()) {

@@ -47,7 +47,8 @@ struct send_request
   std::size_t bytes_sent = 0;
   int os_flags = 0;
   std::error_code refused;           // set at initiation when the request cannot be honoured at all
-  bool found_full = false;           // the initiating attempt found the socket full: wait before trying again
+  bool found_full = false;           // the initiating attempt found the socket full (Windows: always, see
+                                     // overlapped_send.hpp): wait before trying again
   bool withdrawable = true;          // send_order::withdraw may take it back while nothing of it is written
   bool zero_copy_requested = false;  // send_flags::zero_copy, not yet switched on for the socket
   bool zero_copy_active = false;     // the socket accepted SO_ZEROCOPY: every sendmsg carries MSG_ZEROCOPY
