@@ -771,7 +771,6 @@ TEST_CASE("steady-state send_data and incoming data allocate nothing on the heap
 // Sender and receiver on threads of their own, one io_context each, as many applications run: the sends that wait for
 // room complete through any_io_executor, whose own function objects come from two recycled blocks per thread and
 // otherwise from the heap.
-
 TEST_CASE("a stream to a slower consumer on another thread allocates nothing on the heap once warm")
 {
   if (!peergraph::test::allocations_counted()) {

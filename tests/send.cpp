@@ -519,7 +519,7 @@ CO_TEST_CASE("errors: reset peer, shut-down socket, unconnected and closed socke
   }
 }
 
-#if !defined(_WIN32) // a cancelled overlapped TCP send leaves no count to check: see the Windows case below
+#if !defined(_WIN32) // a cancelled overlapped TCP send leaves no count to check: see the Windows case above
 CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and reports the bytes already sent")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());

@@ -23,7 +23,10 @@ extern "C" void* __libc_memalign(std::size_t alignment, std::size_t size);
 
 namespace {
 std::atomic<std::size_t> allocations{0};
+std::atomic<std::size_t> fail_above{0}; // 0: disarmed
+std::atomic<std::size_t> refused{0};
 
+/// Frees a block of the aligned operator new.
 [[maybe_unused]] void free_aligned(void* p) noexcept
 {
 #if defined(_WIN32)
@@ -32,9 +35,6 @@ std::atomic<std::size_t> allocations{0};
   std::free(p);
 #endif
 }
-
-std::atomic<std::size_t> fail_above{0}; // 0: disarmed
-std::atomic<std::size_t> refused{0};
 
 /// Counts a request of `size` bytes; false when it is to fail (fail_allocations_above).
 [[maybe_unused]] bool admit(std::size_t size) noexcept
