@@ -135,13 +135,20 @@ struct send_some_result
 
 /// One send of up to max_iovecs_per_call descriptors that does not wait; retried on EINTR.
 ///
-/// On Windows nothing is attempted and the result is would_block_error: Asio's sockets there stay in blocking mode
-/// (their operations are overlapped), so the only send that does not wait is an overlapped one.
-inline send_some_result send_some([[maybe_unused]] native_socket socket, [[maybe_unused]] const io_buffer* buffers,
-                                  [[maybe_unused]] std::size_t count, [[maybe_unused]] int flags) noexcept
+/// On Windows it is a non-overlapped WSASend, which does not wait only on a socket in non-blocking mode: Asio leaves
+/// its sockets blocking (their operations are overlapped, and need no such mode), so only a socket its owner has put
+/// in non-blocking mode may be given here (the graph does so with its connections; the send path's own operations
+/// never call this on Windows: there every send is overlapped, detail/overlapped_send.hpp).
+inline send_some_result send_some(native_socket socket, const io_buffer* buffers, std::size_t count, int flags) noexcept
 {
 #if defined(_WIN32)
-  return {0, would_block_error};
+  DWORD sent = 0;
+  // WSASend never writes through the descriptors; the cast only satisfies the C declaration.
+  if (::WSASend(socket, const_cast<io_buffer*>(buffers),
+                static_cast<DWORD>(count < max_iovecs_per_call ? count : max_iovecs_per_call), &sent,
+                static_cast<DWORD>(flags), nullptr, nullptr) == 0)
+    return {sent, 0};
+  return {0, ::WSAGetLastError()};
 #else
   ::msghdr msg{};
   // sendmsg never writes through msg_iov; the cast only satisfies the C declaration.
@@ -171,6 +178,19 @@ inline std::error_code send_error_code([[maybe_unused]] native_socket socket, in
   }
 #endif
   return std::error_code(error, std::system_category());
+}
+
+/// Closes an Asio socket or acceptor; what is pending on it ends with operation_aborted. On Windows what Winsock holds
+/// of it is cancelled first: closesocket is to cancel the socket's overlapped operations as well, but Wine leaves
+/// them pending (a send or a read that then never completes, holding up whatever waits for it).
+template <class Socket>
+void close_socket(Socket& socket) noexcept
+{
+  std::error_code ignored;
+#if defined(_WIN32)
+  socket.cancel(ignored);
+#endif
+  socket.close(ignored);
 }
 
 /// Opts the socket in to MSG_ZEROCOPY; false where the kernel or the socket type does not support it.

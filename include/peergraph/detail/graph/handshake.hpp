@@ -9,6 +9,7 @@
 
 #include <peergraph/detail/asio_compat.hpp>
 #include <peergraph/detail/graph/context.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/graph_properties.hpp>
 #include <peergraph/ids.hpp>
@@ -77,8 +78,7 @@ void arm_deadline(const std::shared_ptr<handshake_attempt<Context>>& attempt, st
       return;
     if (auto p = weak.lock()) {
       p->timed_out = true;
-      std::error_code ignored;
-      p->socket.close(ignored);
+      close_socket(p->socket);
     }
   });
 }
@@ -136,8 +136,7 @@ public:
   void abandon(attempt_type& attempt, connection_id id)
   {
     attempt.deadline.cancel();
-    std::error_code ignored;
-    attempt.socket.close(ignored);
+    close_socket(attempt.socket);
     admission_.release(attempt, id);
   }
 

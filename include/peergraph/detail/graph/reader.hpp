@@ -16,6 +16,7 @@
 #include <peergraph/detail/graph/frame_dispatch.hpp>
 #include <peergraph/detail/graph/writer.hpp>
 #include <peergraph/detail/pooled_post.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/event.hpp>
 #include <peergraph/wire.hpp>
@@ -531,8 +532,7 @@ private:
     c->reader.reset();
     c->linger.cancel();
     c->keepalive.cancel();
-    std::error_code ignored;
-    c->socket.close(ignored);
+    close_socket(c->socket);
     if (c->established())
       observer_.connection_ended(c, reason.value_or(peer_error(peer_errc::connection_closed)));
   }

@@ -20,6 +20,7 @@
 #include <peergraph/detail/graph/repair.hpp>
 #include <peergraph/detail/graph/writer.hpp>
 #include <peergraph/detail/send_order.hpp>
+#include <peergraph/detail/socket_ops.hpp>
 #include <peergraph/error.hpp>
 #include <peergraph/event.hpp>
 #include <peergraph/graph_properties.hpp>
@@ -279,21 +280,19 @@ public:
     closed_ = true;
     accept_backoff_.cancel();
     if (acceptor_) {
-      std::error_code ignored;
 #if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
       // The accept loop closes it once its accept has ended: Asio's io_uring backend (before Asio 1.28) reuses a
       // closed socket's state for the next socket opened while the kernel still holds the accept, which then takes
       // that socket's connections into this closed graph.
+      std::error_code ignored;
       acceptor_->cancel(ignored);
 #else
-      acceptor_->close(ignored);
+      close_socket(*acceptor_);
       acceptor_.reset();
 #endif
     }
-    for (auto& [key, attempt] : handshakes_) {
-      std::error_code ignored;
-      attempt->socket.close(ignored);
-    }
+    for (auto& [key, attempt] : handshakes_)
+      close_socket(attempt->socket);
     auto open = std::move(connections_);
     connections_.clear();
     last_found_ = nullptr;
@@ -387,8 +386,7 @@ private:
     std::error_code no_address;
     attempt->from = graph_admission::address_key(attempt->socket.remote_endpoint(no_address).address());
     if (no_address || !admission_.may_start_incoming(attempt->from)) {
-      std::error_code ignored;
-      attempt->socket.close(ignored);
+      close_socket(attempt->socket);
       return;
     }
     // Counted here rather than in the handshake's coroutine, which may start only after the next accept.
@@ -531,6 +529,13 @@ private:
     connections_.emplace(id.value(), c);
     // The first send that finds the socket full allocates nothing then: its queue exists from now on.
     send_order::instance().reserve(c->socket.native_handle());
+#if defined(_WIN32)
+    // The writer's direct writes (send_some: a non-overlapped WSASend) must not wait, as MSG_DONTWAIT does on POSIX.
+    // Asio's own operations on the socket are overlapped, which this mode does not touch. (Setting it fails only on
+    // a socket that is not open, whose writes fail anyway.)
+    std::error_code ignored;
+    c->socket.non_blocking(true, ignored);
+#endif
     emit(connection_changed{id, c->kind, connection_status::connected, c->remote_peer, c->remote_node, std::nullopt,
                             c->remote_address});
     update_status();

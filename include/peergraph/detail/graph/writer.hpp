@@ -254,7 +254,7 @@ public:
     } else if (c->socket.is_open()) {
       auto frame = wire::encode_close(wire_reason);
       if (!frame) {
-        c->socket.close(ignored);
+        close_socket(c->socket);
         return;
       }
       if (c->session) {
@@ -264,7 +264,7 @@ public:
         std::vector<std::byte> ciphertext;
         const std::array<std::span<const std::byte>, 1> plain{std::span<const std::byte>(*frame)};
         if (!c->session->encrypt(plain, ciphertext)) {
-          c->socket.close(ignored);
+          close_socket(c->socket);
           return;
         }
         c->session->close(ciphertext);
@@ -286,10 +286,8 @@ public:
     }
     c->linger.expires_after(properties_.close_linger);
     c->linger.async_wait([weak = std::weak_ptr<connection_type>(c)](const std::error_code& ec) {
-      if (auto p = weak.lock(); p && !ec) {
-        std::error_code e;
-        p->socket.close(e);
-      }
+      if (auto p = weak.lock(); p && !ec)
+        close_socket(p->socket);
     });
   }
 
@@ -321,8 +319,7 @@ public:
     c->staging.release();
     c->keepalive.cancel();
     c->linger.cancel();
-    std::error_code ignored;
-    c->socket.close(ignored);
+    close_socket(c->socket);
     resume(c); // a paused reader sees the socket closed and ends
     // The caller may still be inside a member of `c`: it is freed after the current handler at the earliest.
     post_with(context_, pool_allocator<void>(), [keep = std::move(c)] {});
