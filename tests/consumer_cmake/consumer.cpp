@@ -1,12 +1,11 @@
 // A CMake user's program: peergraph from find_package(peergraph CONFIG), linked as peergraph::peergraph. It makes a
-// graph on an io_context, sends a gather of two buffers with async_send over a connected local socket pair, reads
-// them back and closes the graph.
+// graph on an io_context, sends a gather of two buffers with async_send over a TCP connection on loopback, reads
+// them back and closes the graph. The same program builds for Windows (.ci/run, stage windows).
 #include <peergraph.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
-#include <asio/local/connect_pair.hpp>
-#include <asio/local/stream_protocol.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -20,8 +19,7 @@
 
 namespace {
 
-asio::awaitable<bool> run(peergraph::graph& node, asio::local::stream_protocol::socket& sender,
-                          asio::local::stream_protocol::socket& receiver)
+asio::awaitable<bool> run(peergraph::graph& node, asio::ip::tcp::socket& sender, asio::ip::tcp::socket& receiver)
 {
   constexpr std::string_view hello = "hello, ";
   constexpr std::string_view world = "world";
@@ -52,8 +50,10 @@ int main()
     std::fprintf(stderr, "consumer: graph::create failed: %s\n", node.error().message().c_str());
     return 1;
   }
-  asio::local::stream_protocol::socket sender(ctx), receiver(ctx);
-  asio::local::connect_pair(sender, receiver);
+  asio::ip::tcp::acceptor acceptor(ctx, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
+  asio::ip::tcp::socket sender(ctx);
+  sender.connect(acceptor.local_endpoint());
+  asio::ip::tcp::socket receiver = acceptor.accept();
 
   bool ok = false;
   asio::co_spawn(ctx, run(*node, sender, receiver),
