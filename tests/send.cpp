@@ -116,41 +116,6 @@ CO_TEST_CASE("a send the kernel takes at once completes without suspending (POSI
   CHECK(received == data);
 }
 
-#if defined(_WIN32)
-CO_TEST_CASE("on Windows cancelling a send that Winsock holds ends it with operation_aborted")
-{
-  auto [a, b] = tcp_pair(ctx.get_executor());
-  peergraph::test::shrink_buffers(a, b);
-  const auto data = pattern(15, 8 * 1024 * 1024);
-  asio::cancellation_signal cancel;
-  std::error_code result;
-  std::size_t reported = 0;
-  bool done = false;
-  peergraph::async_send(a, asio::buffer(data),
-                        asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code ec, std::size_t n) {
-                          result = ec;
-                          reported = n;
-                          done = true;
-                        }));
-  // Queued behind it: it still gets its turn, whatever Winsock then makes of the connection.
-  bool tail_done = false;
-  peergraph::async_send(a, asio::buffer(data.data(), 1000), [&](std::error_code, std::size_t) { tail_done = true; });
-  co_await asio::post(ctx, asio::use_awaitable);
-  REQUIRE_FALSE(done); // nobody reads: 8 MiB cannot have gone out
-  cancel.emit(asio::cancellation_type::terminal);
-  asio::steady_timer pause(ctx);
-  for (int i = 0; i < 500 && !(done && tail_done); ++i) {
-    pause.expires_after(std::chrono::milliseconds(10));
-    co_await pause.async_wait(use_tuple);
-  }
-  REQUIRE(done);
-  CHECK(tail_done);
-  CHECK(result == asio::error::operation_aborted);
-  CHECK(peergraph::peer_error(result) == peer_errc::operation_aborted);
-  CHECK(reported < data.size());
-}
-#endif
-
 CO_TEST_CASE("the descriptor array is captured at the call, so a stack array may die before the send is awaited")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -519,7 +484,6 @@ CO_TEST_CASE("errors: reset peer, shut-down socket, unconnected and closed socke
   }
 }
 
-#if !defined(_WIN32) // a cancelled overlapped TCP send leaves no count to check: see the Windows case above
 CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and reports the bytes already sent")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
@@ -539,13 +503,30 @@ CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and re
   const auto tail = pattern(16, 1000);
   std::error_code tail_result = asio::error::would_block;
   std::size_t tail_sent = 0;
+  bool tail_done = false;
   peergraph::async_send(a, asio::buffer(tail), [&](std::error_code ec, std::size_t n) {
     tail_result = ec;
     tail_sent = n;
+    tail_done = true;
   });
   co_await asio::post(ctx, asio::use_awaitable);
-  REQUIRE_FALSE(done);
+  REQUIRE_FALSE(done); // nobody reads: 8 MiB cannot have gone out
   cancel.emit(asio::cancellation_type::terminal);
+#if defined(_WIN32)
+  // The send Winsock holds is cancelled with CancelIoEx; its completion comes through the port a while later. What
+  // went out of a cancelled overlapped TCP send is not reported, so the stream is not checked here; the send behind
+  // it still gets its turn, whatever Winsock then makes of the connection.
+  asio::steady_timer pause(ctx);
+  for (int i = 0; i < 500 && !(done && tail_done); ++i) {
+    pause.expires_after(std::chrono::milliseconds(10));
+    co_await pause.async_wait(use_tuple);
+  }
+  REQUIRE(done);
+  CHECK(tail_done);
+  CHECK(result == asio::error::operation_aborted);
+  CHECK(peergraph::peer_error(result) == peer_errc::operation_aborted);
+  CHECK(reported < data.size());
+#else
   for (int i = 0; i < 100 && !done; ++i)
     co_await asio::post(ctx, asio::use_awaitable);
   REQUIRE(done);
@@ -558,12 +539,13 @@ CO_TEST_CASE("cancellation through the token's slot aborts a waiting send and re
   co_await read_slowly(b, received, reported + tail.size());
   CHECK(std::equal(received.begin(), received.begin() + static_cast<std::ptrdiff_t>(reported), data.begin()));
   CHECK(std::equal(received.begin() + static_cast<std::ptrdiff_t>(reported), received.end(), tail.begin()));
+  CHECK(tail_done);
   CHECK(!tail_result);
   CHECK(tail_sent == tail.size());
-}
 #endif
+}
 
-#if !defined(_WIN32) // as above
+#if !defined(_WIN32) // what went out of a cancelled overlapped TCP send is not reported (see above)
 CO_TEST_CASE("a send that fails part-way with the default token says how many bytes went out")
 {
   auto [a, b] = tcp_pair(ctx.get_executor());
