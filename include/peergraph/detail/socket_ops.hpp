@@ -9,6 +9,8 @@
 
 #include <peergraph/config.hpp>
 
+#include <asio/error.hpp>
+
 #include <cerrno>
 #include <climits>
 #include <cstddef>
@@ -191,6 +193,33 @@ void close_socket(Socket& socket) noexcept
   socket.cancel(ignored);
 #endif
   socket.close(ignored);
+}
+
+/// Whether a failed accept concerns only the connection it was taking, so that the next accept can follow at once:
+/// the caller reset or abandoned it before its turn, or the network reported an error pending on it. Any other
+/// failure (out of descriptors or memory) would repeat at once, and the accepting loop pauses instead.
+inline bool accept_failed_for_that_connection_only(const std::error_code& error) noexcept
+{
+  if (error == asio::error::connection_aborted || error == asio::error::connection_reset)
+    return true;
+  const auto is = [&error](int value) { return error == std::error_code(value, asio::error::get_system_category()); };
+#if defined(_WIN32)
+  // AcceptEx ends with these for a connection reset in the backlog (Wine: ERROR_UNEXP_NET_ERR).
+  return is(ERROR_NETNAME_DELETED) || is(ERROR_UNEXP_NET_ERR) || is(ERROR_CONNECTION_ABORTED);
+#else
+  // accept(2): Linux reports errors already pending on the new connection, to be treated as EAGAIN; for TCP these.
+  if (is(ENETDOWN) || is(EPROTO) || is(ENOPROTOOPT) || is(EHOSTUNREACH) || is(EOPNOTSUPP) || is(ENETUNREACH))
+    return true;
+#if defined(EHOSTDOWN)
+  if (is(EHOSTDOWN))
+    return true;
+#endif
+#if defined(ENONET)
+  if (is(ENONET))
+    return true;
+#endif
+  return false;
+#endif
 }
 
 /// Opts the socket in to MSG_ZEROCOPY; false where the kernel or the socket type does not support it.

@@ -357,8 +357,8 @@ private:
       }
       if (closed_ || !acceptor_ || ec == asio::error::operation_aborted)
         break;
-      if (ec == asio::error::connection_aborted)
-        continue; // the caller gave up before its turn: nothing is short
+      if (accept_failed_for_that_connection_only(ec))
+        continue; // the caller gave up before its turn, or its connection failed: nothing is short
       if (ec) {
         // Out of descriptors or memory: the caller stays in the backlog and an accept now would fail again at once.
         // Pause, longer each time, rather than spin until descriptors come back.
