@@ -11,6 +11,7 @@
 #include "support/process_stats.hpp"
 #include "support/socket_pair.hpp"
 
+#include <peergraph/detail/socket_ops.hpp>
 #include <peergraph/wire.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -32,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace {
@@ -635,6 +637,32 @@ CO_TEST_CASE("2,000 connections opened and dropped leave no socket, no pending h
     return c != nullptr && c->status != connection_status::connected;
   }) == 0);
   co_await exchange(a, b, healthy, "after the flood");
+}
+
+// The flood above on Windows: AcceptEx reports each connection reset in the backlog as a failed accept, and the
+// listener must go on at once (a pause per reset let a flood hold off every real caller); a failure for want of
+// descriptors or memory must pause it instead (an accept then would fail again at once, so the loop would spin).
+TEST_CASE("a failed accept is the caller's own only for errors of that connection, never for want of resources")
+{
+  using peergraph::detail::accept_failed_for_that_connection_only;
+  const auto native = [](int value) { return std::error_code(value, asio::error::get_system_category()); };
+  CHECK(accept_failed_for_that_connection_only(asio::error::connection_aborted));
+  CHECK(accept_failed_for_that_connection_only(asio::error::connection_reset));
+  CHECK_FALSE(accept_failed_for_that_connection_only(asio::error::no_memory));
+  CHECK_FALSE(accept_failed_for_that_connection_only(asio::error::no_descriptors));
+  CHECK_FALSE(accept_failed_for_that_connection_only(asio::error::no_buffer_space));
+  CHECK_FALSE(accept_failed_for_that_connection_only(asio::error::bad_descriptor));
+  CHECK_FALSE(accept_failed_for_that_connection_only(asio::error::invalid_argument));
+#if defined(_WIN32)
+  CHECK(accept_failed_for_that_connection_only(native(ERROR_NETNAME_DELETED)));
+  CHECK(accept_failed_for_that_connection_only(native(ERROR_UNEXP_NET_ERR)));
+  CHECK_FALSE(accept_failed_for_that_connection_only(native(ERROR_NOT_ENOUGH_MEMORY)));
+  CHECK_FALSE(accept_failed_for_that_connection_only(native(WSAENETDOWN))); // the whole network: it would repeat
+#else
+  CHECK(accept_failed_for_that_connection_only(native(EPROTO)));
+  CHECK(accept_failed_for_that_connection_only(native(ENETUNREACH)));
+  CHECK_FALSE(accept_failed_for_that_connection_only(native(ENFILE)));
+#endif
 }
 
 CO_TEST_CASE("2,000 refused hellos while the consumer is not reading do not pile up in memory")
