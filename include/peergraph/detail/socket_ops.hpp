@@ -1,9 +1,9 @@
 //
 // peergraph/detail/socket_ops.hpp
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// The operating system's side of the send path: the native socket and buffer descriptor types, and on POSIX the
-// system calls, wrapped so that they never block, never raise SIGPIPE and report errno values. On Windows a send is
-// an overlapped WSASend (detail/overlapped_send.hpp); what is here only names its types.
+// The operating system's side of sockets: the native socket and buffer descriptor types, the send that does not
+// wait (sendmsg, never raising SIGPIPE; on Windows a non-overlapped WSASend), the zero-copy notifications, closing a
+// socket, and which failed accepts concern only their connection. Windows' waiting send: detail/overlapped_send.hpp.
 //
 #pragma once
 
