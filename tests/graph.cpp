@@ -3,6 +3,7 @@
 
 #include "support/allocation_counter.hpp"
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_support.hpp"
 #include "support/socket_pair.hpp"
 
@@ -54,6 +55,7 @@ using peergraph::peer_errc;
 using peergraph::peer_id;
 using peergraph::test::any_v4;
 using peergraph::test::chat_type;
+using peergraph::test::error_text;
 using peergraph::test::pattern;
 using peergraph::test::pause;
 using peergraph::test::pid;
@@ -70,7 +72,7 @@ asio::awaitable<Event> next_of(Graph& g, int limit = 10'000)
 {
   for (int i = 0; i < limit; ++i) {
     auto event = co_await g.next_event();
-    REQUIRE_MESSAGE(event.has_value(), "next_event failed: " << event.error().message());
+    REQUIRE_MESSAGE(event.has_value(), "next_event failed: " << error_text(event));
     if (auto* e = std::get_if<Event>(&*event))
       co_return std::move(*e);
   }
@@ -82,7 +84,7 @@ template <class Graph>
 asio::awaitable<tcp::endpoint> listening(Graph& g, const tcp::endpoint& where = any_v4)
 {
   auto endpoint = co_await g.listen(where);
-  REQUIRE_MESSAGE(endpoint.has_value(), endpoint.error().message());
+  REQUIRE_MESSAGE(endpoint.has_value(), error_text(endpoint));
   co_return *endpoint;
 }
 
@@ -92,7 +94,7 @@ asio::awaitable<connection_id> connected(Graph& from, Graph& to)
 {
   const auto where = co_await listening(to);
   auto id = co_await from.connect(where);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
   co_return *id;
 }
 
@@ -150,7 +152,7 @@ CO_TEST_CASE("listen binds IPv4 and IPv6 with port 0, reports the status, and re
   CHECK(v6->address().is_v6());
   // A node reaches another over IPv6 as well.
   auto id = co_await a.connect(*v6);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
 
   // Binding a port in use fails with address_in_use.
   peergraph::graph c(ctx.get_executor(), props("carol"));
@@ -167,7 +169,7 @@ CO_TEST_CASE("connect opens a neighbor connection that both sides report and lis
   const auto where = co_await listening(b);
 
   auto id = co_await a.connect(where);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
   CHECK(id->value() != 0);
 
   auto on_a = co_await next_of<connection_changed>(a);
@@ -216,7 +218,7 @@ CO_TEST_CASE("connect checks the expected peer id, duplicates, self and the grap
   CHECK(failed.reason == peer_errc::node_not_found);
 
   auto right = co_await a.connect(where_b, pid("bob"));
-  REQUIRE_MESSAGE(right.has_value(), right.error().message());
+  REQUIRE_MESSAGE(right.has_value(), error_text(right));
 
   // One neighbor connection per peer: a second one, from either side, is already_exists.
   auto second = co_await a.connect(where_b);
@@ -317,7 +319,7 @@ CO_TEST_CASE("connect is cancelled through its token's slot: operation_aborted, 
   peergraph::graph b(ctx.get_executor(), props("bob"));
   const auto where_b = co_await listening(b);
   auto id = co_await a.connect(where_b);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
   // A cancellation after the connection was established changes nothing.
   asio::cancellation_signal late;
   peergraph::graph c(ctx.get_executor(), props("carol"));
@@ -348,7 +350,7 @@ CO_TEST_CASE("a node that never finishes its hello is dropped after the handshak
 
   peergraph::graph a(ctx.get_executor(), props("alice"));
   auto id = co_await a.connect(where);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
 
   std::array<char, 64> sink{};
   auto [ec, n] = co_await slow.async_read_some(asio::buffer(sink), use_tuple);
@@ -393,7 +395,7 @@ CO_TEST_CASE("send_data delivers typed data and validates its arguments")
 
   const std::string hello = "hello bob";
   auto sent = co_await a.send_data(*id, chat_type, asio::buffer(hello));
-  REQUIRE_MESSAGE(sent.has_value(), sent.error().message());
+  REQUIRE_MESSAGE(sent.has_value(), error_text(sent));
   auto data = co_await next_of<incoming_data>(b);
   CHECK(data.connection == on_b.id);
   CHECK(data.type == chat_type);
@@ -864,7 +866,7 @@ CO_TEST_CASE("a 32 MiB payload of 4,096 buffers arrives intact")
       ctx,
       [&]() -> asio::awaitable<void> {
         auto r = co_await a.send_data(id, file_type, buffers);
-        REQUIRE_MESSAGE(r.has_value(), r.error().message());
+        REQUIRE_MESSAGE(r.has_value(), error_text(r));
         sent = true;
       },
       asio::detached);
@@ -990,7 +992,7 @@ CO_TEST_CASE("direct connections: private, not neighbors, closed by either side 
   REQUIRE(neighbor.has_value());
   // A direct connection to a peer that is already a neighbor is allowed: it is not a neighbor connection.
   auto direct = co_await a.open_direct_connection(pid("bob"), where);
-  REQUIRE_MESSAGE(direct.has_value(), direct.error().message());
+  REQUIRE_MESSAGE(direct.has_value(), error_text(direct));
   CHECK(*direct != *neighbor);
 
   auto list = co_await a.connections(peergraph::connection_kinds::direct);
@@ -1262,12 +1264,12 @@ CO_TEST_CASE("five nodes in a ring and in a star exchange typed data")
   std::vector<std::pair<std::size_t, connection_id>> links; // (sender, id)
   for (std::size_t i = 0; i < n; ++i) {
     auto id = co_await nodes[i]->connect(where[(i + 1) % n]);
-    REQUIRE_MESSAGE(id.has_value(), id.error().message());
+    REQUIRE_MESSAGE(id.has_value(), error_text(id));
     links.emplace_back(i, *id);
   }
   for (std::size_t i = 2; i < n - 1; ++i) {
     auto id = co_await nodes[0]->connect(where[i]);
-    REQUIRE_MESSAGE(id.has_value(), id.error().message());
+    REQUIRE_MESSAGE(id.has_value(), error_text(id));
     links.emplace_back(0, *id);
   }
   for (const auto& [sender, id] : links) {

@@ -7,6 +7,7 @@
 
 #include "support/allocation_counter.hpp"
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/process_stats.hpp"
@@ -53,6 +54,7 @@ using peergraph::peer_errc;
 using peergraph::peer_error;
 using peergraph::test::chat_type;
 using peergraph::test::connect_link;
+using peergraph::test::error_text;
 using peergraph::test::exchange;
 using peergraph::test::heap_in_use;
 using peergraph::test::hello_of;
@@ -355,7 +357,7 @@ CO_TEST_CASE("max_incoming_bytes: an unread node holds about its budget; when re
   for (std::size_t i = 0; i < senders; ++i) {
     nodes.push_back(std::make_unique<node>(ctx, props("sender-" + std::to_string(i))));
     auto id = co_await (*nodes.back())->connect(where);
-    REQUIRE_MESSAGE(id.has_value(), "connect: " << id.error().message());
+    REQUIRE_MESSAGE(id.has_value(), "connect: " << error_text(id));
     ids.push_back(*id);
   }
   const auto block = pattern(7, size);
@@ -599,7 +601,7 @@ CO_TEST_CASE("out of descriptors: accept backs off instead of spinning, and resu
                 "the connection that waited in the backlog was not served: " << reply.error.message());
   node c(ctx, props("carol"));
   auto id = co_await c->connect(where);
-  CHECK_MESSAGE(id.has_value(), "connect after the limit was restored: " << id.error().message());
+  CHECK_MESSAGE(id.has_value(), "connect after the limit was restored: " << error_text(id));
   const auto took = since(restored);
   MESSAGE("served " << took.count() << " ms after the limit was restored");
   CHECK(took < 2000ms);
@@ -780,7 +782,7 @@ CO_TEST_CASE("max_connections_per_address counts what others open: this node may
   node far(ctx, props("far"));
   const auto where_far = co_await listening(far);
   auto out = co_await b->connect(where_far);
-  REQUIRE_MESSAGE(out.has_value(), "an outgoing connection to a busy address was refused: " << out.error().message());
+  REQUIRE_MESSAGE(out.has_value(), "an outgoing connection to a busy address was refused: " << error_text(out));
   auto list = co_await b->connections();
   REQUIRE(list.has_value());
   CHECK(list->size() == pb.max_connections_per_address + 1);

@@ -6,6 +6,7 @@
 // records losing their connection with the store unchanged.
 
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/record_support.hpp"
@@ -38,6 +39,7 @@ using peergraph::record_query;
 using peergraph::record_time;
 using peergraph::test::chain;
 using peergraph::test::connect_link;
+using peergraph::test::error_text;
 using peergraph::test::in;
 using peergraph::test::joining;
 using peergraph::test::line;
@@ -67,7 +69,7 @@ CO_TEST_CASE("a record added at one end of a line reaches every node; updates an
   node& c = *nodes[2];
 
   auto id = co_await a->add_record(line("hello from the first node"));
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
   for (auto& n : nodes)
     CHECK(co_await saw(*n, *id, record_change::added));
   auto at_c = co_await c->get_record(*id);
@@ -81,7 +83,7 @@ CO_TEST_CASE("a record added at one end of a line reaches every node; updates an
   record changed = *at_a;
   changed.attributes = {{"text", std::string("edited")}};
   auto updated = co_await a->update_record(changed);
-  REQUIRE_MESSAGE(updated.has_value(), updated.error().message());
+  REQUIRE_MESSAGE(updated.has_value(), error_text(updated));
   for (auto& n : nodes)
     CHECK(co_await saw(*n, *id, record_change::updated));
   CHECK((co_await c->get_record(*id))->version == 2);

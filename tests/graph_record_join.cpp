@@ -7,6 +7,7 @@
 // store across restarts; export and import.
 
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/record_support.hpp"
@@ -39,6 +40,7 @@ using peergraph::record_query;
 using peergraph::record_time;
 using peergraph::test::chain;
 using peergraph::test::connect_link;
+using peergraph::test::error_text;
 using peergraph::test::in;
 using peergraph::test::joining;
 using peergraph::test::line;
@@ -274,7 +276,7 @@ CO_TEST_CASE("a node whose clock is an hour ahead takes the graph's peer time wh
   record brief = line("a second and a half");
   brief.expires = b->peer_time() + 1500ms;
   auto id = co_await b->add_record(brief);
-  REQUIRE_MESSAGE(id.has_value(), id.error().message());
+  REQUIRE_MESSAGE(id.has_value(), error_text(id));
   CHECK(co_await saw(a, *id, record_change::added));
   CHECK(co_await saw(a, *id, record_change::expired, 6s));
 }
@@ -335,11 +337,11 @@ CO_TEST_CASE("export and import: a node's records move through a file; another g
       ids.push_back((co_await a->add_record(line("exported " + std::to_string(i)))).value());
     REQUIRE((co_await a->delete_record(ids.front())).has_value());
     auto exported = co_await a->export_records(file);
-    REQUIRE_MESSAGE(exported.has_value(), exported.error().message());
+    REQUIRE_MESSAGE(exported.has_value(), error_text(exported));
 
     node again(ctx, props("alice")); // the same peer, another instance
     auto imported = co_await again->import_records(file);
-    REQUIRE_MESSAGE(imported.has_value(), imported.error().message());
+    REQUIRE_MESSAGE(imported.has_value(), error_text(imported));
     CHECK(*imported == 10); // nine records and one tombstone
     CHECK((co_await again->records()).value() == (co_await a->records()).value());
     CHECK((co_await again->get_record(ids.front())).error() == peer_errc::record_not_found);

@@ -7,6 +7,7 @@
 // hand (tests/support/graph_nodes.hpp), holding the key where a test needs a proof it could not make itself.
 
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 
@@ -45,6 +46,7 @@ using peergraph::pre_shared_key;
 using peergraph::test::any_v4;
 using peergraph::test::bytes_of;
 using peergraph::test::connect_link;
+using peergraph::test::error_text;
 using peergraph::test::exchange;
 using peergraph::test::expect_refused_both_ways;
 using peergraph::test::expect_unauthenticated_failure;
@@ -162,7 +164,7 @@ CO_TEST_CASE("members of a closed graph connect, see each other's peer ids and e
 
   // Direct connections prove membership the same way.
   auto direct = co_await a->open_direct_connection(pid("bob"), where);
-  REQUIRE_MESSAGE(direct.has_value(), direct.error().message());
+  REQUIRE_MESSAGE(direct.has_value(), error_text(direct));
   auto direct_on_b = co_await b.changed([](const connection_changed& c) {
     return c.kind == connection_kind::direct && c.status == connection_status::connected;
   });

@@ -7,6 +7,7 @@
 // not_authenticated on both sides. Certificates are made at test time (tests/support/tls_certificates.hpp).
 
 #include "support/co_test.hpp"
+#include "support/error_text.hpp"
 #include "support/graph_nodes.hpp"
 #include "support/graph_support.hpp"
 #include "support/tls_certificates.hpp"
@@ -42,6 +43,7 @@ using peergraph::tls_credentials;
 using peergraph::test::any_v4;
 using peergraph::test::chat_type;
 using peergraph::test::connect_link;
+using peergraph::test::error_text;
 using peergraph::test::exchange;
 using peergraph::test::expect_refused_both_ways;
 using peergraph::test::expect_unauthenticated_failure;
@@ -71,7 +73,7 @@ peergraph::graph_properties tls_node(std::string_view peer, const pem_identity& 
 {
   const pem_identity identity = make_node(name.value_or(peer), ca);
   auto credentials = tls_credentials::make(graph_ca().certificate, identity.certificate, identity.key);
-  REQUIRE_MESSAGE(credentials.has_value(), credentials.error().message());
+  REQUIRE_MESSAGE(credentials.has_value(), error_text(credentials));
   auto p = props(peer);
   p.tls = std::move(*credentials);
   return p;
@@ -95,11 +97,11 @@ CO_TEST_CASE("members with certificates of the graph's CA connect over TLS and e
   for (std::uint32_t i = 0; i < count; ++i) {
     sent.push_back(pattern(i, 64));
     auto r = co_await a->send_data(link.on_a, chat_type, asio::buffer(sent.back()));
-    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    REQUIRE_MESSAGE(r.has_value(), error_text(r));
   }
   const auto large = pattern(count, 1024 * 1024);
   auto r = co_await a->send_data(link.on_a, chat_type, asio::buffer(large));
-  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  REQUIRE_MESSAGE(r.has_value(), error_text(r));
   for (std::uint32_t i = 0; i < count; ++i) {
     auto got = co_await b.data(link.on_b);
     REQUIRE_MESSAGE(got.has_value(), "message " << i << " missing");
@@ -111,7 +113,7 @@ CO_TEST_CASE("members with certificates of the graph's CA connect over TLS and e
 
   // A direct connection, and closing it: the remote sees it end.
   auto direct = co_await a->open_direct_connection(pid("bob"), where);
-  REQUIRE_MESSAGE(direct.has_value(), direct.error().message());
+  REQUIRE_MESSAGE(direct.has_value(), error_text(direct));
   auto on_b = co_await b.changed([](const connection_changed& c) {
     return c.kind == connection_kind::direct && c.status == connection_status::connected;
   });

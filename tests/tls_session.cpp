@@ -4,6 +4,7 @@
 // detail::tls_session: TLS 1.3 only, both sides authenticated by certificates of the graph's CA, as a byte
 // transformation. Two sessions talk through memory here; certificates are made at test time.
 
+#include "support/error_text.hpp"
 #include "support/tls_certificates.hpp"
 
 #include <doctest/doctest.h>
@@ -23,6 +24,7 @@ using peergraph::membership_role;
 using peergraph::peer_errc;
 using peergraph::detail::tls_context;
 using peergraph::detail::tls_session;
+using peergraph::test::error_text;
 using peergraph::test::make_ca;
 using peergraph::test::make_node;
 using peergraph::test::pem_identity;
@@ -31,7 +33,7 @@ using bytes = std::vector<std::byte>;
 std::shared_ptr<const tls_context> context_for(const pem_identity& ca, const pem_identity& node)
 {
   auto made = tls_context::make(ca.certificate, node.certificate, node.key);
-  REQUIRE_MESSAGE(made.has_value(), made.error().message());
+  REQUIRE_MESSAGE(made.has_value(), error_text(made));
   return *made;
 }
 
