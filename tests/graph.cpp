@@ -1398,6 +1398,49 @@ TEST_CASE("the graph works on io_context, any_io_executor, a strand and a two-th
   }
 }
 
+// The usual order at the end of a program: the context stops, then the objects go, the graph before its context.
+// A coroutine waiting for an event holds the graph's engine, and the engine holds its handler, until the graph closes;
+// its close, queued on the stopped context, must still run when the context destroys it: else the engine and the
+// coroutine leak, and on Windows the io_context's destructor waits forever for the handler's outstanding work.
+TEST_CASE("a graph destroyed after its io_context stopped still closes when the context goes: nothing is left behind")
+{
+  const auto consumers_alive = std::make_shared<int>(0);
+  {
+    asio::io_context ctx;
+    {
+      peergraph::graph a(ctx.get_executor(), props("alice"));
+      peergraph::graph b(ctx.get_executor(), props("bob"));
+      bool linked = false;
+      for (auto* g : {&a, &b}) {
+        asio::co_spawn(
+            ctx,
+            [g, consumers_alive]() -> asio::awaitable<void> {
+              for (int i = 0; i < 1'000; ++i) {
+                if (!co_await g->next_event())
+                  co_return;
+              }
+            },
+            asio::detached);
+      }
+      asio::co_spawn(
+          ctx,
+          [&]() -> asio::awaitable<void> {
+            (void)co_await connected(a, b);
+            linked = true;
+          },
+          asio::detached);
+      for (int i = 0; i < 500 && !linked; ++i)
+        ctx.run_for(10ms);
+      REQUIRE(linked);
+      ctx.run_for(20ms); // the connected events are taken; both consumers wait again
+      ctx.stop();
+      CHECK(consumers_alive.use_count() == 3);
+    }
+    CHECK(consumers_alive.use_count() == 3); // the graphs' close is queued on the stopped context
+  }
+  CHECK(consumers_alive.use_count() == 1); // destroying the context closed both graphs and freed their consumers
+}
+
 namespace {
 
 /// Completes a handshake by hand from a raw socket, as peer `peer`, so that a test controls every byte afterwards.

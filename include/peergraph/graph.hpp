@@ -97,8 +97,11 @@ public:
   basic_graph& operator=(const basic_graph&) = delete;
 
   /// Closes the graph: every connection is closed (the remotes see it disconnect) and pending operations complete
-  /// with operation_aborted. Like every Asio I/O object, a graph must be destroyed before the execution context
-  /// (io_context) of its executor: its sockets and timers belong to that context's services.
+  /// with operation_aborted. The close runs on the graph's context: at once when destroyed there, else when the
+  /// context next runs, or, on a context stopped for good, when the context is destroyed (which destroys the pending
+  /// operations' handlers rather than calling them, as it does every handler). Like every Asio I/O object, a graph
+  /// must be destroyed before the execution context (io_context) of its executor: its sockets and timers belong to
+  /// that context's services.
   ~basic_graph();
 
   /// The executor the graph was created with. Requires an initialized graph.

@@ -69,7 +69,7 @@ void basic_graph<Executor>::close_on_context() noexcept
   if (!state_)
     return;
   const auto context = state_->context();
-  asio::dispatch(context, [state = std::move(state_)] { state->close(); });
+  asio::dispatch(context, detail::graph_closer<registry_type>(std::move(state_)));
 }
 
 template <class Executor>

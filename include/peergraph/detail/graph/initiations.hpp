@@ -3,7 +3,7 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The initiation objects of basic_graph's operations: one generic graph operation (run on the graph's context, with
 // the not_initialized and invalid_graph checks), send_data (its routing written once, for its synchronous first
-// attempt and its turn) and next_event (a queued event taken at once).
+// attempt and its turn) and next_event (a queued event taken at once); and the close of a destroyed graph.
 //
 #pragma once
 
@@ -46,6 +46,39 @@ void call_on_context(const std::shared_ptr<Registry>& registry, F&& f)
     return std::forward<F>(f)(*registry);
   asio::dispatch(registry->context(), [registry, f = std::forward<F>(f)]() mutable { std::move(f)(*registry); });
 }
+
+/// Closes a graph's engine on its context when called there, or where the context destroys it unrun. A pending
+/// operation of the graph keeps the engine alive (its handler holds it, and the engine holds its handler) until close()
+/// completes it, so a close dropped unrun (the context stopped, then destroyed) would leave that cycle behind: leaked
+/// memory, and Windows' io_context waits forever for the handler's outstanding work. No handler of the context runs any
+/// more when it destroys one, so the close may run there.
+template <class Registry>
+class graph_closer
+{
+public:
+  explicit graph_closer(std::shared_ptr<Registry> registry) noexcept : registry_(std::move(registry)) {}
+  graph_closer(graph_closer&& other) noexcept = default;
+  graph_closer& operator=(graph_closer&&) = delete;
+  ~graph_closer()
+  {
+    if (!registry_)
+      return;
+    try {
+      registry_->close();
+    } catch (...) {
+      // Out of memory while the context is destroyed: what close() could not complete is left, not terminated on.
+    }
+  }
+
+  void operator()()
+  {
+    auto registry = std::move(registry_);
+    registry->close();
+  }
+
+private:
+  std::shared_ptr<Registry> registry_;
+};
 
 /// The condition of an exception that ended a graph operation: out_of_memory for an allocation that failed.
 inline peer_errc error_of(const std::exception_ptr& e) noexcept
