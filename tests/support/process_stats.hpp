@@ -73,7 +73,7 @@ inline std::size_t open_descriptors()
 #endif
 }
 
-/// The largest kernel buffer a TCP socket may grow to, in one direction (net.ipv4.tcp_rmem / tcp_wmem, third value).
+/// The largest TCP buffer in one direction (tcp_rmem or tcp_wmem's third value); 32 MiB without the file (Windows).
 inline std::size_t kernel_buffer_max(const char* file)
 {
   std::ifstream in(file);
