@@ -66,7 +66,7 @@ public:
     try {
       registry_->close();
     } catch (...) {
-      // Out of memory while the context is destroyed: what close() could not complete is left, not terminated on.
+      // Out of memory while the context is being destroyed: what close() did not reach is left, the program goes on.
     }
   }
 
